@@ -1,0 +1,143 @@
+"""Settings, read once from environment variables and validated before anything starts."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from sse_monitor.redact import redact_url
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kato_url: str = "http://localhost:8000"
+    poll_interval: float = 3.0
+    kato_timeout: float | None = None  # None: derived from the poll interval
+    session_events: bool = True
+    history_size: int = 1000
+    ping_interval: float = 15.0
+    retry_ms: int = 3000
+    client_buffer: int = 100
+    send_timeout: float = 30.0
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_url("KATO_URL", self.kato_url)
+        _check_range("SSE_MONITOR_POLL_INTERVAL", self.poll_interval, 0.05, 3600)
+        if self.kato_timeout is not None:
+            _check_range("SSE_MONITOR_KATO_TIMEOUT", self.kato_timeout, 0.01, 3600)
+            if self.kato_timeout >= self.poll_interval:
+                raise ConfigError(
+                    f"SSE_MONITOR_KATO_TIMEOUT={self.kato_timeout} must be shorter than "
+                    f"SSE_MONITOR_POLL_INTERVAL={self.poll_interval}, or ticks would overlap"
+                )
+        _check_range("SSE_MONITOR_HISTORY", self.history_size, 1, 1_000_000)
+        _check_range("SSE_MONITOR_PING_INTERVAL", self.ping_interval, 0.1, 3600)
+        _check_range("SSE_MONITOR_RETRY_MS", self.retry_ms, 0, 3_600_000)
+        _check_range("SSE_MONITOR_CLIENT_BUFFER", self.client_buffer, 1, 100_000)
+        _check_range("SSE_MONITOR_SEND_TIMEOUT", self.send_timeout, 0.1, 3600)
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"SSE_MONITOR_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"SSE_MONITOR_LOG_FORMAT={self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
+            )
+
+    @property
+    def upstream_timeout(self) -> float:
+        """How long one KATO request may take: always shorter than a tick."""
+        if self.kato_timeout is not None:
+            return self.kato_timeout
+        return min(self.poll_interval * 0.8, 10.0)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some values replaced (the CLI's flags), validated again."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (attr, parse) in ENVIRONMENT.items():
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[attr] = parse(raw.strip())
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r}: {exc}") from None
+        return cls(**values)
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+def parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def parse_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+def parse_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+# Environment variable -> (Settings attribute, parser). The README documents each one.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "KATO_URL": ("kato_url", str),
+    "SSE_MONITOR_POLL_INTERVAL": ("poll_interval", parse_float),
+    "SSE_MONITOR_KATO_TIMEOUT": ("kato_timeout", parse_float),
+    "SSE_MONITOR_SESSION_EVENTS": ("session_events", parse_bool),
+    "SSE_MONITOR_HISTORY": ("history_size", parse_int),
+    "SSE_MONITOR_PING_INTERVAL": ("ping_interval", parse_float),
+    "SSE_MONITOR_RETRY_MS": ("retry_ms", parse_int),
+    "SSE_MONITOR_CLIENT_BUFFER": ("client_buffer", parse_int),
+    "SSE_MONITOR_SEND_TIMEOUT": ("send_timeout", parse_float),
+    "SSE_MONITOR_LOG_LEVEL": ("log_level", str.lower),
+    "SSE_MONITOR_LOG_FORMAT": ("log_format", str.lower),
+}
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range ({low} to {high})")
+
+
+def _check_url(name: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{name}={redact_url(value)!r} must be an http:// or https:// URL with a host"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{name}={redact_url(value)!r} has an invalid port") from None

@@ -1,0 +1,30 @@
+"""Keep credentials out of logs, errors and events.
+
+KATO echoes URLs with passwords in them (its `redis_url`), and operators put credentials in
+`KATO_URL`; anything that may carry such a URL passes through here before leaving the process.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+# scheme://user:password@host -> scheme://***@host, anywhere in a text.
+_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]+@")
+
+
+def scrub(text: str) -> str:
+    """Replace the credentials of every URL found in `text`."""
+    return _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", text)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user and password replaced, for logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return scrub(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
