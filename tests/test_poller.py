@@ -1,0 +1,235 @@
+"""Session change detection and what the poller publishes for each kind of reading."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sse_monitor.broadcaster import Broadcaster
+from sse_monitor.poller import Poller, SessionChangeDetector
+from sse_monitor.sources.kato import KatoHealth, KatoMetrics, KatoReading
+
+T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_first_count_is_the_baseline() -> None:
+    detector = SessionChangeDetector()
+    assert detector.observe(5, at(0)) is None
+    assert detector.count == 5
+
+
+def test_count_going_up_and_down() -> None:
+    detector = SessionChangeDetector()
+    detector.observe(2, at(0))
+    up = detector.observe(5, at(3))
+    assert up is not None
+    assert up["type"] == "session_event"
+    assert up["event_type"] == "session_created"
+    assert up["timestamp"] == "2026-11-25T12:00:03+00:00"
+    assert up["data"] == {
+        "current_count": 5,
+        "previous_count": 2,
+        "delta": 3,
+        "time_since_last_event": None,
+    }
+    down = detector.observe(1, at(9))
+    assert down is not None
+    assert down["event_type"] == "session_destroyed"
+    assert down["data"] == {
+        "current_count": 1,
+        "previous_count": 5,
+        "delta": 4,
+        "time_since_last_event": 6.0,
+    }
+    assert detector.observe(1, at(12)) is None
+
+
+def test_an_outage_is_not_zero_and_recovery_compares_with_last_known() -> None:
+    detector = SessionChangeDetector()
+    detector.observe(4, at(0))
+    for t in (3, 6, 9):
+        assert detector.observe(None, at(t)) is None
+    assert detector.count == 4
+    assert detector.observe(4, at(12)) is None  # back with the same count: nothing happened
+    detector.observe(None, at(15))
+    change = detector.observe(6, at(18))
+    assert change is not None
+    assert change["data"]["previous_count"] == 4
+    assert change["data"]["delta"] == 2
+
+
+def test_outage_before_any_baseline_emits_nothing_on_first_success() -> None:
+    detector = SessionChangeDetector()
+    assert detector.observe(None, at(0)) is None
+    assert detector.observe(3, at(3)) is None
+
+
+HEALTHY = KatoHealth(
+    status="healthy", issues=(), uptime_seconds=10.0, active_sessions=2, latency_ms=1.5
+)
+METRICS = KatoMetrics(
+    resources={"cpu_percent": 3.0, "memory_percent": 40.0, "disk_percent": 20.0},
+    performance={
+        "total_requests": 10.0,
+        "total_errors": 0.0,
+        "error_rate": 0.0,
+        "average_response_time": 0.002,
+    },
+    rates={"requests_per_second": 1.0, "requests_per_minute": 60.0, "errors_per_minute": 0.0},
+)
+
+
+def ok(count: int = 2) -> KatoReading:
+    health = KatoHealth("healthy", (), 10.0, count, 1.5)
+    return KatoReading(health=health, metrics=METRICS)
+
+
+DOWN = KatoReading(
+    health=None, metrics=None, health_error="/health: refused", metrics_error="/metrics: refused"
+)
+
+
+def published(broadcaster: Broadcaster) -> list[tuple[str, dict]]:
+    subscription = broadcaster._subscriptions
+    assert len(subscription) == 1
+    (sub,) = subscription
+    frames = list(sub._pending)
+    sub._pending.clear()
+    sub._latest_by_name.clear()
+    sub._durable_pending = 0
+    return [(frame.event.name, json.loads(json.dumps(frame.event.data))) for frame in frames]
+
+
+@pytest.fixture
+def setup() -> tuple[Poller, Broadcaster]:
+    broadcaster = Broadcaster(history_size=100, client_buffer=100)
+    broadcaster.subscribe()
+    poller = Poller(None, broadcaster, interval=3.0)  # type: ignore[arg-type]
+    return poller, broadcaster
+
+
+def test_publishes_metrics_every_tick_and_upstream_once(setup) -> None:
+    poller, broadcaster = setup
+    poller.apply(ok(), at(0))
+    events = published(broadcaster)
+    assert [name for name, _ in events] == ["upstream", "metrics"]
+    assert events[0][1]["reachable"] is True
+    metrics = events[1][1]
+    assert metrics["kato"]["status"] == "healthy"
+    assert metrics["kato"]["resources"]["cpu_percent"] == 3.0
+    assert metrics["sessions"] == {"active_count": 2}
+    assert metrics["stale"] is False and metrics["error"] is None
+    poller.apply(ok(), at(3))
+    assert [name for name, _ in published(broadcaster)] == ["metrics"]
+
+
+def test_outage_publishes_unreachable_once_and_no_session_event(setup) -> None:
+    poller, broadcaster = setup
+    poller.apply(ok(2), at(0))
+    published(broadcaster)
+    poller.apply(DOWN, at(3))
+    events = published(broadcaster)
+    assert [name for name, _ in events] == ["upstream", "metrics"]
+    assert events[0][1]["reachable"] is False
+    assert events[0][1]["error"] == "/health: refused"
+    snapshot = events[1][1]
+    assert snapshot["kato"]["status"] == "unreachable"
+    assert snapshot["stale"] is True
+    assert snapshot["sessions"]["active_count"] == 2  # last known, flagged stale, never 0
+    assert snapshot["kato"]["resources"]["cpu_percent"] == 3.0
+    assert snapshot["last_success"] == "2026-11-25T12:00:00+00:00"
+    poller.apply(DOWN, at(6))
+    assert [name for name, _ in published(broadcaster)] == ["metrics"]
+    poller.apply(ok(5), at(9))
+    events = published(broadcaster)
+    assert [name for name, _ in events] == ["upstream", "session_event", "metrics"]
+    assert events[0][1]["previous_state_seconds"] == 6.0
+    assert events[1][1]["data"]["previous_count"] == 2
+    assert events[1][1]["data"]["current_count"] == 5
+
+
+def test_metrics_failure_alone_keeps_sessions_live(setup) -> None:
+    poller, broadcaster = setup
+    poller.apply(ok(1), at(0))
+    published(broadcaster)
+    reading = KatoReading(
+        health=HEALTHY, metrics=None, metrics_error="/metrics: KATO reports an error: boom"
+    )
+    poller.apply(reading, at(3))
+    events = published(broadcaster)
+    assert [name for name, _ in events] == ["session_event", "metrics"]
+    snapshot = events[1][1]
+    assert snapshot["kato"]["status"] == "healthy"
+    assert snapshot["stale"] is True
+    assert "boom" in snapshot["error"]
+
+
+def test_session_events_flag_off(setup) -> None:
+    _, broadcaster = setup
+    poller = Poller(None, broadcaster, interval=3.0, session_events=False)  # type: ignore[arg-type]
+    poller.apply(ok(1), at(0))
+    poller.apply(ok(4), at(3))
+    names = [name for name, _ in published(broadcaster)]
+    assert "session_event" not in names
+    assert poller.active_sessions == 4
+
+
+class ScriptedKato:
+    """Answers from a list; an exception in it is raised, like a bug in a source would be."""
+
+    def __init__(self, readings: list) -> None:
+        self.readings = readings
+        self.calls = 0
+        self.all_read = asyncio.Event()
+
+    async def read(self) -> KatoReading:
+        reading = self.readings[min(self.calls, len(self.readings) - 1)]
+        self.calls += 1
+        if self.calls >= len(self.readings):
+            self.all_read.set()
+        if isinstance(reading, Exception):
+            raise reading
+        return reading
+
+
+async def test_an_exception_in_a_tick_does_not_end_the_loop() -> None:
+    broadcaster = Broadcaster(history_size=10, client_buffer=10)
+    kato = ScriptedKato([RuntimeError("bug"), ok(3)])
+    poller = Poller(kato, broadcaster, interval=0.05)
+    task = asyncio.create_task(poller.run())
+    try:
+        await asyncio.wait_for(kato.all_read.wait(), timeout=5)
+    finally:
+        task.cancel()
+    assert poller.snapshot is not None
+    assert poller.active_sessions == 3
+
+
+async def test_ticks_are_fixed_rate_even_when_reads_take_time() -> None:
+    """Start-to-start spacing stays at the interval when each read takes most of it."""
+    starts: list[float] = []
+    six_started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    class SlowKato:
+        async def read(self) -> KatoReading:
+            starts.append(loop.time())
+            if len(starts) == 6:
+                six_started.set()
+            await asyncio.sleep(0.06)  # the read's own duration, not a wait
+            return ok()
+
+    poller = Poller(SlowKato(), Broadcaster(history_size=10, client_buffer=10), interval=0.1)
+    task = asyncio.create_task(poller.run())
+    try:
+        await asyncio.wait_for(six_started.wait(), timeout=5)
+    finally:
+        task.cancel()
+    elapsed = starts[5] - starts[0]
+    # work-then-sleep would take 5 x 0.16 = 0.8 s; fixed rate takes 5 x 0.1 = 0.5 s
+    assert elapsed < 0.65, elapsed
