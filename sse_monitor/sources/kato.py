@@ -37,7 +37,7 @@ class KatoHealth:
     status: str
     issues: tuple[str, ...]
     uptime_seconds: float | None
-    active_sessions: int
+    active_sessions: int | None  # None when KATO's own health check failed (see below)
     latency_ms: float
 
 
@@ -103,6 +103,10 @@ class KatoClient:
         issues = body.get("issues") or []
         if not isinstance(issues, list):
             raise UpstreamError("/health: issues is not a list")
+        if _health_check_failed(body, issues):
+            # KATO's except branch: status "unhealthy" is real, but it reports 0 sessions
+            # whatever the truth is. A false 0 would announce every session as destroyed.
+            count = None
         return KatoHealth(
             status=status,
             issues=tuple(scrub(str(issue))[:500] for issue in issues[:20]),
@@ -121,6 +125,10 @@ class KatoClient:
             values = body.get(section)
             if not isinstance(values, Mapping):
                 raise UpstreamError(f"/metrics: {section} is missing")
+            if not values:
+                # KATO's fallback when its collector fails: all-zero figures, empty rates and
+                # no error field. Zeros that mean "unknown" must not be shown as real.
+                raise UpstreamError(f"/metrics: KATO's collector failed ({section} is empty)")
             sections[section] = {field: _number(values.get(field)) for field in fields}
         return KatoMetrics(**sections)
 
@@ -146,6 +154,13 @@ class KatoClient:
         if not isinstance(body, dict):
             raise UpstreamError(f"{path}: the answer is not a JSON object")
         return body
+
+
+def _health_check_failed(body: Mapping[str, Any], issues: list[Any]) -> bool:
+    """True for the answer of KATO's /health exception handler."""
+    return body.get("processor_status") == "unknown" or any(
+        str(issue).startswith("Health check error") for issue in issues
+    )
 
 
 def _number(value: Any) -> float | None:
