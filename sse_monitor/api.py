@@ -1,0 +1,82 @@
+"""JSON endpoints over the poller's latest snapshot and the broadcaster's history.
+
+Nothing here calls KATO: a request reads what the poller already has, so a page that falls back
+to polling these endpoints adds no upstream load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sse_monitor.broadcaster import Broadcaster, Frame
+from sse_monitor.errors import json_error
+from sse_monitor.events import iso, utc_now
+from sse_monitor.parameters import event_id_param, int_param
+from sse_monitor.poller import Poller
+
+
+def api_routes(poller: Poller, broadcaster: Broadcaster) -> list[Route]:
+    async def sessions_count(request: Request) -> Response:
+        snapshot = poller.snapshot
+        return JSONResponse(
+            {
+                "active_sessions": poller.active_sessions,
+                "timestamp": snapshot["timestamp"] if snapshot else iso(utc_now()),
+                "stale": snapshot["stale"] if snapshot else True,
+            }
+        )
+
+    async def snapshot(request: Request) -> Response:
+        if poller.snapshot is None:
+            return json_error(503, "no poll has completed yet", retry_after_seconds=1)
+        return JSONResponse(poller.snapshot)
+
+    async def events(request: Request) -> Response:
+        after = event_id_param(request, "after")
+        limit = int_param(request, "limit", default=100, low=1, high=1000)
+        if after is None:
+            frames, reset = broadcaster.history(), None
+        else:
+            frames, reset = broadcaster.frames_after(after)
+            frames = [frame for frame in frames if frame.event.durable]
+            if reset is not None:
+                frames = broadcaster.history()
+        return JSONResponse(
+            {
+                "boot": broadcaster.boot_id,
+                "reset": reset,
+                "events": [_frame_json(frame) for frame in frames[:limit]],
+                "more": len(frames) > limit,
+            }
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ready = poller.ready()
+        snapshot = poller.snapshot or {}
+        body = {
+            "ready": ready,
+            "polls": poller.tick_count,
+            "streams": broadcaster.subscriber_count,
+            "kato_status": snapshot.get("kato", {}).get("status"),
+            "last_poll": snapshot.get("timestamp"),
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return [
+        Route("/api/sessions/count", sessions_count, methods=["GET"]),
+        Route("/api/snapshot", snapshot, methods=["GET"]),
+        Route("/api/events", events, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+
+
+def _frame_json(frame: Frame) -> dict[str, Any]:
+    return {"id": frame.id, "event": frame.event.name, "data": frame.event.data}

@@ -1,0 +1,101 @@
+"""The app factory: builds every piece, hands each what it needs, and runs the poller.
+
+`sse_monitor.app:app` is built from environment variables on first access (uvicorn and the
+Procfile use it); tests and the CLI call `create_app(settings)` with settings of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sse_monitor.api import api_routes
+from sse_monitor.broadcaster import Broadcaster
+from sse_monitor.config import Settings
+from sse_monitor.errors import EXCEPTION_HANDLERS
+from sse_monitor.logs import configure_logging
+from sse_monitor.poller import Poller
+from sse_monitor.redact import redact_url
+from sse_monitor.sources.kato import KatoClient
+from sse_monitor.stream import EventStream
+
+log = structlog.get_logger("sse_monitor.app")
+
+
+def create_app(settings: Settings) -> Starlette:
+    broadcaster = Broadcaster(
+        history_size=settings.history_size, client_buffer=settings.client_buffer
+    )
+    kato = KatoClient(settings.kato_url, timeout=settings.upstream_timeout)
+    poller = Poller(
+        kato,
+        broadcaster,
+        interval=settings.poll_interval,
+        session_events=settings.session_events,
+        kato_url=redact_url(settings.kato_url),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info(
+            "gateway.starting",
+            kato_url=redact_url(settings.kato_url),
+            poll_interval=settings.poll_interval,
+            boot_id=broadcaster.boot_id,
+        )
+        poller_task = asyncio.create_task(poller.run(), name="poller")
+        try:
+            yield
+        finally:
+            poller_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller_task
+            broadcaster.close_all()
+            await kato.aclose()
+            log.info("gateway.stopped", polls=poller.tick_count)
+
+    async def index(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "service": "sse-monitor",
+                "stream": "events",
+                "endpoints": [
+                    "events",
+                    "api/snapshot",
+                    "api/sessions/count",
+                    "api/events",
+                    "healthz",
+                    "readyz",
+                ],
+            }
+        )
+
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/events", EventStream(broadcaster, settings).endpoint, methods=["GET"]),
+        *api_routes(poller, broadcaster),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    return app
+
+
+def app_from_env() -> Starlette:
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> Starlette:
+    # Built on first access rather than at import, so that importing create_app never reads the
+    # environment (a bad variable there would otherwise break every import of this module).
+    if name == "app":
+        globals()["app"] = built = app_from_env()
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,135 @@
+"""`sse-monitor serve` runs the gateway; `sse-monitor demo` runs it against a simulated KATO."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import structlog
+import uvicorn
+
+from sse_monitor.app import create_app
+from sse_monitor.config import ConfigError, Settings
+from sse_monitor.logs import configure_logging
+from sse_monitor.redact import redact_url
+
+log = structlog.get_logger("sse_monitor.cli")
+
+# uvicorn waits for open responses before it stops, and SSE responses never end by themselves:
+# streams are ended on SIGTERM (sse-starlette watches for it), and this is the backstop.
+GRACEFUL_SHUTDOWN_SECONDS = 1.5
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env().with_overrides(
+            kato_url=getattr(args, "kato_url", None),
+            poll_interval=getattr(args, "interval", None),
+        )
+    except ConfigError as exc:
+        print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port)
+    if args.command == "demo":
+        return asyncio.run(_demo(settings, args.host, args.port, args.kato_port))
+    return asyncio.run(_simulator(args.host, args.port, activity=not args.quiet))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sse-monitor", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_port = int(os.environ.get("PORT", "8080"))
+
+    serve = commands.add_parser("serve", help="run the gateway against KATO (KATO_URL)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=default_port)
+    serve.add_argument("--kato-url", help="KATO's base URL (overrides KATO_URL)")
+    serve.add_argument("--interval", type=float, help="seconds between polls")
+
+    demo = commands.add_parser("demo", help="run the gateway against a built-in simulated KATO")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=default_port)
+    demo.add_argument("--kato-port", type=int, default=0, help="simulated KATO's port (0: any)")
+    demo.add_argument("--interval", type=float, help="seconds between polls")
+
+    simulator = commands.add_parser("simulator", help="run only the simulated KATO")
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=8000)
+    simulator.add_argument("--quiet", action="store_true", help="no random session activity")
+    return parser
+
+
+def _uvicorn_config(
+    app: object, host: str, port: int, *, access_log: bool = True
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_config=None,  # logging is ours (structlog), set up before this
+        access_log=access_log,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def _serve(settings: Settings, host: str, port: int) -> int:
+    log.info(
+        "gateway.listening",
+        url=f"http://{host}:{port}/",
+        stream=f"curl -N http://{host}:{port}/events",
+        kato_url=redact_url(settings.kato_url),
+        hint="set KATO_URL or --kato-url to point at KATO; `sse-monitor demo` runs a simulated one",
+    )
+    uvicorn.Server(_uvicorn_config(create_app(settings), host, port)).run()
+    return 0
+
+
+async def _start_simulator(
+    host: str, port: int, *, activity: bool
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    from sse_monitor.simulator import create_simulator_app
+
+    app = create_simulator_app(activity=activity)
+    server = uvicorn.Server(_uvicorn_config(app, host, port, access_log=False))
+    task = asyncio.create_task(server.serve(), name="simulated-kato")
+    while not server.started:
+        if task.done():
+            task.result()  # raises the reason it could not start
+            raise SystemExit(f"the simulated KATO could not listen on {host}:{port}")
+        await asyncio.sleep(0.05)
+    return server, task
+
+
+async def _simulator(host: str, port: int, *, activity: bool) -> int:
+    _, task = await _start_simulator(host, port, activity=activity)
+    await task
+    return 0
+
+
+async def _demo(settings: Settings, host: str, port: int, kato_port: int) -> int:
+    simulator, simulator_task = await _start_simulator(host, kato_port, activity=True)
+    bound_port = simulator.servers[0].sockets[0].getsockname()[1]
+    settings = settings.with_overrides(kato_url=f"http://{host}:{bound_port}")
+    log.info(
+        "demo.ready",
+        page=f"http://{host}:{port}/",
+        stream=f"curl -N http://{host}:{port}/events",
+        simulated_kato=settings.kato_url,
+        real_kato="KATO_URL=http://<kato-host>:8000 sse-monitor serve",
+    )
+    gateway = uvicorn.Server(_uvicorn_config(create_app(settings), host, port))
+    try:
+        await gateway.serve()
+    finally:
+        simulator.should_exit = True
+        await simulator_task
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""JSON error answers: every failure a client sees is a small JSON object, never a stack trace."""
+
+from __future__ import annotations
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+log = structlog.get_logger("sse_monitor.errors")
+
+
+class BadRequest(Exception):
+    """A client sent a parameter we cannot use; answered with 400 and the reason."""
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
+
+
+def json_error(status: int, message: str, **details: object) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status, **details}, status_code=status)
+
+
+async def bad_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadRequest)
+    details = {"parameter": exc.parameter} if exc.parameter else {}
+    return json_error(400, exc.message, **details)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    response = json_error(exc.status_code, exc.detail or "error")
+    response.headers.update(headers)
+    return response
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("request.failed", path=request.url.path)
+    return json_error(500, "internal error")
+
+
+EXCEPTION_HANDLERS = {
+    BadRequest: bad_request,
+    HTTPException: http_exception,
+    Exception: server_error,
+}
