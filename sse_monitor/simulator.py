@@ -49,8 +49,9 @@ REDIS_URL = "redis://:s3cret-password@localhost:6379/0"
 KATO_ROUTES = ("/health", "/metrics", "/status", "/sessions", "/sessions/count", "/sessions/{id}")
 CONTROL_PREFIX = "/_sim/"
 FAULT_ENDPOINTS = ("health", "metrics")
-FAULT_MODES = ("ok", "error", "garbage", "http500", "slow", "unhealthy", "degraded")
+FAULT_MODES = ("ok", "error", "garbage", "http500", "slow", "unhealthy", "degraded", "fallback")
 _HEALTH_ONLY_MODES = frozenset({"unhealthy", "degraded"})
+_METRICS_ONLY_MODES = frozenset({"fallback"})
 
 DEFAULT_TTL_SECONDS = 3600
 DEFAULT_SLOW_DELAY = 10.0
@@ -254,6 +255,10 @@ class SimulatedKato:
             if endpoint == "metrics":
                 raise ValueError(f"mode {mode!r} applies to /health only")
             targets = ("health",)
+        if mode in _METRICS_ONLY_MODES:
+            if endpoint == "health":
+                raise ValueError(f"mode {mode!r} applies to /metrics only")
+            targets = ("metrics",)
         for target in targets:
             self._faults[target] = Fault(mode, delay)
 
@@ -344,20 +349,42 @@ class SimulatedKato:
     def metrics(self, worker: _Worker | None = None) -> dict[str, Any]:
         worker = self._pick(worker)
         now = self._clock()
-        if self._faults["metrics"].mode == "error":
-            # KATO's failure path: HTTP 200, figures null, the count moved to the top level.
-            # It does not cache errors.
+        mode = self._faults["metrics"].mode
+        if mode == "error":
+            # KATO's outer failure path: HTTP 200, no figures at all, a 0 count at the top
+            # level whatever the truth, and an error string. It does not cache errors.
             return {
+                "error": "Metrics collection failed: simulated fault",
                 "timestamp": now,
-                "sessions": None,
-                "performance": None,
-                "resources": None,
-                "databases": None,
-                "rates": None,
                 "processor_manager": _processor_manager(),
                 "uptime_seconds": worker.uptime(now),
-                "active_sessions": self.active_count(),
-                "error": "Metrics collection failed: simulated fault",
+                "active_sessions": 0,
+            }
+        if mode == "fallback":
+            # KATO's collector-failure path: all-zero figures, empty rates, no error key.
+            return {
+                "timestamp": now,
+                "sessions": {
+                    "total_created": 0,
+                    "total_deleted": 0,
+                    "active": 0,
+                    "operations_total": 0,
+                },
+                "performance": {
+                    "total_requests": 0,
+                    "total_errors": 0,
+                    "error_rate": 0.0,
+                    "average_response_time": 0.0,
+                },
+                "resources": {"cpu_percent": 0.0, "memory_percent": 0.0, "disk_percent": 0.0},
+                "databases": {
+                    name: {"operations": 0, "errors": 0, "avg_response_time": 0.0}
+                    for name in ("clickhouse", "qdrant", "redis")
+                },
+                "rates": {},
+                "processor_manager": _processor_manager(),
+                "uptime_seconds": worker.uptime(now),
+                "active_sessions": 0,
             }
         if worker.metrics_cache is not None and now < worker.metrics_cache[0]:
             return worker.metrics_cache[1]

@@ -186,15 +186,24 @@ async def test_a_failing_health_answer_is_a_failed_poll(
         assert session.json()["data"]["current_count"] == 1
 
 
-async def test_metrics_error_field_is_reported_while_sessions_stay_live(
-    kato: Kato, gateway: GatewayProcess
+@pytest.mark.parametrize("mode", ["error", "fallback", "garbage"])
+async def test_a_failing_metrics_answer_keeps_the_last_figures_and_live_sessions(
+    kato: Kato, gateway: GatewayProcess, mode: str
 ) -> None:
+    kato.state.pin_resources({"cpu_percent": 42.0})
     async with SSEStream(f"{gateway.url}/events") as stream:
-        await stream.wait_for_event("metrics", lambda d: not d["stale"])
-        await kato.fault("metrics", "error")
+        await stream.wait_for_event(
+            "metrics", lambda d: d["kato"]["resources"]["cpu_percent"] == 42
+        )
+        await kato.fault("metrics", mode)
         failing = await stream.wait_for_event("metrics", lambda d: d["stale"], timeout=8)
         assert "/metrics" in failing.json()["error"]
         assert failing.json()["kato"]["status"] == "healthy"
+        # KATO's fallback zeros are not shown as real figures: the last good ones stay
+        assert failing.json()["kato"]["resources"]["cpu_percent"] == 42
+        await kato.create_session()
+        event = await stream.wait_for_event("session_event")
+        assert event.json()["data"]["current_count"] == 1
 
 
 async def test_many_clients_share_one_poller(kato: Kato, gateway: GatewayProcess) -> None:

@@ -469,10 +469,22 @@ def test_fault_error_on_metrics(client: httpx.Client) -> None:
     body = response.json()
     assert isinstance(body["error"], str) and body["error"]
     for section in ("sessions", "performance", "resources", "databases", "rates"):
-        assert body[section] is None
-    assert body["active_sessions"] == 1
+        assert section not in body  # KATO's outer except branch carries no figures
+    assert body["active_sessions"] == 0  # and a 0 count, whatever the truth (1 here)
     assert isinstance(body["uptime_seconds"], float)
     assert client.get("/health").json()["status"] == "healthy"
+
+
+def test_fault_fallback_on_metrics(client: httpx.Client) -> None:
+    create(client)
+    set_fault(client, "metrics", "fallback")
+    body = client.get("/metrics").json()
+    assert "error" not in body
+    assert body["rates"] == {}
+    assert body["resources"] == {"cpu_percent": 0.0, "memory_percent": 0.0, "disk_percent": 0.0}
+    assert body["active_sessions"] == 0
+    response = client.post("/_sim/fault", json={"endpoint": "health", "mode": "fallback"})
+    assert response.status_code == 400
 
 
 def test_fault_error_on_health(client: httpx.Client) -> None:

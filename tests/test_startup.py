@@ -1,0 +1,99 @@
+"""Starting the gateway the ways an operator does: the CLI and the Procfile's web command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+# The Procfile's command finds uvicorn on PATH, as a platform would in the app's environment.
+PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+def procfile_web_command() -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.removeprefix("web:").strip()
+    raise AssertionError("the Procfile has no web: line")
+
+
+def run_until_exit(command: list[str] | str, env: dict[str, str], timeout: float = 20):
+    return subprocess.run(
+        command,
+        env={**os.environ, "PATH": PATH, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        shell=isinstance(command, str),
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SSE_MONITOR_POLL_INTERVAL", "often"),
+        ("KATO_URL", "kato:8000"),
+        ("SSE_MONITOR_RETRY_MS", "-5"),
+    ],
+)
+def test_cli_refuses_a_bad_setting_and_names_it(name: str, value: str) -> None:
+    result = run_until_exit(
+        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())], {name: value}
+    )
+    assert result.returncode == 2
+    assert name in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_procfile_refuses_a_bad_setting_and_names_it() -> None:
+    env = {"PORT": str(free_port()), "SSE_MONITOR_HISTORY": "lots"}
+    result = run_until_exit(procfile_web_command(), env)
+    assert result.returncode != 0
+    assert "SSE_MONITOR_HISTORY" in result.stdout + result.stderr
+
+
+def test_procfile_web_command_serves_the_app_from_the_environment() -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": PATH,
+        "PORT": str(port),
+        "KATO_URL": "http://127.0.0.1:9",  # nothing listens there: KATO unreachable
+        "SSE_MONITOR_POLL_INTERVAL": "0.2",
+    }
+    proc = subprocess.Popen(
+        procfile_web_command(),
+        shell=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "not listening within 20 s"
+                time.sleep(0.05)
+        assert ready.status_code == 200
+        assert ready.json()["kato_status"] == "unreachable"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=10)[0].decode()
+    assert '"kato.unreachable"' in output
+    assert '"gateway.stopped"' in output
