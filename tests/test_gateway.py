@@ -385,3 +385,28 @@ async def test_wrong_method_and_bad_header_get_json_errors(gateway: GatewayProce
     async with httpx.AsyncClient(base_url=gateway.url) as http:
         ready = (await http.get("/readyz")).json()
     assert ready["streams"] == 0  # neither HEAD nor a refused request holds a subscription
+
+
+async def test_keep_alive_comments_arrive_every_ping_interval(kato: Kato) -> None:
+    env = {"SSE_MONITOR_PING_INTERVAL": "0.3", "SSE_MONITOR_POLL_INTERVAL": "30"}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event("metrics")
+            # no tick for 30 s: only keep-alives can arrive
+            await stream.wait_for(lambda events: len(stream.parser.comments) >= 3, timeout=5)
+            assert all(comment.startswith("ping") for comment in stream.parser.comments)
+
+
+async def test_a_disconnect_frees_the_stream_at_once(gateway: GatewayProcess) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        streams = [SSEStream(f"{gateway.url}/events") for _ in range(5)]
+        for stream in streams:
+            await stream.open()
+            await stream.wait_for_event("metrics")
+        assert (await http.get("/readyz")).json()["streams"] == 5
+        for stream in streams:
+            await stream.close()
+        deadline = time.monotonic() + 2
+        while (open_streams := (await http.get("/readyz")).json()["streams"]) != 0:
+            assert time.monotonic() < deadline, f"{open_streams} streams still held after 2 s"
+            await asyncio.sleep(0.02)
