@@ -8,6 +8,7 @@ credential-free reason. Only the figures we show are kept: nothing else KATO sen
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -26,6 +27,10 @@ METRIC_FIELDS: dict[str, tuple[str, ...]] = {
     "performance": ("total_requests", "total_errors", "error_rate", "average_response_time"),
     "rates": ("requests_per_second", "requests_per_minute", "errors_per_minute"),
 }
+
+
+# KATO's answers are a few KiB; anything far larger is not KATO, and is not read into memory.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class UpstreamError(Exception):
@@ -138,22 +143,38 @@ class KatoClient:
     async def _get_json(self, path: str) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self._timeout):
-                response = await self._http.get(path)
+                status, content = await self._get(path)
         except (TimeoutError, httpx.TimeoutException):
             raise UpstreamError(f"{path}: no answer within {self._timeout:g} s") from None
         except httpx.ConnectError as exc:
             raise UpstreamError(f"{path}: cannot connect ({_short(exc)})") from None
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{path}: {type(exc).__name__} ({_short(exc)})") from None
-        if response.status_code != 200:
-            raise UpstreamError(f"{path}: HTTP {response.status_code}")
+        if status != 200:
+            raise UpstreamError(f"{path}: HTTP {status}")
+        if content is None:
+            raise UpstreamError(f"{path}: the answer is larger than {MAX_BODY_BYTES} bytes")
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             raise UpstreamError(f"{path}: the answer is not JSON") from None
         if not isinstance(body, dict):
             raise UpstreamError(f"{path}: the answer is not a JSON object")
         return body
+
+    async def _get(self, path: str) -> tuple[int, bytes | None]:
+        """Status and body; the body is None when it exceeds MAX_BODY_BYTES."""
+        async with self._http.stream("GET", path) as response:
+            if response.status_code != 200:
+                return response.status_code, b""
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return response.status_code, None
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
 
 
 def _health_check_failed(body: Mapping[str, Any], issues: list[Any]) -> bool:
