@@ -36,21 +36,23 @@ def api_routes(poller: Poller, broadcaster: Broadcaster) -> list[Route]:
         return JSONResponse(poller.snapshot)
 
     async def events(request: Request) -> Response:
+        """Durable events after an id, oldest first, `limit` at a time so a client can page
+        forward; with no id (or one that cannot be resumed), the newest `limit` of the history."""
         after = event_id_param(request, "after")
         limit = int_param(request, "limit", default=100, low=1, high=1000)
-        if after is None:
-            frames, reset = broadcaster.history(), None
+        frames, reset = broadcaster.frames_after(after) if after else ([], None)
+        if after is None or reset is not None:
+            frames = broadcaster.history()
+            page, more = frames[-limit:], len(frames) > limit
         else:
-            frames, reset = broadcaster.frames_after(after)
             frames = [frame for frame in frames if frame.event.durable]
-            if reset is not None:
-                frames = broadcaster.history()
+            page, more = frames[:limit], len(frames) > limit
         return JSONResponse(
             {
                 "boot": broadcaster.boot_id,
                 "reset": reset,
-                "events": [_frame_json(frame) for frame in frames[:limit]],
-                "more": len(frames) > limit,
+                "events": [_frame_json(frame) for frame in page],
+                "more": more,
             }
         )
 

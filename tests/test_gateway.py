@@ -323,6 +323,9 @@ async def test_json_endpoints(kato: Kato, gateway: GatewayProcess) -> None:
         later = (await http.get("/api/events", params={"after": after})).json()
         assert [e["event"] for e in later["events"]] == ["session_event"]
         assert later["reset"] is None
+        newest = (await http.get("/api/events", params={"limit": 1})).json()
+        assert [e["event"] for e in newest["events"]] == ["session_event"]
+        assert newest["more"] is True
         foreign = (await http.get("/api/events", params={"after": "deadbeef-1"})).json()
         assert foreign["reset"] == "unknown_id"
         assert (await http.get("/healthz")).json() == {"status": "ok"}
