@@ -1,9 +1,10 @@
 """A simulated KATO: a real Starlette app that speaks KATO's HTTP API, quirks included.
 
 KATO is not installable in CI, so the tests and `sse-monitor demo` talk to this stand-in. It
-reproduces what the gateway has to cope with (see KATO_API.md): several workers answering from
-their own counters and their own 5 s caches, `/metrics` failing with HTTP 200, two different 404
-bodies, FastAPI-style 405/422 bodies, a `/status` that leaks the Redis password.
+reproduces what the gateway has to cope with (the facts in the project's shared KATO notes):
+several workers answering from their own counters and their own 5 s caches, `/metrics` failing
+with HTTP 200, its fallback zeros, two different 404 bodies, FastAPI-style 405/422 bodies, a
+`/status` that leaks the Redis password.
 
 Routes under `/_sim/` are not KATO's: they let tests inject faults, pin figures and read counters.
 """
@@ -36,8 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "CONTROL_PREFIX",
     "FAULT_MODES",
-    "KATO_ROUTES",
     "REDIS_URL",
+    "ROUTE_TEMPLATES",
     "Fault",
     "SimulatedKato",
     "create_simulator_app",
@@ -46,7 +47,14 @@ __all__ = [
 #: What `/status` echoes, password included, exactly as KATO does. Never forward it.
 REDIS_URL = "redis://:s3cret-password@localhost:6379/0"
 #: The KATO routes, as path templates; `/_sim/stats` counts requests under these keys.
-KATO_ROUTES = ("/health", "/metrics", "/status", "/sessions", "/sessions/count", "/sessions/{id}")
+ROUTE_TEMPLATES = (
+    "/health",
+    "/metrics",
+    "/status",
+    "/sessions",
+    "/sessions/count",
+    "/sessions/{id}",
+)
 CONTROL_PREFIX = "/_sim/"
 FAULT_ENDPOINTS = ("health", "metrics")
 FAULT_MODES = ("ok", "error", "garbage", "http500", "slow", "unhealthy", "degraded", "fallback")
@@ -159,7 +167,7 @@ class SimulatedKato:
         ]
         self._next_worker = 0
         self._sessions: dict[str, _Session] = {}
-        self._requests = dict.fromkeys(KATO_ROUTES, 0)
+        self._requests = dict.fromkeys(ROUTE_TEMPLATES, 0)
         self._faults = {endpoint: Fault() for endpoint in FAULT_ENDPOINTS}
         self._resources = {
             "cpu_percent": round(self._rng.uniform(2.0, 8.0), 1),
@@ -298,7 +306,7 @@ class SimulatedKato:
         """Back to a fresh start: no sessions, faults, pins or counts (uptime keeps running)."""
         self._sessions.clear()
         self._faults = {endpoint: Fault() for endpoint in FAULT_ENDPOINTS}
-        self._requests = dict.fromkeys(KATO_ROUTES, 0)
+        self._requests = dict.fromkeys(ROUTE_TEMPLATES, 0)
         self._pinned.clear()
         self._issues = []
         self._next_worker = 0
@@ -790,7 +798,7 @@ class _KatoMiddleware:
         """The KATO route template the router will pick (or 405 on), if any."""
         partial: str | None = None
         for route in self.routes:
-            if not isinstance(route, Route) or route.path not in KATO_ROUTES:
+            if not isinstance(route, Route) or route.path not in ROUTE_TEMPLATES:
                 continue
             match, _ = route.matches(scope)
             if match is Match.FULL:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_monitor.simulator import KATO_ROUTES, REDIS_URL, SimulatedKato, create_simulator_app
+from sse_monitor.simulator import REDIS_URL, ROUTE_TEMPLATES, SimulatedKato, create_simulator_app
 from tests.servers import ThreadedServer
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -572,7 +572,7 @@ def test_fault_non_json_is_400(client: httpx.Client) -> None:
 
 
 def test_sim_stats_counts_requests_per_route(client: httpx.Client) -> None:
-    assert client.get("/_sim/stats").json() == {"requests": dict.fromkeys(KATO_ROUTES, 0)}
+    assert client.get("/_sim/stats").json() == {"requests": dict.fromkeys(ROUTE_TEMPLATES, 0)}
     client.get("/health")
     client.get("/health")
     client.get("/metrics")
@@ -598,7 +598,7 @@ def test_sim_reset(client: httpx.Client) -> None:
     response = client.post("/_sim/reset")
     assert response.status_code == 200
     assert response.json() == {"ok": True}
-    assert client.get("/_sim/stats").json() == {"requests": dict.fromkeys(KATO_ROUTES, 0)}
+    assert client.get("/_sim/stats").json() == {"requests": dict.fromkeys(ROUTE_TEMPLATES, 0)}
     metrics = client.get("/metrics").json()
     assert metrics["sessions"]["active"] == 0
     assert metrics["performance"]["total_requests"] == 1.0

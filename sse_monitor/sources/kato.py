@@ -19,7 +19,7 @@ import httpx
 
 from sse_monitor.redact import scrub
 
-KATO_STATUSES = ("healthy", "degraded", "unhealthy")
+HEALTH_STATUSES = ("healthy", "degraded", "unhealthy")
 
 # The figures forwarded from /metrics, by section. Everything else in the body is dropped.
 METRIC_FIELDS: dict[str, tuple[str, ...]] = {
@@ -100,7 +100,7 @@ class KatoClient:
         body = await self._get_json("/health")
         latency_ms = (time.perf_counter() - started) * 1000
         status = body.get("status")
-        if status not in KATO_STATUSES:
+        if status not in HEALTH_STATUSES:
             raise UpstreamError(f"/health: unexpected status {str(status)[:40]!r}")
         count = body.get("active_sessions")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
