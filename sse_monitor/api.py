@@ -16,10 +16,12 @@ from sse_monitor.broadcaster import Broadcaster, Frame
 from sse_monitor.errors import json_error
 from sse_monitor.events import iso, utc_now
 from sse_monitor.parameters import event_id_param, int_param
-from sse_monitor.poller import Poller
+from sse_monitor.poller import ContainerSource, Poller
 
 
-def api_routes(poller: Poller, broadcaster: Broadcaster) -> list[Route]:
+def api_routes(
+    poller: Poller, broadcaster: Broadcaster, containers: ContainerSource | None
+) -> list[Route]:
     async def sessions_count(request: Request) -> Response:
         snapshot = poller.snapshot
         return JSONResponse(
@@ -56,6 +58,22 @@ def api_routes(poller: Poller, broadcaster: Broadcaster) -> list[Route]:
             }
         )
 
+    async def containers_snapshot(request: Request) -> Response:
+        if containers is None:
+            return JSONResponse(
+                {
+                    "enabled": False,
+                    "available": False,
+                    "error": "container stats are turned off (SSE_MONITOR_CONTAINER_STATS)",
+                    "containers": [],
+                    "totals": None,
+                }
+            )
+        snapshot = containers.snapshot()
+        if snapshot is None:
+            return json_error(503, "the first container sample is not ready yet")
+        return JSONResponse({"enabled": True, **snapshot})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -75,6 +93,7 @@ def api_routes(poller: Poller, broadcaster: Broadcaster) -> list[Route]:
         Route("/api/sessions/count", sessions_count, methods=["GET"]),
         Route("/api/snapshot", snapshot, methods=["GET"]),
         Route("/api/events", events, methods=["GET"]),
+        Route("/api/containers", containers_snapshot, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

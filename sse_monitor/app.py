@@ -19,10 +19,12 @@ from starlette.routing import Route
 from sse_monitor.api import api_routes
 from sse_monitor.broadcaster import Broadcaster
 from sse_monitor.config import Settings
+from sse_monitor.containers import ContainerCollector
 from sse_monitor.errors import EXCEPTION_HANDLERS
 from sse_monitor.logs import configure_logging
 from sse_monitor.poller import Poller
 from sse_monitor.redact import redact_url
+from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import KatoClient
 from sse_monitor.stream import EventStream
 
@@ -34,11 +36,20 @@ def create_app(settings: Settings) -> Starlette:
         history_size=settings.history_size, client_buffer=settings.client_buffer
     )
     kato = KatoClient(settings.kato_url, timeout=settings.upstream_timeout)
+    collector = None
+    if settings.container_stats:
+        collector = ContainerCollector(
+            DockerEngine(timeout=max(settings.poll_interval, 5.0)),
+            Selection(names=settings.watched_names, label=settings.container_label),
+            interval=settings.poll_interval,
+            publish=broadcaster.publish,
+        )
     poller = Poller(
         kato,
         broadcaster,
         interval=settings.poll_interval,
         session_events=settings.session_events,
+        containers=collector,
         kato_url=redact_url(settings.kato_url),
     )
 
@@ -50,15 +61,21 @@ def create_app(settings: Settings) -> Starlette:
             poll_interval=settings.poll_interval,
             boot_id=broadcaster.boot_id,
         )
-        poller_task = asyncio.create_task(poller.run(), name="poller")
+        tasks = [asyncio.create_task(poller.run(), name="poller")]
+        if collector is not None:
+            tasks.append(asyncio.create_task(collector.run(), name="containers"))
         try:
             yield
         finally:
-            poller_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             broadcaster.close_all()
             await kato.aclose()
+            if collector is not None:
+                await collector.aclose()
             log.info("gateway.stopped", polls=poller.tick_count)
 
     async def index(request: Request) -> Response:
@@ -71,6 +88,7 @@ def create_app(settings: Settings) -> Starlette:
                     "api/snapshot",
                     "api/sessions/count",
                     "api/events",
+                    "api/containers",
                     "healthz",
                     "readyz",
                 ],
@@ -80,7 +98,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/events", EventStream(broadcaster, settings).endpoint, methods=["GET"]),
-        *api_routes(poller, broadcaster),
+        *api_routes(poller, broadcaster, collector),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     return app

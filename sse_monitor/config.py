@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,6 +30,9 @@ class Settings:
     send_timeout: float = 30.0
     log_level: str = "info"
     log_format: str = "auto"
+    container_stats: bool = True
+    containers: tuple[str, ...] | None = None  # None: KATO's own containers; () : all of them
+    container_label: str | None = None
 
     def __post_init__(self) -> None:
         _check_url("KATO_URL", self.kato_url)
@@ -45,6 +49,15 @@ class Settings:
         _check_range("SSE_MONITOR_RETRY_MS", self.retry_ms, 0, 3_600_000)
         _check_range("SSE_MONITOR_CLIENT_BUFFER", self.client_buffer, 1, 100_000)
         _check_range("SSE_MONITOR_SEND_TIMEOUT", self.send_timeout, 0.1, 3600)
+        if self.containers is not None and self.container_label is not None:
+            raise ConfigError(
+                "SSE_MONITOR_CONTAINERS and SSE_MONITOR_CONTAINER_LABEL are both set: "
+                "choose containers by name or by label, not both"
+            )
+        if self.container_label is not None and not self.container_label.partition("=")[0]:
+            raise ConfigError(
+                f"SSE_MONITOR_CONTAINER_LABEL={self.container_label!r} must be key or key=value"
+            )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"SSE_MONITOR_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
@@ -53,6 +66,13 @@ class Settings:
             raise ConfigError(
                 f"SSE_MONITOR_LOG_FORMAT={self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
             )
+
+    @property
+    def watched_names(self) -> tuple[str, ...]:
+        """The container names to watch; empty when watching by label or all of them."""
+        if self.container_label is not None:
+            return ()
+        return KATO_CONTAINERS if self.containers is None else self.containers
 
     @property
     def upstream_timeout(self) -> float:
@@ -81,7 +101,10 @@ class Settings:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The containers of KATO's compose file: what a KATO dashboard watches unless told otherwise.
+KATO_CONTAINERS = ("kato", "kato-clickhouse", "kato-qdrant", "kato-redis")
 LOG_FORMATS = ("auto", "json", "console")
+_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # the engine's own rule
 
 
 def parse_bool(raw: str) -> bool:
@@ -103,6 +126,16 @@ def parse_float(raw: str) -> float:
     return value
 
 
+def parse_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated container names; `*` alone means every container."""
+    if raw == "*":
+        return ()
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if not names or any(not _CONTAINER_NAME.match(name) for name in names):
+        raise ValueError("expected comma-separated container names, or * for all")
+    return names
+
+
 def parse_int(raw: str) -> int:
     try:
         return int(raw)
@@ -121,6 +154,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_RETRY_MS": ("retry_ms", parse_int),
     "SSE_MONITOR_CLIENT_BUFFER": ("client_buffer", parse_int),
     "SSE_MONITOR_SEND_TIMEOUT": ("send_timeout", parse_float),
+    "SSE_MONITOR_CONTAINER_STATS": ("container_stats", parse_bool),
+    "SSE_MONITOR_CONTAINERS": ("containers", parse_names),
+    "SSE_MONITOR_CONTAINER_LABEL": ("container_label", str),
     "SSE_MONITOR_LOG_LEVEL": ("log_level", str.lower),
     "SSE_MONITOR_LOG_FORMAT": ("log_format", str.lower),
 }

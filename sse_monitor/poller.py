@@ -25,6 +25,10 @@ class KatoSource(Protocol):
     async def read(self) -> KatoReading: ...
 
 
+class ContainerSource(Protocol):
+    def snapshot(self) -> dict[str, Any] | None: ...
+
+
 class SessionChangeDetector:
     """Turns successive active-session counts into session events.
 
@@ -69,6 +73,7 @@ class Poller:
         *,
         interval: float,
         session_events: bool = True,
+        containers: ContainerSource | None = None,
         kato_url: str = "",
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -76,6 +81,7 @@ class Poller:
         self._broadcaster = broadcaster
         self.interval = interval
         self._session_events = session_events
+        self._containers = containers
         self._kato_url = kato_url
         self._clock = clock
         self.sessions = SessionChangeDetector()
@@ -107,6 +113,11 @@ class Poller:
         """One poll; an exception here is logged and never ends the loop."""
         self.tick_count += 1
         try:
+            containers = self._containers.snapshot() if self._containers is not None else None
+            if containers is not None:
+                # First, so that a slow KATO never delays it; the collector samples in the
+                # background, so this never waits for the engine either.
+                self._broadcaster.publish(Event("containers", containers))
             reading = await self._kato.read()
             self.apply(reading, self._clock())
         except asyncio.CancelledError:

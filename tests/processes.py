@@ -25,13 +25,21 @@ def free_port() -> int:
 class GatewayProcess:
     """Starts the gateway CLI on a free port with the given environment; logs go to a file."""
 
-    def __init__(self, kato_url: str, env: dict[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        kato_url: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        prefix: tuple[str, ...] = (),
+    ):
         self.kato_url = kato_url
+        self.prefix = prefix  # a command to run the gateway under (e.g. setpriv)
         self.port = port or free_port()
         self.env = {
             **os.environ,
             "SSE_MONITOR_POLL_INTERVAL": "0.2",
             "SSE_MONITOR_LOG_FORMAT": "json",
+            "SSE_MONITOR_CONTAINER_STATS": "off",  # tests of containers turn it on
             **(env or {}),
         }
         self.log_path = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
@@ -45,6 +53,7 @@ class GatewayProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
+                    *self.prefix,
                     sys.executable,
                     "-m",
                     "sse_monitor",

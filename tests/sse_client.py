@@ -142,10 +142,16 @@ class SSEStream:
                 await self._changed.wait()
 
     async def wait_for_event(
-        self, name: str, where: Callable[[Any], bool] = lambda data: True, timeout: float = 10
+        self,
+        name: str,
+        where: Callable[[Any], bool] = lambda data: True,
+        timeout: float = 10,
+        since: int = 0,
     ) -> SSEEvent:
+        """The first event of that name (from index `since` on) whose data passes `where`."""
+
         def found(events: list[SSEEvent]) -> SSEEvent | None:
-            return next((e for e in events if e.event == name and where(e.json())), None)
+            return next((e for e in events[since:] if e.event == name and where(e.json())), None)
 
         return await self.wait_for(found, timeout)
 

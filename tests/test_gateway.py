@@ -114,7 +114,8 @@ async def test_an_id_from_another_process_gets_reset_and_snapshot(
         f"{gateway.url}/events", headers={"Last-Event-ID": "0123abcd-42"}
     ) as stream:
         await stream.wait_for_event("metrics")
-        assert stream.names()[:2] == ["reset", "metrics"]
+        assert stream.names()[0] == "reset"
+        assert "metrics" in stream.names()[1:3]
         assert stream.of("reset")[0].json()["reason"] == "unknown_id"
 
 
@@ -180,8 +181,11 @@ async def test_a_failing_health_answer_is_a_failed_poll(
             assert event.json()["kato"]["status"] == "unreachable"
         assert event.json()["sessions"]["active_count"] == 0  # the last known count
         assert not stream.of("session_event")
+        mark = len(stream.events)
         await kato.fault("health", "ok")
-        await stream.wait_for_event("metrics", lambda d: d["kato"]["status"] == "healthy")
+        await stream.wait_for_event(
+            "metrics", lambda d: d["kato"]["status"] == "healthy", since=mark
+        )
         session = await stream.wait_for_event("session_event")
         assert session.json()["data"]["current_count"] == 1
 

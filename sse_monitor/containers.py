@@ -1,0 +1,437 @@
+"""The container collector: samples the watched containers and follows their lifecycle.
+
+Every SDK call runs in a worker thread, never on the event loop. Sampling runs in the
+background at the poll interval with one-shot stats reads (the previous sample of each container
+is kept to compute CPU and network rates), so the poller's tick only reads the latest snapshot
+and never waits for the engine. A separate thread follows the engine's event stream and
+publishes a durable `container_event` the moment a container starts, dies, restarts, runs out of
+memory or changes health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import docker.errors
+import structlog
+
+from sse_monitor.events import Event, iso, utc_now
+from sse_monitor.sources.docker import (
+    DockerEngine,
+    EngineUnavailable,
+    Selection,
+    block_io_bytes,
+    container_name,
+    cpu_percent,
+    iter_events,
+    memory,
+    network_bytes,
+    pids,
+)
+
+log = structlog.get_logger("sse_monitor.containers")
+
+# Engine actions published as container events; the status each one leaves the container in.
+LIFECYCLE: dict[str, str | None] = {
+    "create": "created",
+    "start": "running",
+    "restart": "running",
+    "unpause": "running",
+    "pause": "paused",
+    "die": "exited",
+    "stop": "exited",
+    "oom": None,  # followed by die
+    "health_status": None,  # the status stays; the health changes
+    "destroy": "missing",
+}
+STATUSES = ("running", "exited", "paused", "restarting", "created", "dead", "missing")
+MAX_BACKOFF_SECONDS = 10.0
+
+
+class ContainerCollector:
+    """Owns the latest container figures; publishes lifecycle events as they happen."""
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        selection: Selection,
+        *,
+        interval: float,
+        publish: Callable[[Event], object],
+        max_workers: int = 16,
+    ) -> None:
+        self._engine = engine
+        self._selection = selection
+        self._interval = interval
+        self._publish = publish
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="docker")
+        self._containers: dict[str, dict[str, Any]] = {}
+        self._previous: dict[str, dict[str, Any]] = {}  # container id -> its last stats sample
+        self._available: bool | None = None  # None until the first round ends
+        self._error: str | None = None
+        self._sampled_at: datetime | None = None
+        self._stopping = threading.Event()
+        self._stream: Any = None
+        self._stream_lock = threading.Lock()
+        self._events_thread: threading.Thread | None = None
+        self._events_since: datetime | None = None  # the events thread's alone
+        self._last_event_nano = 0
+
+    # The sampling loop
+
+    async def run(self) -> None:
+        """Sample at a fixed rate until cancelled; engine trouble is reported, never raised."""
+        loop = asyncio.get_running_loop()
+        self._events_thread = threading.Thread(
+            target=self._follow_events, args=(loop,), name="docker-events", daemon=True
+        )
+        self._events_thread.start()
+        next_at = loop.time()
+        while True:
+            try:
+                await self.sample()
+            except Exception:
+                log.exception("containers.sample_failed")
+            next_at += self._interval
+            now = loop.time()
+            if now > next_at:  # a slow engine: skip rounds rather than bunch them up
+                next_at += (int((now - next_at) // self._interval) + 1) * self._interval
+            await asyncio.sleep(next_at - now)
+
+    async def sample(self) -> None:
+        """One round: list the watched containers, then inspect and read each, in parallel."""
+        loop = asyncio.get_running_loop()
+        try:
+            entries = await loop.run_in_executor(
+                self._executor, self._engine.containers, self._selection
+            )
+        except EngineUnavailable as exc:
+            self._set_available(False, str(exc))
+            return
+        reads = await asyncio.gather(
+            *(loop.run_in_executor(self._executor, self._read, entry) for entry in entries),
+            return_exceptions=True,
+        )
+        containers: dict[str, dict[str, Any]] = {}
+        for entry, result in zip(entries, reads, strict=True):
+            if isinstance(result, EngineUnavailable):
+                self._set_available(False, str(result))
+                return
+            if isinstance(result, BaseException):
+                continue  # removed between the list and the read: the next round tells
+            inspected, stats = result
+            figures = self._figures(entry, inspected, stats)
+            containers[figures["name"]] = figures
+        for name in self._selection.names:
+            containers.setdefault(name, missing(name))
+        self._containers = containers
+        self._sampled_at = utc_now()
+        self._set_available(True, None)
+
+    def _read(self, entry: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """In a worker thread: inspect, and stats for a container that has a live process."""
+        inspected = self._engine.inspect(entry["Id"])
+        state = inspected.get("State") or {}
+        stats = None
+        if state.get("Running") and not state.get("Restarting"):
+            with contextlib.suppress(docker.errors.APIError):
+                stats = self._engine.stats(entry["Id"])
+        return inspected, stats
+
+    def _figures(
+        self,
+        entry: Mapping[str, Any],
+        inspected: Mapping[str, Any],
+        stats: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        container_id = str(inspected.get("Id") or entry["Id"])
+        figures = describe(entry, inspected)
+        if stats is None:
+            self._previous.pop(container_id, None)
+            return figures
+        previous = self._previous.get(container_id)
+        self._previous[container_id] = dict(stats)
+        received, sent = network_bytes(stats)
+        read, written = block_io_bytes(stats)
+        figures.update(
+            cpu_percent=cpu_percent(stats, previous) if previous else None,
+            memory=memory(stats),
+            network={
+                "rx_bytes": received,
+                "tx_bytes": sent,
+                "rx_rate": _rate(stats, previous, 0),
+                "tx_rate": _rate(stats, previous, 1),
+            },
+            block_io={"read_bytes": read, "write_bytes": written},
+            pids=pids(stats),
+        )
+        return figures
+
+    def _set_available(self, available: bool, error: str | None) -> None:
+        if available != self._available:
+            if available:
+                log.info("docker.available")
+            else:
+                log.warning("docker.unavailable", error=error)
+                self._previous.clear()
+        self._available, self._error = available, error
+
+    # What the poller publishes each tick
+
+    @property
+    def available(self) -> bool:
+        return bool(self._available)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The `containers` event's data: the latest figures, or why there are none; None
+        before the first round has ended (nothing is known yet, not even the engine's state)."""
+        if self._available is None:
+            return None
+        containers = sorted(self._containers.values(), key=lambda c: c["name"])
+        if not self._available:
+            containers = []
+        return {
+            "timestamp": iso(utc_now()),
+            "available": bool(self._available),
+            "error": self._error,
+            "sampled_at": iso(self._sampled_at) if self._sampled_at else None,
+            "containers": containers,
+            "totals": totals(containers) if self._available else None,
+        }
+
+    # Lifecycle events, from the engine's event stream
+
+    def _follow_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In its own thread: follow the event stream until closed, reconnecting with backoff.
+
+        After a reconnect it asks for the events since the last one seen, so a short outage of
+        the stream loses nothing the engine still remembers.
+        """
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                self._read_events(loop)
+                backoff = 0.5
+            except EngineUnavailable:
+                pass
+            except Exception:
+                if not self._stopping.is_set():
+                    log.warning("docker.events_failed", exc_info=True)
+            if self._stopping.wait(backoff):
+                break
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _read_events(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read one event stream to its end (the engine went away, or we closed it)."""
+        stream = self._engine.events(since=self._events_since)
+        with self._stream_lock:
+            if self._stopping.is_set():
+                stream.close()
+                return
+            self._stream = stream
+        try:
+            for raw in iter_events(stream):
+                nano = int(raw.get("timeNano") or 0)
+                if nano and nano <= self._last_event_nano:
+                    continue  # seen before the reconnect
+                if nano:
+                    self._last_event_nano = nano
+                    self._events_since = datetime.fromtimestamp(nano / 1e9, UTC)
+                loop.call_soon_threadsafe(self._on_engine_event, raw)
+        finally:
+            with self._stream_lock:
+                self._stream = None
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def _on_engine_event(self, raw: Mapping[str, Any]) -> None:
+        """On the event loop: publish a watched container's lifecycle change at once."""
+        action, _, detail = str(raw.get("Action") or raw.get("status") or "").partition(":")
+        if action not in LIFECYCLE:
+            return
+        actor = raw.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        name = str(attributes.get("name") or "")
+        if not name or not self._selection.matches(name, attributes):
+            return
+        nano = int(raw.get("timeNano") or 0)
+        moment = datetime.fromtimestamp(nano / 1e9, UTC) if nano else utc_now()
+        status = LIFECYCLE[action]
+        health = detail.strip() if action == "health_status" else None
+        exit_code = attributes.get("exitCode")
+        data = {
+            "timestamp": iso(moment),
+            "container": name,
+            "id": str(actor.get("ID") or raw.get("id") or "")[:12],
+            "image": attributes.get("image"),
+            "action": action,
+            "status": status,
+            "health": health,
+            "exit_code": int(exit_code) if str(exit_code or "").lstrip("-").isdigit() else None,
+        }
+        self._publish(Event("container_event", data, durable=True))
+        self._apply_event(name, status, health)
+
+    def _apply_event(self, name: str, status: str | None, health: str | None) -> None:
+        """Make the next `containers` event reflect the change, then refresh the details."""
+        current = self._containers.get(name)
+        if status == "missing":
+            if name in self._selection.names:
+                self._containers[name] = missing(name)
+            else:
+                self._containers.pop(name, None)
+            return
+        if current is not None:
+            current = dict(current)
+            if status is not None:
+                current["status"] = status
+                if status != "running":
+                    current.update(_NO_FIGURES)
+            if health is not None:
+                current["health"] = health
+            self._containers[name] = current
+        asyncio.get_running_loop().create_task(self._refresh(name))
+
+    async def _refresh(self, name: str) -> None:
+        """Re-read one container's state (restart count, health, start time) after an event."""
+        loop = asyncio.get_running_loop()
+        try:
+            inspected = await loop.run_in_executor(self._executor, self._engine.inspect, name)
+        except (EngineUnavailable, docker.errors.APIError):
+            return
+        fresh = describe({"Names": [f"/{name}"], "Id": inspected.get("Id", "")}, inspected)
+        current = self._containers.get(name)
+        if current is None:
+            self._containers[name] = fresh
+        else:
+            self._containers[name] = {**current, **{key: fresh[key] for key in _STATE_KEYS}}
+
+    async def aclose(self) -> None:
+        """Stop following events and release the worker threads."""
+        self._stopping.set()
+        with self._stream_lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        thread = self._events_thread
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._engine.close()
+
+
+_NO_FIGURES = {"cpu_percent": None, "memory": None, "network": None, "block_io": None, "pids": None}
+_STATE_KEYS = ("status", "health", "restart_count", "started_at", "oom_killed")
+
+
+def describe(entry: Mapping[str, Any], inspected: Mapping[str, Any]) -> dict[str, Any]:
+    """A container's identity and state, with no resource figures yet."""
+    state = inspected.get("State") or {}
+    config = inspected.get("Config") or {}
+    host = inspected.get("HostConfig") or {}
+    status = str(state.get("Status") or "unknown")
+    if state.get("Restarting"):
+        status = "restarting"
+    return {
+        "name": container_name(entry) if entry.get("Names") else _inspected_name(inspected),
+        "id": str(inspected.get("Id") or entry.get("Id") or "")[:12],
+        "image": config.get("Image") or entry.get("Image"),
+        "status": status,
+        "health": (state.get("Health") or {}).get("Status"),
+        "restart_count": inspected.get("RestartCount"),
+        "started_at": _engine_time(state.get("StartedAt")),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "cpu_limit": _cpu_limit(host),
+        **_NO_FIGURES,
+    }
+
+
+def missing(name: str) -> dict[str, Any]:
+    """A watched name the engine does not have: listed, never silently dropped."""
+    return {
+        "name": name,
+        "id": None,
+        "image": None,
+        "status": "missing",
+        "health": None,
+        "restart_count": None,
+        "started_at": None,
+        "oom_killed": False,
+        "cpu_limit": None,
+        **_NO_FIGURES,
+    }
+
+
+def totals(containers: list[dict[str, Any]]) -> dict[str, Any]:
+    def total(pick: Callable[[dict[str, Any]], Any]) -> float | int:
+        return sum(value for c in containers if (value := pick(c)) is not None)
+
+    return {
+        "watched": len(containers),
+        "running": sum(1 for c in containers if c["status"] == "running"),
+        "cpu_percent": round(total(lambda c: c["cpu_percent"]), 2),
+        "memory_used": total(lambda c: (c["memory"] or {}).get("used")),
+        "rx_rate": round(total(lambda c: (c["network"] or {}).get("rx_rate")), 1),
+        "tx_rate": round(total(lambda c: (c["network"] or {}).get("tx_rate")), 1),
+        "rx_bytes": total(lambda c: (c["network"] or {}).get("rx_bytes")),
+        "tx_bytes": total(lambda c: (c["network"] or {}).get("tx_bytes")),
+        "block_read_bytes": total(lambda c: (c["block_io"] or {}).get("read_bytes")),
+        "block_write_bytes": total(lambda c: (c["block_io"] or {}).get("write_bytes")),
+        "pids": total(lambda c: c["pids"]),
+    }
+
+
+def _rate(
+    current: Mapping[str, Any], previous: Mapping[str, Any] | None, index: int
+) -> float | None:
+    """Bytes per second between two samples, timed by the engine's own read stamps."""
+    if previous is None:
+        return None
+    now, before = _read_seconds(current), _read_seconds(previous)
+    delta = network_bytes(current)[index] - network_bytes(previous)[index]
+    if now is None or before is None or now <= before or delta < 0:
+        return None  # no clock, or a counter reset (the container restarted)
+    return round(delta / (now - before), 1)
+
+
+def _read_seconds(sample: Mapping[str, Any]) -> float | None:
+    stamp = _engine_time(sample.get("read"))
+    return datetime.fromisoformat(stamp).timestamp() if stamp else None
+
+
+def _engine_time(value: Any) -> str | None:
+    """The engine's RFC 3339 nanosecond times as ISO-8601 with an offset; its zero time is None."""
+    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
+        return None
+    text = value.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        offset = rest[len(digits) :]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{offset}"
+    try:
+        return iso(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def _cpu_limit(host: Mapping[str, Any]) -> float | None:
+    """The container's CPU limit in cores (`--cpus`, or a CFS quota), None when unlimited."""
+    nano = host.get("NanoCpus") or 0
+    if nano:
+        return nano / 1e9
+    quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0
+    if quota > 0 and period > 0:
+        return round(quota / period, 3)
+    return None
+
+
+def _inspected_name(inspected: Mapping[str, Any]) -> str:
+    return str(inspected.get("Name") or "").lstrip("/") or str(inspected.get("Id", ""))[:12]

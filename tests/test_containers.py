@@ -1,0 +1,283 @@
+"""Container stats from a real Docker engine, through the gateway as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Kato
+from tests.docker_engine import DockerEngineProcess, missing_parts
+from tests.processes import GatewayProcess
+from tests.sse_client import SSEStream
+
+POLL = "0.5"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[DockerEngineProcess]:
+    reason = missing_parts()
+    if reason:
+        pytest.skip(f"no Docker engine: {reason}")
+    process = DockerEngineProcess().start()
+    try:
+        process.import_busybox()
+        yield process
+    finally:
+        process.destroy()
+
+
+@pytest.fixture
+def docker(engine: DockerEngineProcess) -> Iterator[DockerEngineProcess]:
+    if engine.proc is None or engine.proc.poll() is not None:
+        engine.start()  # a test that killed it failed before starting it again
+    yield engine
+    engine.remove_all()
+
+
+def gateway_for(kato: Kato, docker: DockerEngineProcess, **env: str) -> GatewayProcess:
+    settings = {
+        "DOCKER_HOST": docker.host,
+        "SSE_MONITOR_CONTAINER_STATS": "on",
+        "SSE_MONITOR_POLL_INTERVAL": POLL,
+        **env,
+    }
+    return GatewayProcess(kato.url, env=settings)
+
+
+def container(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((c for c in data["containers"] if c["name"] == name), None)
+
+
+def parse_size(text: str) -> float:
+    """`docker stats` sizes: 1.5MiB, 328KiB, 64MiB, 0B."""
+    units = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "kB": 1000, "MB": 1000**2}
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * units[unit]
+    raise ValueError(text)
+
+
+async def test_figures_agree_with_docker_stats(kato: Kato, docker: DockerEngineProcess) -> None:
+    docker.run("burner", "--cpus", "0.5", "--memory", "64m", command="yes >/dev/null")
+    docker.run("idle", "--memory", "32m")
+    with gateway_for(kato, docker, SSE_MONITOR_CONTAINERS="burner,idle") as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for(
+                lambda events: (
+                    len(
+                        [
+                            e
+                            for e in events
+                            if e.event == "containers"
+                            and (c := container(e.json(), "burner"))
+                            and c["cpu_percent"] is not None
+                        ]
+                    )
+                    >= 4
+                ),
+                timeout=20,
+            )
+            cli = docker.stats("burner")
+            async with httpx.AsyncClient() as http:
+                snapshot = (await http.get(f"{gateway.url}/api/containers")).json()
+            samples = [
+                c
+                for e in stream.of("containers")
+                if (c := container(e.json(), "burner")) and c["cpu_percent"] is not None
+            ]
+    cpu = statistics.median(c["cpu_percent"] for c in samples)
+    cli_cpu = float(cli["CPUPerc"].rstrip("%"))
+    assert 40 <= cpu <= 60, f"a burner limited to 0.5 CPU showed {cpu} %"
+    assert abs(cpu - cli_cpu) <= 10, f"ours {cpu} %, docker stats {cli_cpu} %"
+    latest = samples[-1]
+    assert latest["cpu_limit"] == 0.5
+    assert latest["memory"]["limit"] == 64 * 1024 * 1024  # exactly
+    cli_used, cli_limit = (parse_size(part.strip()) for part in cli["MemUsage"].split("/"))
+    assert cli_limit == latest["memory"]["limit"]
+    assert abs(latest["memory"]["used"] - cli_used) <= max(0.2 * cli_used, 64 * 1024)
+    assert latest["memory"]["percent"] == pytest.approx(
+        latest["memory"]["used"] / latest["memory"]["limit"] * 100, abs=0.01
+    )
+    assert latest["pids"] == int(cli["PIDs"])
+    assert latest["status"] == "running" and latest["restart_count"] == 0
+    assert latest["image"] == "test/busybox:latest" and len(latest["id"]) == 12
+    assert latest["started_at"].endswith("+00:00")
+    assert latest["network"] == {"rx_bytes": 0, "tx_bytes": 0, "rx_rate": 0.0, "tx_rate": 0.0}
+    totals = stream.of("containers")[-1].json()["totals"]
+    assert totals["watched"] == 2 and totals["running"] == 2
+    assert snapshot["enabled"] is True
+    assert {c["name"] for c in snapshot["containers"]} == {"burner", "idle"}
+
+
+async def test_a_stopped_container_brings_an_event_and_its_status_within_2_s(
+    kato: Kato, docker: DockerEngineProcess
+) -> None:
+    docker.run("worker")
+    with gateway_for(kato, docker, SSE_MONITOR_CONTAINERS="worker") as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event(
+                "containers", lambda d: (c := container(d, "worker")) and c["status"] == "running"
+            )
+            started = time.monotonic()
+            mark = len(stream.events)
+            await asyncio.to_thread(docker.docker, "stop", "-t", "0", "worker")
+            event = await stream.wait_for_event(
+                "container_event", lambda d: d["action"] == "die", timeout=2
+            )
+            event_after = time.monotonic() - started
+            await stream.wait_for_event(
+                "containers",
+                lambda d: (c := container(d, "worker")) and c["status"] == "exited",
+                timeout=2,
+                since=mark,
+            )
+            status_after = time.monotonic() - started
+            first_id = stream.events[0].id
+        # container events are durable: a client resuming from before them gets them again
+        async with SSEStream(
+            f"{gateway.url}/events", headers={"Last-Event-ID": first_id or ""}
+        ) as again:
+            replayed = await again.wait_for_event("container_event", lambda d: d["action"] == "die")
+    data = event.json()
+    assert data["container"] == "worker" and data["status"] == "exited"
+    assert data["exit_code"] == 137 and len(data["id"]) == 12
+    assert event_after < 2 and status_after < 2
+    assert replayed.id == event.id
+
+
+async def test_a_watched_name_that_does_not_exist_is_missing(
+    kato: Kato, docker: DockerEngineProcess
+) -> None:
+    docker.run("present")
+    with gateway_for(kato, docker, SSE_MONITOR_CONTAINERS="present,ghost") as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            event = await stream.wait_for_event("containers", lambda d: d["available"])
+    ghost = container(event.json(), "ghost")
+    assert ghost is not None and ghost["status"] == "missing"
+    assert container(event.json(), "present")["status"] == "running"  # type: ignore[index]
+
+
+async def test_ten_containers_do_not_delay_the_tick(
+    kato: Kato, docker: DockerEngineProcess
+) -> None:
+    for n in range(10):
+        docker.run(f"many-{n}", "--label", "group=many")
+    env = {"SSE_MONITOR_CONTAINER_LABEL": "group=many", "SSE_MONITOR_POLL_INTERVAL": "0.3"}
+    with gateway_for(kato, docker, **env) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event(
+                "containers",
+                lambda d: (
+                    len(d["containers"]) == 10
+                    and all(c["cpu_percent"] is not None for c in d["containers"])
+                ),
+                timeout=20,
+            )
+            start = len(stream.of("containers"))
+            await stream.wait_for(lambda events: len(stream.of("containers")) >= start + 15)
+            arrivals = [e.arrived for e in stream.of("containers")[start:]]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    # one containers event per 0.3 s tick, whatever the engine's 1 s sampling costs
+    assert max(gaps) < 0.3 * 1.7, f"a tick came {max(gaps):.2f} s after the one before"
+    assert statistics.median(gaps) == pytest.approx(0.3, abs=0.05)
+
+
+async def test_engine_killed_then_back(kato: Kato, docker: DockerEngineProcess) -> None:
+    docker.run("survivor", "--restart", "always")
+    with gateway_for(kato, docker, SSE_MONITOR_CONTAINERS="survivor") as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event("containers", lambda d: d["available"])
+            await asyncio.to_thread(docker.stop)
+            down = await stream.wait_for_event(
+                "containers", lambda d: not d["available"], timeout=10
+            )
+            mark = len(stream.events)
+            assert down.json()["error"]
+            assert down.json()["containers"] == []
+            # everything else keeps working
+            ticks = len(stream.of("metrics"))
+            await stream.wait_for(lambda events: len(stream.of("metrics")) >= ticks + 3)
+            await asyncio.to_thread(docker.start)
+            back = await stream.wait_for_event(
+                "containers",
+                lambda d: (
+                    d["available"]
+                    and (c := container(d, "survivor")) is not None
+                    and c["status"] == "running"
+                ),
+                timeout=30,
+                since=mark,
+            )
+            assert back.json()["error"] is None
+            assert not stream.ended.is_set()
+            # the lifecycle events came back too
+            await asyncio.to_thread(docker.docker, "kill", "survivor")
+            await stream.wait_for_event(
+                "container_event", lambda d: d["action"] == "die", since=mark, timeout=5
+            )
+        log = gateway.log()
+    assert log.count('"docker.unavailable"') == 1
+    assert log.count('"docker.available"') == 2
+    assert "Traceback" not in log
+
+
+async def test_container_stats_can_be_turned_off(kato: Kato, docker: DockerEngineProcess) -> None:
+    with gateway_for(kato, docker, SSE_MONITOR_CONTAINER_STATS="off") as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for(lambda events: len(stream.of("metrics")) >= 3)
+            assert not stream.of("containers")
+        async with httpx.AsyncClient() as http:
+            snapshot = (await http.get(f"{gateway.url}/api/containers")).json()
+    assert snapshot["enabled"] is False
+
+
+async def test_no_engine_at_all_is_reported_not_fatal(kato: Kato, tmp_path) -> None:
+    env = {
+        "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock",
+        "SSE_MONITOR_CONTAINER_STATS": "on",
+        "SSE_MONITOR_POLL_INTERVAL": POLL,
+    }
+    with GatewayProcess(kato.url, env=env) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            event = await stream.wait_for_event("containers")
+            await stream.wait_for_event("metrics", lambda d: d["kato"]["status"] == "healthy")
+    assert event.json()["available"] is False
+    assert "no Docker socket" in event.json()["error"]
+
+
+async def test_permission_denied_is_reported_not_fatal(kato: Kato, tmp_path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to run the gateway without root's powers")
+    # A socket nobody may open, and a gateway running as root without the capabilities that
+    # let root ignore file permissions: connect() fails with EACCES, as for a user outside
+    # the docker group.
+    path = tmp_path / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    path.chmod(0)
+    caps = "-dac_override,-dac_read_search"
+    env = {
+        "DOCKER_HOST": f"unix://{path}",
+        "SSE_MONITOR_CONTAINER_STATS": "on",
+        "SSE_MONITOR_POLL_INTERVAL": POLL,
+    }
+    prefix = ("setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}")
+    try:
+        with GatewayProcess(kato.url, env=env, prefix=prefix) as gateway:
+            async with SSEStream(f"{gateway.url}/events") as stream:
+                event = await stream.wait_for_event("containers")
+                await stream.wait_for_event("metrics", lambda d: d["kato"]["status"] == "healthy")
+    finally:
+        listener.close()
+    assert event.json()["available"] is False
+    assert "permission denied" in event.json()["error"]
