@@ -82,6 +82,7 @@ class ContainerCollector:
         self._events_thread: threading.Thread | None = None
         self._events_since: datetime | None = None  # the events thread's alone
         self._last_event_nano = 0
+        self._out_of_memory: set[str] = set()  # containers whose OOM was already announced
 
     # The sampling loop
 
@@ -260,6 +261,13 @@ class ContainerCollector:
         name = str(attributes.get("name") or "")
         if not name or not self._selection.matches(name, attributes):
             return
+        if action == "oom":
+            # The engine reports one oom per killed process, often dozens in a row.
+            if name in self._out_of_memory:
+                return
+            self._out_of_memory.add(name)
+        elif action in ("start", "restart"):
+            self._out_of_memory.discard(name)
         nano = int(raw.get("timeNano") or 0)
         moment = datetime.fromtimestamp(nano / 1e9, UTC) if nano else utc_now()
         status = LIFECYCLE[action]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 IMAGE = "test/busybox:latest"
-APPLETS = ("sh", "sleep", "echo", "cat", "yes", "true")
+APPLETS = ("sh", "sleep", "echo", "cat", "yes", "true", "head", "false")
 
 
 def missing_parts() -> str | None:

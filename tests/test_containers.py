@@ -154,6 +154,65 @@ async def test_a_stopped_container_brings_an_event_and_its_status_within_2_s(
     assert replayed.id == event.id
 
 
+async def test_health_restarts_and_out_of_memory(kato: Kato, docker: DockerEngineProcess) -> None:
+    env = {"SSE_MONITOR_CONTAINERS": "checked,flaky,hungry"}
+    with gateway_for(kato, docker, **env) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event("containers", lambda d: d["available"])
+            await asyncio.to_thread(
+                docker.run, "checked", "--health-cmd", "true", "--health-interval", "1s"
+            )
+            await asyncio.to_thread(
+                docker.run, "flaky", "--restart", "always", command="sleep 0.5; false"
+            )
+            # a shell that holds 50 MB in a variable, in an 8 MiB container
+            await asyncio.to_thread(
+                docker.run,
+                "hungry",
+                "--memory",
+                "8m",
+                "--memory-swap",
+                "8m",
+                command="x=$(yes | head -c 50000000)",
+            )
+            healthy = await stream.wait_for_event(
+                "container_event", lambda d: d["action"] == "health_status", timeout=15
+            )
+            await stream.wait_for_event(
+                "containers",
+                lambda d: (c := container(d, "checked")) and c["health"] == "healthy",
+            )
+            await stream.wait_for_event(
+                "containers",
+                lambda d: (c := container(d, "flaky")) and (c["restart_count"] or 0) >= 2,
+                timeout=20,
+            )
+            await stream.wait_for_event(
+                "containers",
+                lambda d: (c := container(d, "hungry")) and c["oom_killed"],
+                timeout=15,
+            )
+            ooms = [e for e in stream.of("container_event") if e.json()["action"] == "oom"]
+            restarts = [
+                e
+                for e in stream.of("container_event")
+                if e.json()["container"] == "flaky" and e.json()["action"] == "start"
+            ]
+    assert healthy.json() | {"timestamp": None, "id": None} == {
+        "timestamp": None,
+        "container": "checked",
+        "id": None,
+        "image": "test/busybox:latest",
+        "action": "health_status",
+        "status": None,
+        "health": "healthy",
+        "exit_code": None,
+    }
+    assert len(ooms) == 1, "one announcement per out-of-memory kill, not one per process"
+    assert ooms[0].json()["container"] == "hungry"
+    assert len(restarts) >= 1
+
+
 async def test_a_watched_name_that_does_not_exist_is_missing(
     kato: Kato, docker: DockerEngineProcess
 ) -> None:
