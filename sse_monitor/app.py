@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from sse_monitor.api import api_routes
 from sse_monitor.broadcaster import Broadcaster
@@ -29,6 +31,9 @@ from sse_monitor.sources.kato import KatoClient
 from sse_monitor.stream import EventStream
 
 log = structlog.get_logger("sse_monitor.app")
+
+# The dashboard page: plain files, no build step, next to the package in the checkout.
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -78,10 +83,14 @@ def create_app(settings: Settings) -> Starlette:
                 await collector.aclose()
             log.info("gateway.stopped", polls=poller.tick_count)
 
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
     async def index(request: Request) -> Response:
         return JSONResponse(
             {
                 "service": "sse-monitor",
+                "page": "/",
                 "stream": "events",
                 "endpoints": [
                     "events",
@@ -96,7 +105,9 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     routes = [
-        Route("/", index, methods=["GET"]),
+        Route("/", page, methods=["GET"]),
+        Route("/api", index, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         Route("/events", EventStream(broadcaster, settings).endpoint, methods=["GET"]),
         *api_routes(poller, broadcaster, collector),
     ]

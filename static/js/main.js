@@ -1,0 +1,107 @@
+// The page's wiring: stream messages in, panels, toasts and the connection state out.
+
+import { createContainersPanel } from "./containers.js";
+import { connectStream } from "./connection.js";
+import { createFallbackPoller } from "./fallback.js";
+import { age } from "./format.js";
+import { createKatoPanel } from "./kato.js";
+import { createSessionsPanel } from "./sessions.js";
+import { setUpTheme } from "./theme.js";
+import { createToasts, sessionToast } from "./toasts.js";
+
+const params = new URLSearchParams(location.search);
+const FALLBACK_SECONDS = Number(params.get("fallback_interval")) || 10;
+const TOAST_IF_NEWER_THAN_MS = 60_000; // replayed older changes go to the list only
+const LAST_ID_KEY = "sse-monitor.last-event-id";
+
+const $ = (selector) => document.querySelector(selector);
+const kato = createKatoPanel($("[aria-labelledby=kato-title]"));
+const sessions = createSessionsPanel($("[aria-labelledby=sessions-title]"));
+const containers = createContainersPanel($("[data-testid=containers]"));
+const toasts = createToasts($("[data-testid=toasts]"));
+const connection = $("[data-testid=connection-state]");
+const dataAge = $("[data-testid=data-age]");
+
+setUpTheme($("[data-testid=theme-toggle]"));
+
+let live = false;
+let lastDataAt = null;
+let interval = null; // seconds between metrics, as observed
+let skewMs = 0; // this browser's clock minus the gateway's, from the metrics' timestamps
+
+const fallback = createFallbackPoller({
+  url: new URL("api/sessions/count", document.baseURI),
+  intervalMs: FALLBACK_SECONDS * 1000,
+  onCount: (body) => {
+    if (!live) sessions.setCount(body.active_sessions, { polled: true, stale: body.stale });
+  },
+});
+
+function showState(state, attempt) {
+  live = state === "live";
+  connection.dataset.state = state;
+  connection.textContent =
+    state === "live" ? "Live" : state === "offline" ? "Offline" : `Reconnecting (attempt ${attempt})`;
+  if (state !== "live") {
+    connection.textContent += " · polling the count";
+    fallback.start();
+  } else {
+    fallback.stop();
+  }
+  showAge();
+}
+
+function showAge() {
+  if (lastDataAt === null) {
+    dataAge.textContent = "no data yet";
+    return;
+  }
+  const elapsed = Date.now() - lastDataAt;
+  const late = elapsed > Math.max(10_000, 3 * (interval || 3) * 1000);
+  dataAge.textContent = `updated ${age(elapsed)} ago`;
+  dataAge.dataset.stale = String(!live || late);
+}
+
+function onEvent({ name, id, data, replayed }) {
+  if (id && !replayed) {
+    try {
+      sessionStorage.setItem(LAST_ID_KEY, id);
+    } catch {
+      // storage off: a reload starts from the current state
+    }
+  }
+  const now = Date.now();
+  if (name === "metrics") {
+    if (lastDataAt !== null && !replayed) interval = (now - lastDataAt) / 1000;
+    lastDataAt = now;
+    skewMs = now - new Date(data.timestamp).getTime();
+    kato.render(data, now);
+    sessions.setCount(data.sessions.active_count, { stale: data.stale });
+    showAge();
+  } else if (name === "containers") {
+    containers.render(data, now);
+  } else if (name === "session_event") {
+    const added = sessions.add(id, data);
+    const recent = now - skewMs - new Date(data.timestamp).getTime() < TOAST_IF_NEWER_THAN_MS;
+    if (added && !replayed && recent) toasts.show(sessionToast(data));
+  } else if (name === "reset") {
+    sessions.clear();
+  }
+}
+
+let storedId = null;
+try {
+  storedId = sessionStorage.getItem(LAST_ID_KEY);
+} catch {
+  storedId = null;
+}
+
+connectStream({
+  url: new URL("events", document.baseURI).href,
+  lastEventId: storedId,
+  onMessage: (message) => {
+    if (message.kind === "state") showState(message.state, message.attempt);
+    else onEvent(message);
+  },
+});
+setInterval(showAge, 1000);
