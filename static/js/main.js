@@ -84,9 +84,9 @@ function onEvent({ name, id, data, replayed }) {
     const added = sessions.add(id, data);
     const recent = now - skewMs - new Date(data.timestamp).getTime() < TOAST_IF_NEWER_THAN_MS;
     if (added && !replayed && recent) toasts.show(sessionToast(data));
-  } else if (name === "reset") {
-    sessions.clear();
   }
+  // "reset" (the gateway restarted, or this page was away too long) needs nothing here: the
+  // current state follows it, and the changes already listed did happen.
 }
 
 let storedId = null;

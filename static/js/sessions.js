@@ -39,10 +39,5 @@ export function createSessionsPanel(panel) {
     return true;
   }
 
-  function clear() {
-    list.replaceChildren();
-    empty.hidden = false;
-  }
-
-  return { setCount, add, clear };
+  return { setCount, add };
 }

@@ -65,7 +65,6 @@ export class StreamSource {
     if (name === "session_event") {
       this.recent = [...this.recent, message].slice(-RECENT_SESSION_EVENTS);
     }
-    if (name === "reset") this.recent = [];
     this.emit(message);
   }
 
