@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from tests.docker_engine import DockerEngineProcess, missing_parts
 from tests.processes import GatewayProcess
 from tests.servers import ThreadedServer
 
@@ -69,6 +70,27 @@ def kato() -> Iterator[Kato]:
 def gateway(kato: Kato) -> Iterator[GatewayProcess]:
     with GatewayProcess(kato.url) as process:
         yield process
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[DockerEngineProcess]:
+    reason = missing_parts()
+    if reason:
+        pytest.skip(f"no Docker engine: {reason}")
+    process = DockerEngineProcess().start()
+    try:
+        process.import_busybox()
+        yield process
+    finally:
+        process.destroy()
+
+
+@pytest.fixture
+def docker(engine: DockerEngineProcess) -> Iterator[DockerEngineProcess]:
+    if engine.proc is None or engine.proc.poll() is not None:
+        engine.start()  # a test that killed it failed before starting it again
+    yield engine
+    engine.remove_all()
 
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -8,39 +8,17 @@ import shutil
 import socket
 import statistics
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Kato
-from tests.docker_engine import DockerEngineProcess, missing_parts
+from tests.docker_engine import DockerEngineProcess
 from tests.processes import GatewayProcess
 from tests.sse_client import SSEStream
 
 POLL = "0.5"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[DockerEngineProcess]:
-    reason = missing_parts()
-    if reason:
-        pytest.skip(f"no Docker engine: {reason}")
-    process = DockerEngineProcess().start()
-    try:
-        process.import_busybox()
-        yield process
-    finally:
-        process.destroy()
-
-
-@pytest.fixture
-def docker(engine: DockerEngineProcess) -> Iterator[DockerEngineProcess]:
-    if engine.proc is None or engine.proc.poll() is not None:
-        engine.start()  # a test that killed it failed before starting it again
-    yield engine
-    engine.remove_all()
 
 
 def gateway_for(kato: Kato, docker: DockerEngineProcess, **env: str) -> GatewayProcess:

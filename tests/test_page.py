@@ -27,6 +27,7 @@ from tests.browser import (
     watch_toasts,
 )
 from tests.conftest import Kato
+from tests.docker_engine import DockerEngineProcess
 from tests.nginx import NginxProcess, missing_nginx
 from tests.processes import GatewayProcess, free_port
 from tests.sse_client import SSEStream
@@ -436,6 +437,38 @@ async def test_screenshots_light_and_dark(
         await page.screenshot(path=path, full_page=True)
         assert path.stat().st_size > 10_000
     await expect(toasts(page)).to_have_count(3)  # both shots were taken with the toasts up
+
+
+async def test_containers_panel(
+    kato: Kato, docker: DockerEngineProcess, context: BrowserContext
+) -> None:
+    """Rows from a real engine, a missing name shown as such, and the engine going away."""
+    await asyncio.to_thread(docker.run, "shown", "--memory", "32m")
+    env = {
+        **ENV,
+        "DOCKER_HOST": docker.host,
+        "SSE_MONITOR_CONTAINER_STATS": "on",
+        "SSE_MONITOR_CONTAINERS": "shown,ghost",
+    }
+    with GatewayProcess(kato.url, env=env) as gateway:
+        page = await open_page(context, f"{gateway.url}/")
+        await expect(hook(page, "containers")).to_be_visible()
+        shown = page.locator("[data-testid=container-row][data-name=shown]")
+        await expect(shown.locator(".status")).to_have_text("running")
+        await expect(shown).to_contain_text("/ 32.0 MiB")
+        await expect(shown.locator(".cpu-value")).to_have_text(re.compile(r"\d+\.\d %"))
+        ghost = page.locator("[data-testid=container-row][data-name=ghost]")
+        await expect(ghost.locator(".status")).to_have_text("missing")
+        await expect(hook(page, "containers-note")).to_have_text("1 of 2 running")
+
+        await asyncio.to_thread(docker.stop)
+        await expect(hook(page, "containers-note")).to_contain_text("Docker engine unavailable")
+        await expect(hook(page, "containers")).to_have_attribute("data-stale", "true")
+        await asyncio.to_thread(docker.start)
+        await expect(hook(page, "containers-note")).to_have_text(
+            re.compile(r"\d of 2 running"), timeout=30_000
+        )
+        await page.close()
 
 
 async def test_the_page_works_through_nginx_under_a_path_prefix(
