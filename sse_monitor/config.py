@@ -72,7 +72,7 @@ class Settings:
         """The container names to watch; empty when watching by label or all of them."""
         if self.container_label is not None:
             return ()
-        return KATO_CONTAINERS if self.containers is None else self.containers
+        return DEFAULT_CONTAINERS if self.containers is None else self.containers
 
     @property
     def upstream_timeout(self) -> float:
@@ -102,7 +102,7 @@ class Settings:
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # The containers of KATO's compose file: what a KATO dashboard watches unless told otherwise.
-KATO_CONTAINERS = ("kato", "kato-clickhouse", "kato-qdrant", "kato-redis")
+DEFAULT_CONTAINERS = ("kato", "kato-clickhouse", "kato-qdrant", "kato-redis")
 LOG_FORMATS = ("auto", "json", "console")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # the engine's own rule
 
