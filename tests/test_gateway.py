@@ -245,7 +245,12 @@ async def test_many_clients_share_one_poller(kato: Kato, gateway: GatewayProcess
 async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato) -> None:
     # Big frames (a long issues list) and fast ticks fill the stuck client's buffers quickly.
     kato.state.set_health_issues([f"issue {n} " + "x" * 480 for n in range(20)])
-    env = {"SSE_MONITOR_POLL_INTERVAL": "0.05", "SSE_MONITOR_SEND_TIMEOUT": "1"}
+    # (a KATO read that times out would make small frames: give it all of the short tick)
+    env = {
+        "SSE_MONITOR_POLL_INTERVAL": "0.05",
+        "SSE_MONITOR_KATO_TIMEOUT": "0.049",
+        "SSE_MONITOR_SEND_TIMEOUT": "1",
+    }
     with GatewayProcess(kato.url, env=env) as gateway:
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: small window
@@ -260,7 +265,7 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
                 return (await http.get(f"{gateway.url}/readyz")).json()["streams"]
 
             while await streams_open() == 2:
-                assert time.monotonic() - started < 30, "the stuck client was never dropped"
+                assert time.monotonic() - started < 60, "the stuck client was never dropped"
                 seen = len(healthy.events)
                 await healthy.wait_for(lambda events, seen=seen: len(events) > seen, timeout=2)
             dropped_after = time.monotonic() - started
@@ -271,7 +276,7 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
         # The reader got every tick's frame on time while the other client was stuck.
         assert max(gaps) < 0.5, f"the reading client stalled for {max(gaps):.2f} s"
         assert '"stream.dropped"' in gateway.log()
-        assert dropped_after < 30
+        assert dropped_after < 60
 
 
 async def test_sigterm_ends_open_streams_within_two_seconds(kato: Kato) -> None:
