@@ -22,7 +22,7 @@ from sse_monitor.api import api_routes
 from sse_monitor.broadcaster import Broadcaster
 from sse_monitor.config import Settings
 from sse_monitor.containers import ContainerCollector
-from sse_monitor.errors import EXCEPTION_HANDLERS
+from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
 from sse_monitor.logs import configure_logging
 from sse_monitor.poller import Poller
 from sse_monitor.redact import redact_url
@@ -32,8 +32,12 @@ from sse_monitor.stream import EventStream
 
 log = structlog.get_logger("sse_monitor.app")
 
-# The dashboard page: plain files, no build step, next to the package in the checkout.
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# The dashboard page: plain files, no build step. In a checkout (and an editable install) they
+# are in static/ beside the package; an installed wheel carries them inside it.
+PAGE_FOLDERS = (
+    Path(__file__).resolve().parent.parent / "static",
+    Path(__file__).resolve().parent / "static",
+)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -83,8 +87,24 @@ def create_app(settings: Settings) -> Starlette:
                 await collector.aclose()
             log.info("gateway.stopped", polls=poller.tick_count)
 
+    static_dir = (
+        Path(settings.static_dir)
+        if settings.static_dir
+        else next((f for f in PAGE_FOLDERS if (f / "index.html").is_file()), PAGE_FOLDERS[0])
+    )
+    has_page = (static_dir / "index.html").is_file()
+    if not has_page:
+        # The stream and the API work without the page: say where it was looked for.
+        log.warning(
+            "page.missing",
+            static_dir=str(static_dir),
+            hint="set SSE_MONITOR_STATIC_DIR to the folder holding index.html",
+        )
+
     async def page(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        if not has_page:
+            return json_error(404, f"the page is not installed ({static_dir} has no index.html)")
+        return FileResponse(static_dir / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def index(request: Request) -> Response:
         return JSONResponse(
@@ -107,10 +127,11 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/", page, methods=["GET"]),
         Route("/api", index, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         Route("/events", EventStream(broadcaster, settings).endpoint, methods=["GET"]),
         *api_routes(poller, broadcaster, collector),
     ]
+    if has_page:
+        routes.append(Mount("/static", StaticFiles(directory=static_dir), name="static"))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     return app
 

@@ -33,6 +33,7 @@ class Settings:
     container_stats: bool = True
     containers: tuple[str, ...] | None = None  # None: KATO's own containers; () : all of them
     container_label: str | None = None
+    static_dir: str | None = None  # None: the checkout's static/ folder
 
     def __post_init__(self) -> None:
         _check_url("KATO_URL", self.kato_url)
@@ -157,6 +158,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_CONTAINER_STATS": ("container_stats", parse_bool),
     "SSE_MONITOR_CONTAINERS": ("containers", parse_names),
     "SSE_MONITOR_CONTAINER_LABEL": ("container_label", str),
+    "SSE_MONITOR_STATIC_DIR": ("static_dir", str),
     "SSE_MONITOR_LOG_LEVEL": ("log_level", str.lower),
     "SSE_MONITOR_LOG_FORMAT": ("log_format", str.lower),
 }

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import free_port
+from tests.conftest import Kato
+from tests.processes import GatewayProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Procfile's command finds uvicorn on PATH, as a platform would in the app's environment.
@@ -97,3 +98,23 @@ def test_procfile_web_command_serves_the_app_from_the_environment() -> None:
         output = proc.communicate(timeout=10)[0].decode()
     assert '"kato.unreachable"' in output
     assert '"gateway.stopped"' in output
+
+
+async def test_the_page_folder_can_be_elsewhere_or_missing(kato: Kato, tmp_path: Path) -> None:
+    page = tmp_path / "page"
+    (page / "js").mkdir(parents=True)
+    (page / "index.html").write_text("<!doctype html><title>elsewhere</title>")
+    (page / "js" / "main.js").write_text("// module")
+    with GatewayProcess(kato.url, env={"SSE_MONITOR_STATIC_DIR": str(page)}) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url) as http:
+            assert "elsewhere" in (await http.get("/")).text
+            assert (await http.get("/static/js/main.js")).status_code == 200
+    nowhere = {"SSE_MONITOR_STATIC_DIR": str(tmp_path / "nowhere")}
+    with GatewayProcess(kato.url, env=nowhere) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url) as http:
+            missing = await http.get("/")
+            assert missing.status_code == 404
+            assert "no index.html" in missing.json()["error"]
+            assert (await http.get("/static/js/main.js")).status_code == 404
+            assert (await http.get("/api/snapshot")).status_code == 200
+        assert '"page.missing"' in gateway.log()
