@@ -53,7 +53,6 @@ class Subscription:
         self._durable_pending = 0
         self._wakeup = asyncio.Event()
         self.closed_reason: str | None = None
-        self.last_seq = 0
 
     @property
     def closed(self) -> bool:
@@ -106,7 +105,6 @@ class Subscription:
         self._pending = deque()
         self._latest_by_name.clear()
         self._durable_pending = 0
-        self.last_seq = frames[-1].seq
         return b"".join(frame.data for frame in frames)
 
     @property
@@ -125,11 +123,6 @@ class Broadcaster:
         self._evicted_through = 0  # highest seq of a durable frame that left the history
         self._latest: dict[str, Frame] = {}
         self._subscriptions: set[Subscription] = set()
-
-    @property
-    def head(self) -> int:
-        """The seq of the newest event published."""
-        return self._seq
 
     @property
     def subscriber_count(self) -> int:

@@ -50,7 +50,6 @@ LIFECYCLE: dict[str, str | None] = {
     "health_status": None,  # the status stays; the health changes
     "destroy": "missing",
 }
-STATUSES = ("running", "exited", "paused", "restarting", "created", "dead", "missing")
 MAX_BACKOFF_SECONDS = 10.0
 
 
@@ -83,6 +82,7 @@ class ContainerCollector:
         self._events_since: datetime | None = None  # the events thread's alone
         self._last_event_nano = 0
         self._out_of_memory: set[str] = set()  # containers whose OOM was already announced
+        self._refreshes: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak refs
 
     # The sampling loop
 
@@ -184,10 +184,6 @@ class ContainerCollector:
         self._available, self._error = available, error
 
     # What the poller publishes each tick
-
-    @property
-    def available(self) -> bool:
-        return bool(self._available)
 
     def snapshot(self) -> dict[str, Any] | None:
         """The `containers` event's data: the latest figures, or why there are none; None
@@ -304,7 +300,9 @@ class ContainerCollector:
             if health is not None:
                 current["health"] = health
             self._containers[name] = current
-        asyncio.get_running_loop().create_task(self._refresh(name))
+        task = asyncio.get_running_loop().create_task(self._refresh(name))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
 
     async def _refresh(self, name: str) -> None:
         """Re-read one container's state (restart count, health, start time) after an event."""
@@ -323,6 +321,8 @@ class ContainerCollector:
     async def aclose(self) -> None:
         """Stop following events and release the worker threads."""
         self._stopping.set()
+        for task in list(self._refreshes):
+            task.cancel()
         with self._stream_lock:
             stream, self._stream = self._stream, None
         if stream is not None:
