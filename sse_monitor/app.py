@@ -18,9 +18,13 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sse_monitor.alerts.api import alert_routes
+from sse_monitor.alerts.manager import AlertManager
+from sse_monitor.alerts.rules import load_rules
+from sse_monitor.alerts.store import AlertStore, StoreError
 from sse_monitor.api import api_routes
 from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.config import Settings
+from sse_monitor.config import ConfigError, Settings
 from sse_monitor.containers import ContainerCollector
 from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
 from sse_monitor.logs import configure_logging
@@ -41,8 +45,20 @@ PAGE_FOLDERS = (
 
 
 def create_app(settings: Settings) -> Starlette:
+    """Raises ConfigError (a RulesError for the alert rules) before anything starts."""
     broadcaster = Broadcaster(
         history_size=settings.history_size, client_buffer=settings.client_buffer
+    )
+    store = AlertStore(settings.db_path)
+    try:
+        store.check()
+    except StoreError as exc:
+        raise ConfigError(f"SSE_MONITOR_DB: {exc}") from None
+    alerts = AlertManager(
+        load_rules(settings.alert_rules),
+        store,
+        broadcaster.publish,
+        retention_seconds=settings.alert_retention,
     )
     kato = KatoClient(settings.kato_url, timeout=settings.upstream_timeout)
     collector = None
@@ -59,6 +75,7 @@ def create_app(settings: Settings) -> Starlette:
         interval=settings.poll_interval,
         session_events=settings.session_events,
         containers=collector,
+        alerts=alerts,
         kato_url=redact_url(settings.kato_url),
     )
 
@@ -70,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
             poll_interval=settings.poll_interval,
             boot_id=broadcaster.boot_id,
         )
+        await alerts.start()  # before the first poll: what fired before a restart is known
         tasks = [asyncio.create_task(poller.run(), name="poller")]
         if collector is not None:
             tasks.append(asyncio.create_task(collector.run(), name="containers"))
@@ -82,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             broadcaster.close_all()
+            await alerts.aclose()
             await kato.aclose()
             if collector is not None:
                 await collector.aclose()
@@ -118,6 +137,7 @@ def create_app(settings: Settings) -> Starlette:
                     "api/sessions/count",
                     "api/events",
                     "api/containers",
+                    "api/alerts",
                     "healthz",
                     "readyz",
                 ],
@@ -129,6 +149,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api", index, methods=["GET"]),
         Route("/events", EventStream(broadcaster, settings).endpoint, methods=["GET"]),
         *api_routes(poller, broadcaster, collector),
+        *alert_routes(alerts),
     ]
     if has_page:
         routes.append(Mount("/static", StaticFiles(directory=static_dir), name="static"))

@@ -33,10 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    if args.command == "serve":
-        return _serve(settings, args.host, args.port)
-    if args.command == "demo":
-        return asyncio.run(_demo(settings, args.host, args.port, args.kato_port))
+    try:
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port)
+        if args.command == "demo":
+            return asyncio.run(_demo(settings, args.host, args.port, args.kato_port))
+    except ConfigError as exc:  # the alert rules, read when the app is built
+        print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(_simulator(args.host, args.port, activity=not args.quiet))
 
 
@@ -78,6 +82,7 @@ def _uvicorn_config(
 
 
 def _serve(settings: Settings, host: str, port: int) -> int:
+    app = create_app(settings)
     log.info(
         "gateway.listening",
         url=f"http://{host}:{port}/",
@@ -85,7 +90,7 @@ def _serve(settings: Settings, host: str, port: int) -> int:
         kato_url=redact_url(settings.kato_url),
         hint="set KATO_URL or --kato-url to point at KATO; `sse-monitor demo` runs a simulated one",
     )
-    uvicorn.Server(_uvicorn_config(create_app(settings), host, port)).run()
+    uvicorn.Server(_uvicorn_config(app, host, port)).run()
     return 0
 
 

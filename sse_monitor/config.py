@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from sse_monitor.durations import parse_duration
 from sse_monitor.redact import redact_url
 
 
@@ -34,6 +35,9 @@ class Settings:
     containers: tuple[str, ...] | None = None  # None: KATO's own containers; () : all of them
     container_label: str | None = None
     static_dir: str | None = None  # None: the checkout's static/ folder
+    alert_rules: str | None = None  # None: the built-in rules
+    db_path: str = "sse-monitor.db"
+    alert_retention: float = 30 * 86400.0
 
     def __post_init__(self) -> None:
         _check_url("KATO_URL", self.kato_url)
@@ -59,6 +63,9 @@ class Settings:
             raise ConfigError(
                 f"SSE_MONITOR_CONTAINER_LABEL={self.container_label!r} must be key or key=value"
             )
+        _check_range("SSE_MONITOR_ALERT_RETENTION", self.alert_retention, 60, 3650 * 86400)
+        if not self.db_path:
+            raise ConfigError("SSE_MONITOR_DB must be a file path, or :memory: to keep nothing")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"SSE_MONITOR_LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
@@ -159,6 +166,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_CONTAINERS": ("containers", parse_names),
     "SSE_MONITOR_CONTAINER_LABEL": ("container_label", str),
     "SSE_MONITOR_STATIC_DIR": ("static_dir", str),
+    "SSE_MONITOR_ALERT_RULES": ("alert_rules", str),
+    "SSE_MONITOR_DB": ("db_path", str),
+    "SSE_MONITOR_ALERT_RETENTION": ("alert_retention", parse_duration),
     "SSE_MONITOR_LOG_LEVEL": ("log_level", str.lower),
     "SSE_MONITOR_LOG_FORMAT": ("log_format", str.lower),
 }

@@ -32,6 +32,7 @@ from sse_monitor.sources.docker import (
     iter_events,
     memory,
     network_bytes,
+    online_cpus,
     pids,
 )
 
@@ -160,8 +161,12 @@ class ContainerCollector:
         self._previous[container_id] = dict(stats)
         received, sent = network_bytes(stats)
         read, written = block_io_bytes(stats)
+        cpu = cpu_percent(stats, previous) if previous else None
+        # Of what it may use: its --cpus limit, or without one every CPU of the host.
+        cores = figures["cpu_limit"] or online_cpus(stats)
         figures.update(
-            cpu_percent=cpu_percent(stats, previous) if previous else None,
+            cpu_percent=cpu,
+            cpu_limit_percent=round(cpu / cores, 2) if cpu is not None else None,
             memory=memory(stats),
             network={
                 "rx_bytes": received,
@@ -335,7 +340,14 @@ class ContainerCollector:
         self._engine.close()
 
 
-_NO_FIGURES = {"cpu_percent": None, "memory": None, "network": None, "block_io": None, "pids": None}
+_NO_FIGURES = {
+    "cpu_percent": None,
+    "cpu_limit_percent": None,
+    "memory": None,
+    "network": None,
+    "block_io": None,
+    "pids": None,
+}
 _STATE_KEYS = ("status", "health", "restart_count", "started_at", "oom_killed")
 
 

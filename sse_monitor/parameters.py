@@ -37,3 +37,14 @@ def int_param(request: Request, name: str, *, default: int, low: int, high: int)
     if not low <= value <= high:
         raise BadRequest(f"{name} must be between {low} and {high}", parameter=name)
     return value
+
+
+def choice_param(
+    request: Request, name: str, choices: tuple[str, ...], *, default: str | None
+) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise BadRequest(f"{name} must be one of {', '.join(choices)}", parameter=name)
+    return raw

@@ -29,6 +29,12 @@ class ContainerSource(Protocol):
     def snapshot(self) -> dict[str, Any] | None: ...
 
 
+class AlertEvaluator(Protocol):
+    async def evaluate(
+        self, metrics: dict[str, Any] | None, containers: dict[str, Any] | None
+    ) -> None: ...
+
+
 class SessionChangeDetector:
     """Turns successive active-session counts into session events.
 
@@ -74,6 +80,7 @@ class Poller:
         interval: float,
         session_events: bool = True,
         containers: ContainerSource | None = None,
+        alerts: AlertEvaluator | None = None,
         kato_url: str = "",
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -82,6 +89,7 @@ class Poller:
         self.interval = interval
         self._session_events = session_events
         self._containers = containers
+        self._alerts = alerts
         self._kato_url = kato_url
         self._clock = clock
         self.sessions = SessionChangeDetector()
@@ -112,6 +120,7 @@ class Poller:
     async def tick(self) -> None:
         """One poll; an exception here is logged and never ends the loop."""
         self.tick_count += 1
+        containers = None
         try:
             containers = self._containers.snapshot() if self._containers is not None else None
             if containers is not None:
@@ -126,6 +135,14 @@ class Poller:
             log.exception("poller.tick_failed")
         finally:
             self.last_tick_monotonic = time.monotonic()
+        if self._alerts is not None:
+            # After the metrics are out: rules read this tick's snapshots, both of them.
+            try:
+                await self._alerts.evaluate(self.snapshot, containers)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alerts.evaluate_failed")
 
     def apply(self, reading: KatoReading, now: datetime) -> None:
         """Fold one reading into the state and publish what changed, durable events first."""

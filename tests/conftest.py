@@ -15,6 +15,10 @@ from tests.docker_engine import DockerEngineProcess, missing_parts
 from tests.processes import GatewayProcess
 from tests.servers import ThreadedServer
 
+# A gateway started by a test keeps its alerts in memory unless the test says where to keep
+# them (GatewayProcess gives each process a file of its own): no test writes into the checkout.
+os.environ.setdefault("SSE_MONITOR_DB", ":memory:")
+
 
 @dataclass
 class Kato:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,11 @@ class GatewayProcess:
             "SSE_MONITOR_CONTAINER_STATS": "off",  # tests of containers turn it on
             **(env or {}),
         }
+        self._db_dir: Path | None = None
+        if "SSE_MONITOR_DB" not in (env or {}):
+            # Its own alert database, unless a test (of persistence) passes one.
+            self._db_dir = Path(tempfile.mkdtemp(prefix="gateway-db-"))
+            self.env["SSE_MONITOR_DB"] = str(self._db_dir / "alerts.db")
         self.log_path = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -112,3 +118,5 @@ class GatewayProcess:
     ) -> None:
         self.stop()
         self.log_path.unlink(missing_ok=True)
+        if self._db_dir is not None:
+            shutil.rmtree(self._db_dir, ignore_errors=True)

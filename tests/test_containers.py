@@ -8,11 +8,13 @@ import shutil
 import socket
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from sse_monitor.alerts.metrics import CONTAINER_METRICS, CONTAINERS_PREFIX
 from tests.conftest import Kato
 from tests.docker_engine import DockerEngineProcess
 from tests.processes import GatewayProcess
@@ -78,6 +80,16 @@ async def test_figures_agree_with_docker_stats(kato: Kato, docker: DockerEngineP
     assert abs(cpu - cli_cpu) <= 10, f"ours {cpu} %, docker stats {cli_cpu} %"
     latest = samples[-1]
     assert latest["cpu_limit"] == 0.5
+    # The alert rules' "CPU of its limit": 0.5 cores busy of a 0.5-core limit is about 100 %.
+    for sample in samples:
+        assert sample["cpu_limit_percent"] == pytest.approx(sample["cpu_percent"] / 0.5, abs=0.02)
+    assert 80 <= statistics.median(c["cpu_limit_percent"] for c in samples) <= 120
+    for path in CONTAINER_METRICS:  # every metric a rule can name is in the real figures
+        *parents, field = path.removeprefix(CONTAINERS_PREFIX).split(".")
+        holder = latest
+        for key in parents:
+            holder = holder[key]
+        assert field in holder, path
     assert latest["memory"]["limit"] == 64 * 1024 * 1024  # exactly
     cli_used, cli_limit = (parse_size(part.strip()) for part in cli["MemUsage"].split("/"))
     assert cli_limit == latest["memory"]["limit"]
@@ -318,3 +330,36 @@ async def test_permission_denied_is_reported_not_fatal(kato: Kato, tmp_path) -> 
         listener.close()
     assert event.json()["available"] is False
     assert "permission denied" in event.json()["error"]
+
+
+async def test_per_container_alerts_from_a_real_engine(
+    kato: Kato, docker: DockerEngineProcess, tmp_path: Path
+) -> None:
+    """The built-in per-container rule, with no `for`: one alert per stopped container."""
+    rules = tmp_path / "rules.toml"
+    await asyncio.to_thread(
+        rules.write_text,
+        '[[rule]]\nid = "down"\nmetric = "containers.*.status"\nop = "!="\n'
+        'threshold = "running"\nseverity = "critical"\nmessage = "{subject} is {value}"\n',
+    )
+    docker.run("worker")
+    docker.run("helper")
+    env = {"SSE_MONITOR_CONTAINERS": "worker,helper,absent", "SSE_MONITOR_ALERT_RULES": str(rules)}
+    with gateway_for(kato, docker, **env) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            state = await stream.wait_for_event("alerts", lambda d: d["firing_count"] == 1)
+            [absent] = state.json()["firing"]
+            assert (absent["subject"], absent["message"]) == ("absent", "absent is missing")
+            await asyncio.to_thread(docker.docker, "stop", "-t", "0", "worker")
+            fired = await stream.wait_for_event("alert", lambda d: d["subject"] == "worker")
+            assert fired.json()["message"] == "worker is exited"
+            await asyncio.to_thread(docker.docker, "start", "worker")
+            resolved = await stream.wait_for_event(
+                "alert", lambda d: d["subject"] == "worker" and d["state"] == "resolved"
+            )
+            assert resolved.json()["id"] == fired.json()["id"]
+            seen = [(e.json()["subject"], e.json()["transition"]) for e in stream.of("alert")]
+            assert [pair for pair in seen if pair[0] != "absent"] == [
+                ("worker", "fired"),
+                ("worker", "resolved"),
+            ]  # once each, and nothing for the running helper

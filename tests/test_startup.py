@@ -118,3 +118,37 @@ async def test_the_page_folder_can_be_elsewhere_or_missing(kato: Kato, tmp_path:
             assert (await http.get("/static/js/main.js")).status_code == 404
             assert (await http.get("/api/snapshot")).status_code == 200
         assert '"page.missing"' in gateway.log()
+
+
+def test_an_invalid_rules_file_stops_start_up_naming_file_rule_and_problem(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nid = "cpu"\nmetric = "kato.resources.cpu_percent"\nop = ">"\n'
+        'threshold = "lots"\nseverity = "warning"\n'
+    )
+    result = run_until_exit(
+        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())],
+        {"SSE_MONITOR_ALERT_RULES": str(rules)},
+    )
+    assert result.returncode == 2
+    assert f"{rules}: rule 'cpu': `threshold` must be a number for '>'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "gateway.listening" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing folder", "not a database"])
+def test_an_unusable_database_stops_start_up_and_is_named(tmp_path: Path, kind: str) -> None:
+    if kind == "missing folder":
+        path = tmp_path / "nowhere" / "alerts.db"
+    else:
+        path = tmp_path / "alerts.db"
+        path.write_bytes(b"not sqlite at all\n" * 64)
+    result = run_until_exit(
+        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())],
+        {"SSE_MONITOR_DB": str(path)},
+    )
+    assert result.returncode == 2
+    assert f"SSE_MONITOR_DB: {path}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,105 @@
+"""GET /api/alerts (history, newest first, paged) and POST /api/alerts/{id}/ack."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sse_monitor.alerts.alert import stamp
+from sse_monitor.alerts.manager import AlertManager
+from sse_monitor.alerts.rules import SEVERITIES
+from sse_monitor.errors import BadRequest, json_error
+from sse_monitor.parameters import choice_param, int_param
+
+STATE_FILTERS = ("firing", "resolved", "all")
+MAX_BODY_BYTES = 16 * 1024
+MAX_BY_LENGTH = 100
+MAX_NOTE_LENGTH = 1000
+_ALERT_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def alert_routes(alerts: AlertManager) -> list[Route]:
+    async def list_alerts(request: Request) -> Response:
+        state = choice_param(request, "state", STATE_FILTERS, default="all")
+        severity = choice_param(request, "severity", SEVERITIES, default=None)
+        limit = int_param(request, "limit", default=50, low=1, high=500)
+        before = await _cursor(request, alerts)
+        page = await alerts.store.page(
+            state=None if state == "all" else state,
+            severity=severity,
+            limit=limit + 1,
+            before=before,
+        )
+        more = len(page) > limit
+        page = page[:limit]
+        return JSONResponse(
+            {
+                "alerts": [alert.to_json() for alert in page],
+                "next_before": page[-1].id if more else None,
+            }
+        )
+
+    async def acknowledge(request: Request) -> Response:
+        alert_id = request.path_params["alert_id"]
+        by, note = await _ack_body(request)
+        if not _ALERT_ID.match(alert_id):
+            return json_error(404, f"no alert with id {alert_id[:40]!r}")
+        alert = await alerts.acknowledge(alert_id, by, note)
+        if alert is None:
+            return json_error(404, f"no alert with id {alert_id!r}")
+        return JSONResponse(alert.to_json())
+
+    return [
+        Route("/api/alerts", list_alerts, methods=["GET"]),
+        Route("/api/alerts/{alert_id}/ack", acknowledge, methods=["POST"]),
+    ]
+
+
+async def _cursor(request: Request, alerts: AlertManager) -> tuple[str, str] | None:
+    """`before`: an alert id (the previous page's `next_before`) or an ISO-8601 time."""
+    raw = request.query_params.get("before")
+    if not raw:
+        return None
+    if _ALERT_ID.match(raw):
+        alert = await alerts.store.get(raw)
+        if alert is None:
+            raise BadRequest(f"before: no alert with id {raw!r}", parameter="before")
+        return alert.started_at, alert.id
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(
+            "before must be an alert id or an ISO-8601 time", parameter="before"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return stamp(moment), ""
+
+
+async def _ack_body(request: Request) -> tuple[str, str | None]:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    try:
+        data: Any = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest('the body must be JSON, e.g. {"by": "alice", "note": "on it"}') from None
+    if not isinstance(data, dict):
+        raise BadRequest('the body must be a JSON object, e.g. {"by": "alice"}')
+    unknown = sorted(set(data) - {"by", "note"})
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r} (the fields are by and note)")
+    by, note = data.get("by"), data.get("note")
+    if not isinstance(by, str) or not by.strip() or len(by) > MAX_BY_LENGTH:
+        raise BadRequest(f"by must be a name of 1 to {MAX_BY_LENGTH} characters", parameter="by")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH):
+        raise BadRequest(
+            f"note must be a string of at most {MAX_NOTE_LENGTH} characters", parameter="note"
+        )
+    return by.strip(), (note.strip() or None) if note else None

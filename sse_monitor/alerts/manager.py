@@ -1,0 +1,165 @@
+"""Runs the rules on every poll, keeps alerts in the store and announces them.
+
+Every change is stored before it is announced, so that an id a client sees can be acknowledged,
+and a firing alert is known again after a restart (and not announced twice). Two events go out:
+`alert` (durable: replayed to a client that resumes) for each fired, resolved or acknowledged
+alert, and `alerts` (state: the newest reaches every new client) with what fires now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from sse_monitor.alerts.alert import Alert, stamp
+from sse_monitor.alerts.lifecycle import Lifecycle, Transition
+from sse_monitor.alerts.rules import Rule
+from sse_monitor.alerts.store import AlertStore
+from sse_monitor.events import Event, utc_now
+
+log = structlog.get_logger("sse_monitor.alerts")
+
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+class AlertManager:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        store: AlertStore,
+        publish: Callable[[Event], object],
+        *,
+        retention_seconds: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.lifecycle = Lifecycle(rules)
+        self.store = store
+        self._publish = publish
+        self._retention = timedelta(seconds=retention_seconds)
+        self._clock = clock
+        self._lock = asyncio.Lock()  # one change at a time: a poll's transitions, or an ack
+        self._pending_keys: frozenset[tuple[str, str | None]] = frozenset()
+        self._pruned_at: float | None = None
+
+    async def start(self) -> None:
+        """Open the store, take back what was firing, and publish the state for new clients."""
+        await self.store.open()
+        await self._prune()
+        restored = await self.store.firing()
+        orphans = self.lifecycle.restore(restored)
+        now = self._clock()
+        for alert in orphans:
+            self.lifecycle.resolve_orphan(alert, now)
+        if orphans:
+            await self.store.save(orphans)
+            for alert in orphans:
+                log.info("alert.resolved", id=alert.id, rule=alert.rule, reason="rule removed")
+                self._announce(Transition("resolved", alert))
+        log.info(
+            "alerts.started",
+            rules=len(self.lifecycle.rules),
+            store=self.store.path,
+            firing=len(restored) - len(orphans),
+        )
+        self._publish_state(now)
+
+    async def evaluate(
+        self, metrics: Mapping[str, Any] | None, containers: Mapping[str, Any] | None
+    ) -> None:
+        """Run every rule against this poll's snapshots; called once per tick."""
+        async with self._lock:
+            now = self._clock()
+            transitions = self.lifecycle.evaluate(metrics, containers, now)
+            if transitions:
+                try:
+                    await self.store.save(t.alert for t in transitions)
+                except Exception:
+                    # Announce anyway: an operator must see an alert the disk could not keep.
+                    log.exception("alerts.store_failed", alerts=[t.alert.id for t in transitions])
+                for transition in transitions:
+                    self._log(transition)
+                    self._announce(transition)
+            pending = frozenset((p.rule.id, p.subject) for p in self.lifecycle.pending())
+            if transitions or pending != self._pending_keys:
+                self._pending_keys = pending
+                self._publish_state(now)
+        if self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+            await self._prune()
+
+    async def acknowledge(self, alert_id: str, by: str, note: str | None) -> Alert | None:
+        """The alert after the ack (the first ack stays), or None if there is no such alert."""
+        async with self._lock:
+            found = await self.store.acknowledge(alert_id, by, note, self._clock())
+            if found is None:
+                return None
+            alert, changed = found
+            if not changed:
+                return alert
+            current = self.lifecycle.find(alert_id)
+            if current is not None:
+                current.acknowledged_by = alert.acknowledged_by
+                current.acknowledged_at = alert.acknowledged_at
+                current.ack_note = alert.ack_note
+            log.info("alert.acknowledged", id=alert.id, rule=alert.rule, by=by)
+            self._announce(Transition("acknowledged", alert))
+            self._publish_state(self._clock())
+            return alert
+
+    def firing(self) -> list[Alert]:
+        """Newest first."""
+        return sorted(self.lifecycle.firing(), key=lambda a: (a.started_at, a.id), reverse=True)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+    def _announce(self, transition: Transition) -> None:
+        data = {**transition.alert.to_json(), "transition": transition.kind}
+        self._publish(Event("alert", data, durable=True))
+
+    def _publish_state(self, now: datetime) -> None:
+        firing = self.firing()
+        pending = sorted(self.lifecycle.pending(), key=lambda p: (p.since, p.rule.id))
+        data = {
+            "timestamp": stamp(now),
+            "firing": [alert.to_json() for alert in firing],
+            "firing_count": len(firing),
+            "unacknowledged_count": sum(1 for alert in firing if not alert.acknowledged),
+            "pending": [
+                {
+                    "rule": p.rule.id,
+                    "subject": p.subject,
+                    "severity": p.rule.severity,
+                    "since": stamp(p.since),
+                    "fires_at": stamp(p.since + timedelta(seconds=p.rule.for_seconds)),
+                }
+                for p in pending
+            ],
+        }
+        self._publish(Event("alerts", data))
+
+    async def _prune(self) -> None:
+        self._pruned_at = time.monotonic()
+        try:
+            removed = await self.store.prune(self._clock() - self._retention)
+        except Exception:
+            log.exception("alerts.prune_failed")
+            return
+        if removed:
+            log.info("alerts.pruned", removed=removed, retention_days=self._retention.days)
+
+    @staticmethod
+    def _log(transition: Transition) -> None:
+        alert = transition.alert
+        log.info(
+            f"alert.{transition.kind}",
+            id=alert.id,
+            rule=alert.rule,
+            subject=alert.subject,
+            severity=alert.severity,
+            value=alert.value if transition.kind == "fired" else alert.resolved_value,
+        )
