@@ -1,5 +1,6 @@
 // The page's wiring: stream messages in, panels, toasts and the connection state out.
 
+import { createAlertsPanel } from "./alerts.js";
 import { createContainersPanel } from "./containers.js";
 import { connectStream } from "./connection.js";
 import { createFallbackPoller } from "./fallback.js";
@@ -7,11 +8,11 @@ import { age } from "./format.js";
 import { createKatoPanel } from "./kato.js";
 import { createSessionsPanel } from "./sessions.js";
 import { setUpTheme } from "./theme.js";
-import { createToasts, sessionToast } from "./toasts.js";
+import { alertToast, createToasts, sessionToast } from "./toasts.js";
 
 const params = new URLSearchParams(location.search);
 const FALLBACK_SECONDS = Number(params.get("fallback_interval")) || 10;
-const TOAST_IF_NEWER_THAN_MS = 60_000; // replayed older changes go to the list only
+const TOAST_IF_NEWER_THAN_MS = 60_000; // replayed older changes and alerts go to the lists only
 const LAST_ID_KEY = "sse-monitor.last-event-id";
 
 const $ = (selector) => document.querySelector(selector);
@@ -19,6 +20,11 @@ const kato = createKatoPanel($("[aria-labelledby=kato-title]"));
 const sessions = createSessionsPanel($("[aria-labelledby=sessions-title]"));
 const containers = createContainersPanel($("[data-testid=containers]"));
 const toasts = createToasts($("[data-testid=toasts]"));
+const alerts = createAlertsPanel({
+  bell: $("[data-testid=alert-bell]"),
+  panel: $("[data-testid=alerts-panel]"),
+  gatewayNow: () => Date.now() - skewMs, // "started 2 min ago" by the gateway's clock
+});
 const connection = $("[data-testid=connection-state]");
 const dataAge = $("[data-testid=data-age]");
 
@@ -84,6 +90,12 @@ function onEvent({ name, id, data, replayed }) {
     const added = sessions.add(id, data);
     const recent = now - skewMs - new Date(data.timestamp).getTime() < TOAST_IF_NEWER_THAN_MS;
     if (added && !replayed && recent) toasts.show(sessionToast(data));
+  } else if (name === "alerts") {
+    alerts.setState(data);
+  } else if (name === "alert") {
+    const added = alerts.add(id, data);
+    const recent = now - skewMs - new Date(data.started_at).getTime() < TOAST_IF_NEWER_THAN_MS;
+    if (added && data.transition === "fired" && !replayed && recent) toasts.show(alertToast(data));
   }
   // "reset" (the gateway restarted, or this page was away too long) needs nothing here: the
   // current state follows it, and the changes already listed did happen.

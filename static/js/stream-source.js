@@ -7,10 +7,15 @@ export const EVENT_NAMES = [
   "session_event",
   "container_event",
   "upstream",
+  "alert",
+  "alerts",
   "reset",
 ];
 const OFFLINE_AFTER_ATTEMPTS = 3;
-const RECENT_SESSION_EVENTS = 10;
+// Durable events kept for a tab that joins (it replays them to its lists, without toasts).
+const RECENT = { session_event: 10, alert: 20 };
+// State events: the newest of each is all a joining tab needs.
+const STATE_EVENTS = new Set(["metrics", "containers", "alerts"]);
 const RECREATE_AFTER_MS = 3000;
 
 export class StreamSource {
@@ -23,7 +28,7 @@ export class StreamSource {
     this.state = "reconnecting";
     this.lastEventId = null;
     this.latest = new Map(); // state events: the newest of each name, for a tab that joins
-    this.recent = []; // the last session events, for a tab that joins
+    this.recent = new Map(); // name -> its last durable events, for a tab that joins
   }
 
   start(lastEventId) {
@@ -61,9 +66,10 @@ export class StreamSource {
   receive(name, event) {
     if (event.lastEventId) this.lastEventId = event.lastEventId;
     const message = { kind: "event", name, id: event.lastEventId, data: JSON.parse(event.data) };
-    if (name === "metrics" || name === "containers") this.latest.set(name, message);
-    if (name === "session_event") {
-      this.recent = [...this.recent, message].slice(-RECENT_SESSION_EVENTS);
+    if (STATE_EVENTS.has(name)) this.latest.set(name, message);
+    if (name in RECENT) {
+      // Each name keeps its own last few: a burst of alerts does not push out session changes.
+      this.recent.set(name, [...(this.recent.get(name) || []), message].slice(-RECENT[name]));
     }
     this.emit(message);
   }
@@ -75,10 +81,11 @@ export class StreamSource {
 
   /** What a tab joining an open stream needs: the state, recent events, the latest figures. */
   catchUp() {
-    const recent = this.recent.map((message) => ({ ...message, replayed: true }));
+    const recent = [...this.recent.values()].flat();
+    const replayed = recent.map((message) => ({ ...message, replayed: true }));
     return [
       { kind: "state", state: this.state, attempt: this.attempt },
-      ...recent,
+      ...replayed,
       ...this.latest.values(),
     ];
   }

@@ -1,10 +1,12 @@
 // Toasts, bottom-right: at most three at once (the oldest leaves first), each gone after its
-// lifetime or when its X is pressed. The region is a polite live region, so screen readers
-// announce each one without interrupting.
+// lifetime or when its X is pressed. Session and alert toasts share the region and the cap. The
+// region is a polite live region, so screen readers announce each one without interrupting.
 
+import { clock } from "./format.js";
 import { icons } from "./icons.js";
 
 const MAX_VISIBLE = 3;
+const ALERT_LIFETIME_MS = 10_000; // an alert needs reading; a session change is a glance
 
 export function createToasts(region, { lifetimeMs = 5000 } = {}) {
   const timers = new WeakMap();
@@ -14,7 +16,7 @@ export function createToasts(region, { lifetimeMs = 5000 } = {}) {
     toast.remove();
   }
 
-  function show({ kind, icon, title, detail }) {
+  function show({ kind, icon, title, detail, lifetimeMs: lifetime = lifetimeMs }) {
     while (region.children.length >= MAX_VISIBLE) dismiss(region.firstElementChild);
     const toast = document.createElement("div");
     toast.className = "toast";
@@ -28,7 +30,7 @@ export function createToasts(region, { lifetimeMs = 5000 } = {}) {
     toast.querySelector("small").textContent = detail;
     toast.querySelector("button").addEventListener("click", () => dismiss(toast));
     region.append(toast);
-    timers.set(toast, setTimeout(() => dismiss(toast), lifetimeMs));
+    timers.set(toast, setTimeout(() => dismiss(toast), lifetime));
     return toast;
   }
 
@@ -45,5 +47,18 @@ export function sessionToast(event) {
     icon: created ? icons.userPlus : icons.userMinus,
     title: `${delta} ${noun} ${created ? "created" : "destroyed"}`,
     detail: `Total: ${total}`,
+  };
+}
+
+/** A newly firing alert: its message, then severity, subject and when it started. */
+export function alertToast(alert) {
+  const severity = alert.severity[0].toUpperCase() + alert.severity.slice(1);
+  const subject = alert.subject ? ` · ${alert.subject}` : "";
+  return {
+    kind: `alert-${alert.severity}`,
+    icon: alert.severity === "info" ? icons.info : icons.warning,
+    title: alert.message,
+    detail: `${severity}${subject} · since ${clock(alert.started_at)}`,
+    lifetimeMs: ALERT_LIFETIME_MS,
   };
 }
