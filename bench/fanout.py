@@ -263,6 +263,8 @@ def start_server(
             "SSE_MONITOR_LOG_LEVEL": "warning",
             # the reference has no containers event: compare like with like
             "SSE_MONITOR_CONTAINER_STATS": "off",
+            "SSE_MONITOR_MAX_STREAMS": "1000000",  # every load client comes from 127.0.0.1
+            "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1000000",
         }
     else:
         argv = [*python, str(BENCH / "naive_server.py"), "--port", str(port)]

@@ -12,15 +12,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sse_monitor.access import ADMIN, VIEWER, Access
 from sse_monitor.broadcaster import Broadcaster, Frame
 from sse_monitor.errors import json_error
 from sse_monitor.events import iso, utc_now
 from sse_monitor.parameters import event_id_param, int_param
 from sse_monitor.poller import ContainerSource, Poller
+from sse_monitor.streams import StreamRegistry
 
 
 def api_routes(
-    poller: Poller, broadcaster: Broadcaster, containers: ContainerSource | None
+    poller: Poller,
+    broadcaster: Broadcaster,
+    containers: ContainerSource | None,
+    registry: StreamRegistry,
+    access: Access,
 ) -> list[Route]:
     async def sessions_count(request: Request) -> Response:
         snapshot = poller.snapshot
@@ -74,6 +80,11 @@ def api_routes(
             return json_error(503, "the first container sample is not ready yet")
         return JSONResponse({"enabled": True, **snapshot})
 
+    async def streams(request: Request) -> Response:
+        """Open streams by topic and client address, the most lagging first."""
+        limit = int_param(request, "limit", default=100, low=1, high=1000)
+        return JSONResponse(registry.describe(limit))
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -90,10 +101,11 @@ def api_routes(
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return [
-        Route("/api/sessions/count", sessions_count, methods=["GET"]),
-        Route("/api/snapshot", snapshot, methods=["GET"]),
-        Route("/api/events", events, methods=["GET"]),
-        Route("/api/containers", containers_snapshot, methods=["GET"]),
+        Route("/api/sessions/count", access.protect(VIEWER, sessions_count), methods=["GET"]),
+        Route("/api/snapshot", access.protect(VIEWER, snapshot), methods=["GET"]),
+        Route("/api/events", access.protect(VIEWER, events), methods=["GET"]),
+        Route("/api/containers", access.protect(VIEWER, containers_snapshot), methods=["GET"]),
+        Route("/api/streams", access.protect(ADMIN, streams), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from sse_monitor.access import VIEWER, Access, Forbidden, Unauthorized, forbidden, unauthorized
 from sse_monitor.alerts.api import alert_routes
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import load_rules
@@ -26,13 +29,16 @@ from sse_monitor.api import api_routes
 from sse_monitor.broadcaster import Broadcaster
 from sse_monitor.config import ConfigError, Settings
 from sse_monitor.containers import ContainerCollector
+from sse_monitor.error_tracking import start_sentry
 from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
 from sse_monitor.logs import configure_logging
 from sse_monitor.poller import Poller
+from sse_monitor.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.redact import redact_url
 from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import KatoClient
 from sse_monitor.stream import EventStream
+from sse_monitor.streams import StreamRegistry
 
 log = structlog.get_logger("sse_monitor.app")
 
@@ -69,6 +75,7 @@ def create_app(settings: Settings) -> Starlette:
             interval=settings.poll_interval,
             publish=broadcaster.publish,
         )
+    prometheus = PrometheusEndpoint()
     poller = Poller(
         kato,
         broadcaster,
@@ -77,7 +84,16 @@ def create_app(settings: Settings) -> Starlette:
         containers=collector,
         alerts=alerts,
         kato_url=redact_url(settings.kato_url),
+        observe_tick=prometheus.poll_duration.observe,
     )
+    access = Access(
+        settings.viewer_token,
+        settings.admin_token,
+        login_ttl=settings.login_ttl,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    registry = StreamRegistry(settings.max_streams, settings.max_streams_per_client)
+    prometheus.add(GatewayCollector(broadcaster, registry, poller, access))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,6 +102,8 @@ def create_app(settings: Settings) -> Starlette:
             kato_url=redact_url(settings.kato_url),
             poll_interval=settings.poll_interval,
             boot_id=broadcaster.boot_id,
+            access_control="on" if access.enabled else "off",
+            max_streams=settings.max_streams,
         )
         await alerts.start()  # before the first poll: what fired before a restart is known
         tasks = [asyncio.create_task(poller.run(), name="poller")]
@@ -138,28 +156,58 @@ def create_app(settings: Settings) -> Starlette:
                     "api/events",
                     "api/containers",
                     "api/alerts",
+                    "api/streams",
+                    "api/access",
+                    "login",
+                    "logout",
+                    "metrics",
                     "healthz",
                     "readyz",
                 ],
+                "access_control": access.enabled,
             }
         )
 
     routes = [
         Route("/", page, methods=["GET"]),
         Route("/api", index, methods=["GET"]),
-        Route("/events", EventStream(broadcaster, settings).endpoint, methods=["GET"]),
-        *api_routes(poller, broadcaster, collector),
-        *alert_routes(alerts),
+        Route(
+            "/events",
+            access.protect(VIEWER, EventStream(broadcaster, registry, settings).endpoint),
+            methods=["GET"],
+        ),
+        *api_routes(poller, broadcaster, collector, registry, access),
+        *alert_routes(alerts, access),
+        *access.routes(),
+        Route("/metrics", access.protect(VIEWER, prometheus.endpoint), methods=["GET"]),
     ]
     if has_page:
         routes.append(Mount("/static", StaticFiles(directory=static_dir), name="static"))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
-    return app
+    middleware = []
+    if settings.cors_origins:
+        # Credentials allowed, for EventSource's withCredentials: hence a list, never `*`.
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_credentials=True,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                expose_headers=["Retry-After"],
+                max_age=600,
+            )
+        )
+    handlers = {**EXCEPTION_HANDLERS, Unauthorized: unauthorized, Forbidden: forbidden}
+    return Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers
+    )
 
 
 def app_from_env() -> Starlette:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
+    if settings.sentry_dsn:
+        start_sentry(settings.sentry_dsn, settings.sentry_environment)
     return create_app(settings)
 
 

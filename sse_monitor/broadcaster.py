@@ -11,11 +11,21 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+import time
+from collections import Counter, deque
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 
-from sse_monitor.events import Event, encode_event, encode_frame, iso, to_json, utc_now
+from sse_monitor.events import (
+    TOPICS,
+    Event,
+    encode_event,
+    encode_frame,
+    iso,
+    to_json,
+    topic_of,
+    utc_now,
+)
 
 _EVENT_ID = re.compile(r"^(?P<boot>[0-9a-f]{8,32})-(?P<seq>[0-9]{1,18})$")
 
@@ -41,18 +51,41 @@ class Frame:
     id: str
     event: Event
     data: bytes
+    topic: str | None = None  # None: for every subscriber
+    published_at: float = 0.0  # time.monotonic()
+
+
+@dataclass(slots=True)
+class FanOutStats:
+    """Running totals for the Prometheus endpoint: plain integers, cheap on the hot path."""
+
+    published: Counter[str] = field(default_factory=Counter)  # by event name
+    frames_sent: int = 0
+    frames_coalesced: int = 0  # a pending state frame replaced by a newer one
+    frames_dropped: int = 0  # the backlog of a stream closed for lagging
+    closed: Counter[str] = field(default_factory=Counter)  # streams ended, by reason
 
 
 class Subscription:
     """One client's bounded buffer of frames, drained by that client's stream."""
 
-    def __init__(self, max_durable: int) -> None:
+    def __init__(
+        self,
+        max_durable: int,
+        topics: frozenset[str] = frozenset(TOPICS),
+        stats: FanOutStats | None = None,
+    ) -> None:
         self._max_durable = max_durable
+        self.topics = topics
+        self._stats = stats or FanOutStats()
         self._pending: deque[Frame] = deque()
         self._latest_by_name: dict[str, Frame] = {}
         self._durable_pending = 0
         self._wakeup = asyncio.Event()
         self.closed_reason: str | None = None
+
+    def wants(self, frame: Frame) -> bool:
+        return frame.topic is None or frame.topic in self.topics
 
     @property
     def closed(self) -> bool:
@@ -78,6 +111,7 @@ class Subscription:
             older = self._latest_by_name.get(frame.event.name)
             if older is not None:
                 self._pending.remove(older)
+                self._stats.frames_coalesced += 1
             self._latest_by_name[frame.event.name] = frame
         self._pending.append(frame)
         self._wakeup.set()
@@ -88,6 +122,7 @@ class Subscription:
             return
         self.closed_reason = reason
         if reason == "overflow":
+            self._stats.frames_dropped += len(self._pending)
             self._pending.clear()
             self._latest_by_name.clear()
         self._wakeup.set()
@@ -105,11 +140,16 @@ class Subscription:
         self._pending = deque()
         self._latest_by_name.clear()
         self._durable_pending = 0
+        self._stats.frames_sent += len(frames)
         return b"".join(frame.data for frame in frames)
 
     @property
     def backlog(self) -> int:
         return len(self._pending)
+
+    def lag_seconds(self, now: float) -> float:
+        """How long the oldest frame not yet handed to the socket has waited."""
+        return max(0.0, now - self._pending[0].published_at) if self._pending else 0.0
 
 
 class Broadcaster:
@@ -123,46 +163,63 @@ class Broadcaster:
         self._evicted_through = 0  # highest seq of a durable frame that left the history
         self._latest: dict[str, Frame] = {}
         self._subscriptions: set[Subscription] = set()
+        # Delivering an event costs work for the subscribers of its topic only.
+        self._by_topic: dict[str, set[Subscription]] = {topic: set() for topic in TOPICS}
+        self.stats = FanOutStats()
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
 
+    def subscribers_by_topic(self) -> dict[str, int]:
+        return {topic: len(subscribers) for topic, subscribers in self._by_topic.items()}
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions)
+
     def publish(self, event: Event) -> Frame:
         self._seq += 1
         event_id = f"{self.boot_id}-{self._seq}"
-        frame = Frame(self._seq, event_id, event, encode_event(event, event_id))
+        topic = topic_of(event.name)
+        data = encode_event(event, event_id)
+        frame = Frame(self._seq, event_id, event, data, topic, time.monotonic())
+        self.stats.published[event.name] += 1
         if event.durable:
             if len(self._history) == self._history.maxlen:
                 self._evicted_through = self._history[0].seq
             self._history.append(frame)
         else:
             self._latest[event.name] = frame
-        for subscription in self._subscriptions:
+        for subscription in self._subscriptions if topic is None else self._by_topic[topic]:
             subscription.push(frame)
         return frame
 
     def latest(self, name: str) -> Frame | None:
         return self._latest.get(name)
 
-    def subscribe(self, last_event_id: str | None = None) -> Subscription:
-        """Register a client, its first frames already queued.
+    def subscribe(
+        self, last_event_id: str | None = None, topics: Collection[str] = TOPICS
+    ) -> Subscription:
+        """Register a client for some topics, its first frames already queued.
 
         With no id: the current state. With an id of ours, still covered by the history: every
         durable event after it and the newer state, in order. Otherwise: a `reset` event and the
         current state. Runs without awaiting, so no event can fall between replay and live.
         """
-        subscription = Subscription(self._client_buffer)
+        subscription = Subscription(self._client_buffer, frozenset(topics), self.stats)
         frames, reset_reason = self.frames_after(last_event_id)
         if reset_reason is not None:
-            subscription.preload([self._reset_frame(reset_reason), *self._latest_frames()])
-        else:
-            subscription.preload(frames)
+            frames = [self._reset_frame(reset_reason), *self._latest_frames()]
+        subscription.preload(frame for frame in frames if subscription.wants(frame))
         self._subscriptions.add(subscription)
+        for topic in subscription.topics:
+            self._by_topic[topic].add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
+        for topic in subscription.topics:
+            self._by_topic[topic].discard(subscription)
 
     def close_all(self, reason: str = "shutdown") -> None:
         for subscription in list(self._subscriptions):
@@ -199,4 +256,4 @@ class Broadcaster:
         )
         event_id = f"{self.boot_id}-{self._seq}"
         frame = encode_frame(id=event_id, event=event.name, data=to_json(event.data))
-        return Frame(self._seq, event_id, event, frame)
+        return Frame(self._seq, event_id, event, frame, None, time.monotonic())

@@ -12,6 +12,7 @@ import uvicorn
 
 from sse_monitor.app import create_app
 from sse_monitor.config import ConfigError, Settings
+from sse_monitor.error_tracking import start_sentry
 from sse_monitor.logs import configure_logging
 from sse_monitor.redact import redact_url
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if settings.sentry_dsn:
+        start_sentry(settings.sentry_dsn, settings.sentry_environment)
     try:
         if args.command == "serve":
             return _serve(settings, args.host, args.port)
@@ -78,6 +81,9 @@ def _uvicorn_config(
         log_config=None,  # logging is ours (structlog), set up before this
         access_log=access_log,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # X-Forwarded-For is ours to read, and only from SSE_MONITOR_TRUSTED_PROXIES: uvicorn
+        # would otherwise take it from any client on 127.0.0.1 (its default).
+        proxy_headers=False,
     )
 
 

@@ -6,10 +6,11 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from sse_monitor.addresses import Network, parse_networks
 from sse_monitor.durations import parse_duration
 from sse_monitor.redact import redact_url
 
@@ -38,6 +39,16 @@ class Settings:
     alert_rules: str | None = None  # None: the built-in rules
     db_path: str = "sse-monitor.db"
     alert_retention: float = 30 * 86400.0
+    viewer_token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    login_ttl: float = 12 * 3600.0
+    cors_origins: tuple[str, ...] = ()
+    max_streams: int = 10_000
+    max_streams_per_client: int = 100
+    retry_after: int = 10
+    trusted_proxies: tuple[Network, ...] = ()
+    sentry_dsn: str | None = field(default=None, repr=False)
+    sentry_environment: str | None = None
 
     def __post_init__(self) -> None:
         _check_url("KATO_URL", self.kato_url)
@@ -63,6 +74,24 @@ class Settings:
             raise ConfigError(
                 f"SSE_MONITOR_CONTAINER_LABEL={self.container_label!r} must be key or key=value"
             )
+        for name, token in (
+            ("SSE_MONITOR_TOKEN", self.viewer_token),
+            ("SSE_MONITOR_ADMIN_TOKEN", self.admin_token),
+        ):
+            if token is not None and (len(token) < MIN_TOKEN_LENGTH or not _TOKEN.match(token)):
+                # Never the value: it is a secret, even when it is a bad one.
+                raise ConfigError(
+                    f"{name} must be at least {MIN_TOKEN_LENGTH} printable characters with no "
+                    "spaces (e.g. from: python -c 'import secrets; print(secrets.token_urlsafe())')"
+                )
+        if self.viewer_token is not None and self.viewer_token == self.admin_token:
+            raise ConfigError("SSE_MONITOR_TOKEN and SSE_MONITOR_ADMIN_TOKEN must differ")
+        _check_range("SSE_MONITOR_LOGIN_TTL", self.login_ttl, 60, 366 * 86400)
+        _check_range("SSE_MONITOR_MAX_STREAMS", self.max_streams, 1, 1_000_000)
+        _check_range(
+            "SSE_MONITOR_MAX_STREAMS_PER_CLIENT", self.max_streams_per_client, 1, 1_000_000
+        )
+        _check_range("SSE_MONITOR_RETRY_AFTER", self.retry_after, 1, 3600)
         _check_range("SSE_MONITOR_ALERT_RETENTION", self.alert_retention, 60, 3650 * 86400)
         if not self.db_path:
             raise ConfigError("SSE_MONITOR_DB must be a file path, or :memory: to keep nothing")
@@ -112,6 +141,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # The containers of KATO's compose file: what a KATO dashboard watches unless told otherwise.
 DEFAULT_CONTAINERS = ("kato", "kato-clickhouse", "kato-qdrant", "kato-redis")
 LOG_FORMATS = ("auto", "json", "console")
+MIN_TOKEN_LENGTH = 16
+_TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # the engine's own rule
 
 
@@ -144,6 +175,18 @@ def parse_names(raw: str) -> tuple[str, ...]:
     return names
 
 
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """Comma-separated exact origins, e.g. https://ops.example.com,http://localhost:3000."""
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        if origin == "*":
+            raise ValueError("* is refused: streams carry credentials, so list the origins")
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+    return origins
+
+
 def parse_int(raw: str) -> int:
     try:
         return int(raw)
@@ -169,6 +212,16 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_ALERT_RULES": ("alert_rules", str),
     "SSE_MONITOR_DB": ("db_path", str),
     "SSE_MONITOR_ALERT_RETENTION": ("alert_retention", parse_duration),
+    "SSE_MONITOR_TOKEN": ("viewer_token", str),
+    "SSE_MONITOR_ADMIN_TOKEN": ("admin_token", str),
+    "SSE_MONITOR_LOGIN_TTL": ("login_ttl", parse_duration),
+    "SSE_MONITOR_CORS_ORIGINS": ("cors_origins", parse_origins),
+    "SSE_MONITOR_MAX_STREAMS": ("max_streams", parse_int),
+    "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", parse_int),
+    "SSE_MONITOR_RETRY_AFTER": ("retry_after", parse_int),
+    "SSE_MONITOR_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
+    "SENTRY_DSN": ("sentry_dsn", str),
+    "SENTRY_ENVIRONMENT": ("sentry_environment", str),
     "SSE_MONITOR_LOG_LEVEL": ("log_level", str.lower),
     "SSE_MONITOR_LOG_FORMAT": ("log_format", str.lower),
 }

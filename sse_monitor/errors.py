@@ -13,10 +13,11 @@ log = structlog.get_logger("sse_monitor.errors")
 class BadRequest(Exception):
     """A client sent a parameter we cannot use; answered with 400 and the reason."""
 
-    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+    def __init__(self, message: str, *, parameter: str | None = None, **details: object) -> None:
         super().__init__(message)
         self.message = message
         self.parameter = parameter
+        self.details = details
 
 
 def json_error(status: int, message: str, **details: object) -> JSONResponse:
@@ -26,7 +27,7 @@ def json_error(status: int, message: str, **details: object) -> JSONResponse:
 async def bad_request(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadRequest)
     details = {"parameter": exc.parameter} if exc.parameter else {}
-    return json_error(400, exc.message, **details)
+    return json_error(400, exc.message, **details, **exc.details)
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:

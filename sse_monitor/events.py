@@ -31,6 +31,23 @@ class Event:
     durable: bool = False
 
 
+# What a client can subscribe to (`GET /events?topics=`), and the events of each. Events of no
+# topic (`upstream`, `reset`) reach every client.
+TOPICS = ("metrics", "containers", "sessions", "alerts")
+TOPIC_OF = {
+    "metrics": "metrics",
+    "containers": "containers",
+    "container_event": "containers",
+    "session_event": "sessions",
+    "alert": "alerts",
+    "alerts": "alerts",
+}
+
+
+def topic_of(name: str) -> str | None:
+    return TOPIC_OF.get(name)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -83,6 +84,7 @@ class Poller:
         alerts: AlertEvaluator | None = None,
         kato_url: str = "",
         clock: Callable[[], datetime] = utc_now,
+        observe_tick: Callable[[float], None] | None = None,
     ) -> None:
         self._kato = kato
         self._broadcaster = broadcaster
@@ -92,6 +94,8 @@ class Poller:
         self._alerts = alerts
         self._kato_url = kato_url
         self._clock = clock
+        self._observe_tick = observe_tick
+        self.upstream_errors: Counter[str] = Counter()  # failed reads, by source
         self.sessions = SessionChangeDetector()
         self.snapshot: dict[str, Any] | None = None
         self.tick_count = 0
@@ -120,9 +124,12 @@ class Poller:
     async def tick(self) -> None:
         """One poll; an exception here is logged and never ends the loop."""
         self.tick_count += 1
+        started = time.monotonic()
         containers = None
         try:
             containers = self._containers.snapshot() if self._containers is not None else None
+            if containers is not None and not containers.get("available"):
+                self.upstream_errors["docker"] += 1
             if containers is not None:
                 # First, so that a slow KATO never delays it; the collector samples in the
                 # background, so this never waits for the engine either.
@@ -135,6 +142,8 @@ class Poller:
             log.exception("poller.tick_failed")
         finally:
             self.last_tick_monotonic = time.monotonic()
+            if self._observe_tick is not None:
+                self._observe_tick(self.last_tick_monotonic - started)
         if self._alerts is not None:
             # After the metrics are out: rules read this tick's snapshots, both of them.
             try:
@@ -151,6 +160,10 @@ class Poller:
             self._last_success = now
         if reading.metrics is not None:
             self._metrics = reading.metrics
+        if reading.health_error:
+            self.upstream_errors["kato_health"] += 1
+        if reading.metrics_error:
+            self.upstream_errors["kato_metrics"] += 1
         self._track_upstream(reading, now)
         self._track_metrics_errors(reading)
 

@@ -13,9 +13,14 @@ from urllib.parse import urlsplit, urlunsplit
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]+@")
 
 
+# ?token=... (the gateway's own access tokens, accepted in the query string for curl).
+_TOKEN_IN_QUERY = re.compile(r"(?P<key>[?&](?:token|access_token)=)[^&\s\"'#]*")
+
+
 def scrub(text: str) -> str:
-    """Replace the credentials of every URL found in `text`."""
-    return _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", text)
+    """Replace the credentials of every URL found in `text`, and tokens in query strings."""
+    text = _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", text)
+    return _TOKEN_IN_QUERY.sub(r"\g<key>***", text)
 
 
 def redact_url(url: str) -> str:

@@ -210,7 +210,13 @@ async def test_a_failing_metrics_answer_keeps_the_last_figures_and_live_sessions
         assert event.json()["data"]["current_count"] == 1
 
 
-async def test_many_clients_share_one_poller(kato: Kato, gateway: GatewayProcess) -> None:
+async def test_many_clients_share_one_poller(kato: Kato) -> None:
+    env = {"SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1000"}  # all 200 come from 127.0.0.1
+    with GatewayProcess(kato.url, env=env) as gateway:
+        await _many_clients_share_one_poller(kato, gateway)
+
+
+async def _many_clients_share_one_poller(kato: Kato, gateway: GatewayProcess) -> None:
     clients = [SSEStream(f"{gateway.url}/events") for _ in range(200)]
     await asyncio.gather(*(client.open() for client in clients))
     try:

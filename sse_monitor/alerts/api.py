@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sse_monitor.access import ADMIN, VIEWER, Access
 from sse_monitor.alerts.alert import stamp
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import SEVERITIES
@@ -24,7 +25,7 @@ MAX_NOTE_LENGTH = 1000
 _ALERT_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-def alert_routes(alerts: AlertManager) -> list[Route]:
+def alert_routes(alerts: AlertManager, access: Access) -> list[Route]:
     async def list_alerts(request: Request) -> Response:
         state = choice_param(request, "state", STATE_FILTERS, default="all")
         severity = choice_param(request, "severity", SEVERITIES, default=None)
@@ -56,8 +57,8 @@ def alert_routes(alerts: AlertManager) -> list[Route]:
         return JSONResponse(alert.to_json())
 
     return [
-        Route("/api/alerts", list_alerts, methods=["GET"]),
-        Route("/api/alerts/{alert_id}/ack", acknowledge, methods=["POST"]),
+        Route("/api/alerts", access.protect(VIEWER, list_alerts), methods=["GET"]),
+        Route("/api/alerts/{alert_id}/ack", access.protect(ADMIN, acknowledge), methods=["POST"]),
     ]
 
 

@@ -1,0 +1,235 @@
+"""Access control: off until a token is set; then viewers read, and admins also act.
+
+A request proves its role with `Authorization: Bearer <token>`, with `?token=` (for curl), or
+with the cookie `POST /login` sets for the page (EventSource cannot send headers, but it sends
+cookies). The cookie holds the role, an expiry and an HMAC keyed by the token that granted it:
+never the token itself, and rotating a token ends its sessions. Tokens are compared in
+constant time and never written anywhere: not in a log line, an error, or a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import parse_qs
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sse_monitor.addresses import Network, client_address, is_within
+from sse_monitor.errors import BadRequest, json_error
+
+log = structlog.get_logger("sse_monitor.access")
+
+VIEWER, ADMIN = "viewer", "admin"
+COOKIE = "sse_monitor_session"
+MAX_LOGIN_BODY = 4096
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Unauthorized(Exception):
+    """No valid credential: 401."""
+
+
+class Forbidden(Exception):
+    """A valid credential without the role this needs: 403."""
+
+
+class Access:
+    def __init__(
+        self,
+        viewer_token: str | None,
+        admin_token: str | None,
+        *,
+        login_ttl: float,
+        trusted_proxies: Iterable[Network] = (),
+    ) -> None:
+        self._viewer = viewer_token
+        self._admin = admin_token
+        self._login_ttl = int(login_ttl)
+        self._trusted = tuple(trusted_proxies)
+        self.refused: Counter[str] = Counter()  # unauthorized / forbidden, for /metrics
+
+    @property
+    def enabled(self) -> bool:
+        return self._viewer is not None or self._admin is not None
+
+    def role(self, request: Request) -> str | None:
+        """What this request may do: admin, viewer, or None (nothing but the open paths).
+
+        A token that is presented must be right (else 401, rather than quietly reading as
+        anonymous); a cookie that is stale or forged is ignored.
+        """
+        presented = _bearer(request) or request.query_params.get("token")
+        if presented:
+            role = self._role_of_token(presented)
+            if role is None:
+                raise Unauthorized("the token is not valid")
+            return role
+        cookie = request.cookies.get(COOKIE)
+        if cookie:
+            role = self._role_of_cookie(cookie)
+            if role is not None:
+                return role
+        if not self.enabled:
+            return ADMIN
+        return VIEWER if self._viewer is None else None
+
+    def require(self, request: Request, needed: str) -> str:
+        try:
+            role = self.role(request)
+        except Unauthorized:
+            self.refused["unauthorized"] += 1
+            raise
+        if role is None:
+            self.refused["unauthorized"] += 1
+            raise Unauthorized("this needs a token: log in, or send Authorization: Bearer")
+        if needed == ADMIN and role != ADMIN:
+            self.refused["forbidden"] += 1
+            raise Forbidden("this needs the admin token")
+        return role
+
+    def protect(self, needed: str, endpoint: Endpoint) -> Endpoint:
+        """The endpoint, answering 401/403 before it runs when the request may not."""
+
+        async def protected(request: Request) -> Response:
+            self.require(request, needed)
+            return await endpoint(request)
+
+        return protected
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/api/access", self.describe, methods=["GET"]),
+        ]
+
+    async def login(self, request: Request) -> Response:
+        token = await _login_token(request)
+        role = self._role_of_token(token)
+        address = client_address(
+            request.client.host if request.client else None, request.headers, self._trusted
+        )
+        if role is None:
+            self.refused["unauthorized"] += 1
+            log.warning("access.login_failed", client=address)
+            return _unauthorized("the token is not valid")
+        log.info("access.login", client=address, role=role)
+        response = JSONResponse({"role": role})
+        expires = int(time.time()) + self._login_ttl
+        response.headers.append("set-cookie", self._cookie(self._session(role, expires), request))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = JSONResponse({"role": None})
+        response.headers.append("set-cookie", self._cookie("", request, max_age=0))
+        return response
+
+    async def describe(self, request: Request) -> Response:
+        return JSONResponse({"enabled": self.enabled, "role": self.role(request)})
+
+    # Tokens and sessions
+
+    def _role_of_token(self, presented: str) -> str | None:
+        if self._admin is not None and _same(presented, self._admin):
+            return ADMIN
+        if self._viewer is not None and _same(presented, self._viewer):
+            return ADMIN if self._admin is None else VIEWER  # the only token does everything
+        return None
+
+    def _key(self, role: str) -> str | None:
+        """The token whose holder may have this role."""
+        if role == ADMIN:
+            return self._admin if self._admin is not None else self._viewer
+        return self._viewer if role == VIEWER else None
+
+    def _session(self, role: str, expires: int) -> str:
+        key = self._key(role)
+        assert key is not None
+        return f"{role}.{expires}.{_sign(key, role, expires)}"
+
+    def _role_of_cookie(self, value: str) -> str | None:
+        role, _, rest = value.partition(".")
+        expires_text, _, signature = rest.partition(".")
+        key = self._key(role)
+        if key is None or not expires_text.isdigit() or int(expires_text) < time.time():
+            return None
+        if not hmac.compare_digest(_sign(key, role, int(expires_text)), signature):
+            return None
+        return role
+
+    def _cookie(self, value: str, request: Request, *, max_age: int | None = None) -> str:
+        # No Path: the browser scopes it to the login URL's folder, so behind a proxy at
+        # /monitor/ it is sent to /monitor/... only, not to every app on the host.
+        age = self._login_ttl if max_age is None else max_age
+        cookie = f"{COOKIE}={value}; Max-Age={age}; HttpOnly; SameSite=Strict"
+        return cookie + ("; Secure" if self._is_https(request) else "")
+
+    def _is_https(self, request: Request) -> bool:
+        """Secure cookies over https, including https ended at a trusted proxy."""
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else None
+        if peer is None or not is_within(peer, self._trusted):
+            return False
+        return request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
+
+
+async def unauthorized(request: Request, exc: Exception) -> Response:
+    return _unauthorized(str(exc))
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    return json_error(403, str(exc))
+
+
+def _unauthorized(message: str) -> Response:
+    response = json_error(401, message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="sse-monitor"'
+    return response
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+def _same(presented: str, token: str) -> bool:
+    """Constant time, whatever the lengths: compare digests, not the strings."""
+    return hmac.compare_digest(
+        hashlib.sha256(presented.encode()).digest(), hashlib.sha256(token.encode()).digest()
+    )
+
+
+def _sign(key: str, role: str, expires: int) -> str:
+    message = f"sse-monitor-session|{role}|{expires}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+async def _login_token(request: Request) -> str:
+    body = await request.body()
+    if len(body) > MAX_LOGIN_BODY:
+        raise BadRequest(f"the body must be at most {MAX_LOGIN_BODY} bytes")
+    content_type = request.headers.get("content-type", "")
+    token: object = None
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [None])[0]
+    else:
+        try:
+            data = json.loads(body) if body else None
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest('the body must be JSON: {"token": "..."}') from None
+        token = data.get("token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        raise BadRequest('the body must give the token: {"token": "..."}', parameter="token")
+    return token

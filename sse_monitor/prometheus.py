@@ -1,0 +1,108 @@
+"""GET /metrics in the Prometheus text format, read from the running totals at scrape time.
+
+The hot paths (publishing, writing frames) only add to plain integers (`FanOutStats`); this
+collector turns them into metric families when Prometheus asks. The registry is the app's own,
+not prometheus-client's global one, so two apps in one process (as in tests) never mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sse_monitor.access import Access
+from sse_monitor.broadcaster import Broadcaster
+from sse_monitor.events import TOPICS
+from sse_monitor.poller import Poller
+from sse_monitor.streams import StreamRegistry
+
+POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CLOSE_REASONS = ("lagging", "stuck", "client", "shutdown")
+REFUSAL_REASONS = ("max_streams", "max_streams_per_client", "unauthorized", "forbidden")
+
+
+class GatewayCollector(Collector):
+    def __init__(
+        self, broadcaster: Broadcaster, registry: StreamRegistry, poller: Poller, access: Access
+    ) -> None:
+        self._broadcaster = broadcaster
+        self._streams = registry
+        self._poller = poller
+        self._access = access
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._broadcaster.stats
+        yield GaugeMetricFamily(
+            "sse_monitor_streams_open", "Open /events streams.", value=len(self._streams.streams)
+        )
+        by_topic = GaugeMetricFamily(
+            "sse_monitor_streams_open_by_topic",
+            "Open streams subscribed to each topic.",
+            labels=["topic"],
+        )
+        counts = self._broadcaster.subscribers_by_topic()
+        for topic in TOPICS:
+            by_topic.add_metric([topic], counts.get(topic, 0))
+        yield by_topic
+        published = CounterMetricFamily(
+            "sse_monitor_events_published", "Events published, by event name.", labels=["event"]
+        )
+        for name, count in sorted(stats.published.items()):
+            published.add_metric([name], count)
+        yield published
+        yield CounterMetricFamily(
+            "sse_monitor_frames_sent", "Frames handed to client sockets.", value=stats.frames_sent
+        )
+        yield CounterMetricFamily(
+            "sse_monitor_frames_coalesced",
+            "Pending state frames replaced by a newer one for a slow client.",
+            value=stats.frames_coalesced,
+        )
+        yield CounterMetricFamily(
+            "sse_monitor_frames_dropped",
+            "Frames discarded with the backlog of a stream closed for lagging.",
+            value=stats.frames_dropped,
+        )
+        closed = CounterMetricFamily(
+            "sse_monitor_streams_closed", "Streams ended, by reason.", labels=["reason"]
+        )
+        for reason in CLOSE_REASONS:
+            closed.add_metric([reason], stats.closed.get(reason, 0))
+        yield closed
+        errors = CounterMetricFamily(
+            "sse_monitor_upstream_errors", "Failed upstream reads, by source.", labels=["source"]
+        )
+        for source in ("kato_health", "kato_metrics", "docker"):
+            errors.add_metric([source], self._poller.upstream_errors.get(source, 0))
+        yield errors
+        refused = CounterMetricFamily(
+            "sse_monitor_connections_refused", "Requests refused, by reason.", labels=["reason"]
+        )
+        for reason in REFUSAL_REASONS:
+            count = self._streams.refused.get(reason, 0) + self._access.refused.get(reason, 0)
+            refused.add_metric([reason], count)
+        yield refused
+
+
+class PrometheusEndpoint:
+    """The registry, the poll-duration histogram the poller feeds, and the endpoint."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.poll_duration = Histogram(
+            "sse_monitor_poll_duration_seconds",
+            "How long one poll of the upstreams took.",
+            buckets=POLL_BUCKETS,
+            registry=self.registry,
+        )
+
+    def add(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
