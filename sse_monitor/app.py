@@ -207,7 +207,11 @@ def app_from_env() -> Starlette:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     if settings.sentry_dsn:
-        start_sentry(settings.sentry_dsn, settings.sentry_environment)
+        start_sentry(
+            settings.sentry_dsn,
+            settings.sentry_environment,
+            secrets=(settings.viewer_token or "", settings.admin_token or ""),
+        )
     return create_app(settings)
 
 

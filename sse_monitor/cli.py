@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if settings.sentry_dsn:
-        start_sentry(settings.sentry_dsn, settings.sentry_environment)
+        start_sentry(
+            settings.sentry_dsn,
+            settings.sentry_environment,
+            secrets=(settings.viewer_token or "", settings.admin_token or ""),
+        )
     try:
         if args.command == "serve":
             return _serve(settings, args.host, args.port)

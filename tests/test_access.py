@@ -1,0 +1,237 @@
+"""Access control against the gateway process: the matrix of roles, channels and endpoints."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Kato
+from tests.processes import GatewayProcess, free_port
+from tests.test_startup import run_until_exit
+
+VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
+ADMIN = "admin-token-7c2e91b0d4a85f13"
+UNKNOWN_ALERT = "0123456789abcdef"  # a well-formed id that does not exist: 404 once past access
+ENDPOINTS = {
+    # name: (method, path, the status an allowed request gets)
+    "stream": ("GET", "/events", 200),
+    "read": ("GET", "/api/snapshot", 200),
+    "ack": ("POST", f"/api/alerts/{UNKNOWN_ALERT}/ack", 404),
+}
+# role -> endpoint -> expected status
+MATRIX = {
+    None: {"stream": 401, "read": 401, "ack": 401},
+    "viewer": {"stream": 200, "read": 200, "ack": 403},
+    "admin": {"stream": 200, "read": 200, "ack": 404},
+}
+TOKENS = {"viewer": VIEWER, "admin": ADMIN}
+
+
+@pytest.fixture(scope="module")
+def module_kato() -> Iterator[str]:
+    from sse_monitor.simulator import SimulatedKato, create_simulator_app
+    from tests.servers import ThreadedServer
+
+    server = ThreadedServer(create_simulator_app(SimulatedKato())).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded(module_kato: str) -> Iterator[GatewayProcess]:
+    env = {"SSE_MONITOR_TOKEN": VIEWER, "SSE_MONITOR_ADMIN_TOKEN": ADMIN}
+    with GatewayProcess(module_kato, env=env) as gateway:
+        yield gateway
+
+
+def call(
+    gateway: GatewayProcess,
+    endpoint: str,
+    *,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    cookies: httpx.Cookies | None = None,
+) -> httpx.Response:
+    method, path, _ = ENDPOINTS[endpoint]
+    with httpx.Client(base_url=gateway.url, cookies=cookies, timeout=10) as client:
+        request = client.build_request(
+            method, path, headers=headers, params=params, json={"by": "tester"}
+        )
+        response = client.send(request, stream=True)
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            response.read()
+        response.close()  # a stream that was let in: its status is all this needs
+        return response
+
+
+def login(gateway: GatewayProcess, token: str) -> httpx.Response:
+    return httpx.post(f"{gateway.url}/login", json={"token": token})
+
+
+@pytest.mark.parametrize("channel", ["bearer", "cookie", "query"])
+@pytest.mark.parametrize("role", [None, "viewer", "admin"])
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_the_access_matrix(
+    guarded: GatewayProcess, channel: str, role: str | None, endpoint: str
+) -> None:
+    headers, params, cookies = {}, {}, httpx.Cookies()
+    if role is not None:
+        token = TOKENS[role]
+        if channel == "bearer":
+            headers["Authorization"] = f"Bearer {token}"
+        elif channel == "query":
+            params["token"] = token
+        else:
+            answer = login(guarded, token)
+            assert answer.status_code == 200 and answer.json() == {"role": role}
+            cookies = answer.cookies
+    response = call(guarded, endpoint, headers=headers, params=params, cookies=cookies)
+    expected = MATRIX[role][endpoint]
+    assert response.status_code == expected
+    if expected == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    if expected in (401, 403):
+        assert response.json()["status"] == expected
+        assert "error" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("how", "value"),
+    [("bearer", "not-the-token-0000000000"), ("query", VIEWER + "x"), ("bearer", ADMIN[:-1])],
+)
+def test_a_wrong_token_is_a_401(guarded: GatewayProcess, how: str, value: str) -> None:
+    headers = {"Authorization": f"Bearer {value}"} if how == "bearer" else {}
+    params = {"token": value} if how == "query" else {}
+    response = call(guarded, "read", headers=headers, params=params)
+    assert response.status_code == 401
+
+
+def test_the_login_cookie(guarded: GatewayProcess) -> None:
+    assert login(guarded, "wrong-token-wrong-token").status_code == 401
+    assert httpx.post(f"{guarded.url}/login", json={}).status_code == 400
+    assert httpx.post(f"{guarded.url}/login", content=b"{oops").status_code == 400
+    answer = login(guarded, ADMIN)
+    header = answer.headers["set-cookie"]
+    name, _, rest = header.partition("=")
+    value = rest.split(";")[0]
+    attributes = [part.strip().lower() for part in header.split(";")[1:]]
+    assert name == "sse_monitor_session"
+    assert "httponly" in attributes and "samesite=strict" in attributes
+    assert "max-age=43200" in attributes
+    assert not any(a.startswith("path=") for a in attributes)  # scoped to the login's folder
+    assert "secure" not in attributes  # plain http, and no trusted proxy says otherwise
+    assert ADMIN not in header and VIEWER not in header
+    role, expires, signature = value.split(".")
+    assert role == "admin" and expires.isdigit() and re.fullmatch(r"[0-9a-f]{64}", signature)
+    # Forged: the role changed, or the signature altered: ignored, so no access.
+    for forged in (f"admin.{int(expires) + 999}.{signature}", f"admin.{expires}.{'0' * 64}"):
+        cookies = httpx.Cookies({"sse_monitor_session": forged})
+        assert call(guarded, "read", cookies=cookies).status_code == 401
+    cookies = httpx.Cookies({"sse_monitor_session": value})
+    access = httpx.get(f"{guarded.url}/api/access", cookies=cookies).json()
+    assert access == {"enabled": True, "role": "admin"}
+    assert httpx.get(f"{guarded.url}/api/access").json() == {"enabled": True, "role": None}
+    logout = httpx.post(f"{guarded.url}/logout", cookies=cookies)
+    assert "max-age=0" in logout.headers["set-cookie"].lower()
+    form = httpx.post(f"{guarded.url}/login", data={"token": VIEWER})
+    assert form.json() == {"role": "viewer"}
+
+
+def test_open_paths_stay_open(guarded: GatewayProcess) -> None:
+    for path in ("/", "/static/js/main.js", "/healthz", "/readyz", "/api", "/api/access"):
+        assert httpx.get(f"{guarded.url}{path}").status_code == 200, path
+
+
+def test_tokens_never_reach_a_log_line_or_a_response(guarded: GatewayProcess) -> None:
+    """Runs after the matrix in this module's gateway: every channel has been used by now."""
+    bodies = []
+    for params in ({"token": VIEWER}, {"token": ADMIN}, {"token": VIEWER + "zz"}):
+        bodies.append(httpx.get(f"{guarded.url}/api/snapshot", params=params).text)
+        bodies.append(httpx.get(f"{guarded.url}/api/nope", params=params).text)
+    bodies.append(login(guarded, VIEWER).text + login(guarded, "wrong" * 5).text)
+    log = guarded.log()
+    assert "token=***" in log  # the access log saw them, scrubbed
+    for token in (VIEWER, ADMIN):
+        assert token not in log
+        assert all(token not in body for body in bodies)
+
+
+def test_with_only_the_viewer_token_it_does_everything(kato: Kato) -> None:
+    with GatewayProcess(kato.url, env={"SSE_MONITOR_TOKEN": VIEWER}) as gateway:
+        assert call(gateway, "read").status_code == 401
+        bearer = {"Authorization": f"Bearer {VIEWER}"}
+        assert call(gateway, "ack", headers=bearer).status_code == 404
+        assert login(gateway, VIEWER).json() == {"role": "admin"}
+
+
+def test_with_only_the_admin_token_reading_is_open(kato: Kato) -> None:
+    with GatewayProcess(kato.url, env={"SSE_MONITOR_ADMIN_TOKEN": ADMIN}) as gateway:
+        assert call(gateway, "stream").status_code == 200
+        assert call(gateway, "ack").status_code == 403
+        assert call(gateway, "ack", params={"token": ADMIN}).status_code == 404
+
+
+def test_secure_cookies_behind_a_trusted_https_proxy(kato: Kato) -> None:
+    env = {"SSE_MONITOR_TOKEN": VIEWER, "SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1"}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        https = {"X-Forwarded-Proto": "https"}
+        answer = httpx.post(f"{gateway.url}/login", json={"token": VIEWER}, headers=https)
+        assert "secure" in [p.strip().lower() for p in answer.headers["set-cookie"].split(";")]
+    with GatewayProcess(kato.url, env={"SSE_MONITOR_TOKEN": VIEWER}) as gateway:
+        answer = httpx.post(f"{gateway.url}/login", json={"token": VIEWER}, headers=https)
+        assert "secure" not in answer.headers["set-cookie"].lower()  # nobody to believe
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SSE_MONITOR_TOKEN": "short-token"}, "SSE_MONITOR_TOKEN must be at least 16"),
+        ({"SSE_MONITOR_ADMIN_TOKEN": "has spaces in the token"}, "SSE_MONITOR_ADMIN_TOKEN must"),
+        ({"SSE_MONITOR_TOKEN": VIEWER, "SSE_MONITOR_ADMIN_TOKEN": VIEWER}, "must differ"),
+        ({"SSE_MONITOR_CORS_ORIGINS": "*"}, "SSE_MONITOR_CORS_ORIGINS"),
+        ({"SSE_MONITOR_CORS_ORIGINS": "https://ops.example.com/path"}, "is not an origin"),
+        ({"SSE_MONITOR_TRUSTED_PROXIES": "nginx"}, "'nginx' is not an IP address"),
+        ({"SSE_MONITOR_MAX_STREAMS": "0"}, "SSE_MONITOR_MAX_STREAMS=0 is out of range"),
+    ],
+)
+def test_bad_access_settings_stop_start_up(env: dict[str, str], message: str) -> None:
+    result = run_until_exit(
+        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())], env
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    for secret in ("short-token", "has spaces in the token", VIEWER):
+        assert secret not in result.stderr + result.stdout
+
+
+def test_cors_allows_only_the_listed_origins(kato: Kato) -> None:
+    env = {"SSE_MONITOR_CORS_ORIGINS": "https://ops.example.com"}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        preflight = httpx.options(
+            f"{gateway.url}/api/alerts/{UNKNOWN_ALERT}/ack",
+            headers={
+                "Origin": "https://ops.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://ops.example.com"
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        allowed = httpx.get(
+            f"{gateway.url}/api/snapshot", headers={"Origin": "https://ops.example.com"}
+        )
+        assert allowed.headers["access-control-allow-origin"] == "https://ops.example.com"
+        other = httpx.get(f"{gateway.url}/api/snapshot", headers={"Origin": "https://evil.test"})
+        assert "access-control-allow-origin" not in other.headers
+        refused = httpx.options(
+            f"{gateway.url}/api/snapshot",
+            headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "GET"},
+        )
+        assert refused.status_code == 400

@@ -1,0 +1,125 @@
+"""Stream limits, client addresses behind proxies, and GET /api/streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from sse_monitor.addresses import client_address, parse_networks
+from tests.conftest import Kato
+from tests.processes import GatewayProcess
+from tests.sse_client import SSEStream
+
+ADMIN = "admin-token-7c2e91b0d4a85f13"
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
+
+
+async def streams(gateway: GatewayProcess) -> dict:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return (await client.get(f"{gateway.url}/api/streams", headers=AS_ADMIN)).json()
+
+
+async def open_count_becomes(gateway: GatewayProcess, count: int) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for _ in range(200):
+            body = (await client.get(f"{gateway.url}/api/streams", headers=AS_ADMIN)).json()
+            if body["open"] == count:
+                return
+            await asyncio.sleep(0.05)  # polling an endpoint, with a deadline
+    raise AssertionError(f"open streams stayed at {body['open']}, expected {count}")
+
+
+async def try_stream(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", url, headers=headers) as response,
+    ):
+        if response.status_code != 200:
+            await response.aread()
+        return response
+
+
+async def test_past_the_total_the_extra_stream_gets_503_until_one_closes(kato: Kato) -> None:
+    env = {
+        "SSE_MONITOR_MAX_STREAMS": "3",
+        "SSE_MONITOR_RETRY_AFTER": "7",
+        "SSE_MONITOR_ADMIN_TOKEN": ADMIN,
+    }
+    with GatewayProcess(kato.url, env=env) as gateway:
+        url = f"{gateway.url}/events"
+        held = [SSEStream(url) for _ in range(3)]
+        for stream in held:
+            await stream.open()
+            await stream.wait_for_event("metrics")
+        refused = await try_stream(url)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "7"
+        assert refused.json()["retry_after_seconds"] == 7
+        assert (await streams(gateway))["open"] == 3  # the refused one holds nothing
+        await held.pop().close()
+        await open_count_becomes(gateway, 2)
+        async with SSEStream(url) as admitted:
+            await admitted.wait_for_event("metrics")
+            assert (await streams(gateway))["open"] == 3
+        for stream in held:
+            await stream.close()
+        await open_count_becomes(gateway, 0)
+
+
+async def test_per_client_limit_counts_the_real_address(kato: Kato) -> None:
+    env = {"SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1", "SSE_MONITOR_ADMIN_TOKEN": ADMIN}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        url = f"{gateway.url}/events?topics=metrics,alerts"
+        async with SSEStream(url) as first:
+            await first.wait_for_event("metrics")
+            # Another address in X-Forwarded-For: not believed from an untrusted peer.
+            spoofed = await try_stream(url, {"X-Forwarded-For": "203.0.113.9"})
+            assert spoofed.status_code == 429
+            assert spoofed.headers["retry-after"] == "10"
+            body = await streams(gateway)
+            assert body["by_client"] == {"127.0.0.1": 1}
+            assert body["by_topic"] == {"metrics": 1, "alerts": 1}
+            [row] = body["streams"]
+            assert row["client"] == "127.0.0.1" and row["topics"] == ["metrics", "alerts"]
+            assert row["pending_frames"] >= 0 and row["lag_seconds"] >= 0
+        await open_count_becomes(gateway, 0)
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_limit(kato: Kato) -> None:
+    env = {
+        "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1",
+        "SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1",
+        "SSE_MONITOR_ADMIN_TOKEN": ADMIN,
+    }
+    with GatewayProcess(kato.url, env=env) as gateway:
+        url = f"{gateway.url}/events"
+        one = SSEStream(url, headers={"X-Forwarded-For": "198.51.100.1"})
+        two = SSEStream(url, headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.2"})
+        async with one, two:
+            await one.wait_for_event("metrics")
+            await two.wait_for_event("metrics")
+            third = await try_stream(url, {"X-Forwarded-For": "10.9.9.9, 198.51.100.1"})
+            assert third.status_code == 429  # the hop nginx appended is the client
+            body = await streams(gateway)
+            assert body["by_client"] == {"198.51.100.1": 1, "198.51.100.2": 1}
+
+
+async def test_api_streams_needs_the_admin_token(kato: Kato) -> None:
+    with GatewayProcess(kato.url, env={"SSE_MONITOR_ADMIN_TOKEN": ADMIN}) as gateway:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{gateway.url}/api/streams")).status_code == 403
+            bad = await client.get(f"{gateway.url}/api/streams?limit=0", headers=AS_ADMIN)
+            assert bad.status_code == 400
+
+
+def test_client_addresses() -> None:
+    proxies = parse_networks("127.0.0.1, 10.0.0.0/8")
+    headers = {"x-forwarded-for": "198.51.100.7, 10.1.2.3"}
+    assert client_address("127.0.0.1", headers, proxies) == "198.51.100.7"
+    assert client_address("192.0.2.1", headers, proxies) == "192.0.2.1"  # not a proxy
+    assert client_address("127.0.0.1", headers, ()) == "127.0.0.1"  # no proxies trusted
+    assert client_address("127.0.0.1", {}, proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", {"x-forwarded-for": "10.0.0.5"}, proxies) == "10.0.0.5"
+    assert client_address("127.0.0.1", {"x-forwarded-for": "garbage"}, proxies) == "127.0.0.1"
+    assert client_address("::1", {}, parse_networks("::1")) == "::1"
