@@ -18,7 +18,13 @@ from sse_monitor.errors import json_error
 from sse_monitor.events import iso, utc_now
 from sse_monitor.parameters import event_id_param, int_param
 from sse_monitor.poller import ContainerSource, Poller
+from sse_monitor.sources.kato_redis import KatoSessions, SessionListError
 from sse_monitor.streams import StreamRegistry
+
+ENABLE_SESSION_LIST = (
+    "set KATO_REDIS_URL to KATO's Redis (e.g. redis://kato-redis:6379/0): the list is read "
+    "from it, read-only"
+)
 
 
 def api_routes(
@@ -27,6 +33,7 @@ def api_routes(
     containers: ContainerSource | None,
     registry: StreamRegistry,
     access: Access,
+    kato_sessions: KatoSessions | None,
 ) -> list[Route]:
     async def sessions_count(request: Request) -> Response:
         snapshot = poller.snapshot
@@ -35,6 +42,30 @@ def api_routes(
                 "active_sessions": poller.active_sessions,
                 "timestamp": snapshot["timestamp"] if snapshot else iso(utc_now()),
                 "stale": snapshot["stale"] if snapshot else True,
+            }
+        )
+
+    async def sessions_list(request: Request) -> Response:
+        """KATO's sessions from its Redis, newest first, `limit` at a time."""
+        offset = int_param(request, "offset", default=0, low=0, high=1_000_000)
+        limit = int_param(request, "limit", default=10, low=1, high=100)
+        if kato_sessions is None:
+            return JSONResponse(
+                {"available": False, "error": ENABLE_SESSION_LIST, "total": None, "sessions": []}
+            )
+        try:
+            listing = await kato_sessions.listing()
+        except SessionListError as exc:
+            return json_error(503, str(exc), available=True, retry_after_seconds=5)
+        return JSONResponse(
+            {
+                "available": True,
+                "total": len(listing.sessions),
+                "truncated": listing.truncated,
+                "offset": offset,
+                "limit": limit,
+                "read_at": iso(listing.read_at),
+                "sessions": listing.sessions[offset : offset + limit],
             }
         )
 
@@ -102,6 +133,7 @@ def api_routes(
 
     return [
         Route("/api/sessions/count", access.protect(VIEWER, sessions_count), methods=["GET"]),
+        Route("/api/sessions", access.protect(VIEWER, sessions_list), methods=["GET"]),
         Route("/api/snapshot", access.protect(VIEWER, snapshot), methods=["GET"]),
         Route("/api/events", access.protect(VIEWER, events), methods=["GET"]),
         Route("/api/containers", access.protect(VIEWER, containers_snapshot), methods=["GET"]),

@@ -37,6 +37,8 @@ from sse_monitor.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.redact import redact_url
 from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import KatoClient
+from sse_monitor.sources.kato_push import KatoPush, push_url
+from sse_monitor.sources.kato_redis import KatoSessions
 from sse_monitor.stream import EventStream
 from sse_monitor.streams import StreamRegistry
 
@@ -76,6 +78,8 @@ def create_app(settings: Settings) -> Starlette:
             publish=broadcaster.publish,
         )
     prometheus = PrometheusEndpoint()
+    push = KatoPush(push_url(settings.kato_url)) if settings.kato_push else None
+    kato_sessions = KatoSessions(settings.kato_redis_url) if settings.kato_redis_url else None
     poller = Poller(
         kato,
         broadcaster,
@@ -85,6 +89,7 @@ def create_app(settings: Settings) -> Starlette:
         alerts=alerts,
         kato_url=redact_url(settings.kato_url),
         observe_tick=prometheus.poll_duration.observe,
+        push=push,
     )
     access = Access(
         settings.viewer_token,
@@ -109,6 +114,8 @@ def create_app(settings: Settings) -> Starlette:
         tasks = [asyncio.create_task(poller.run(), name="poller")]
         if collector is not None:
             tasks.append(asyncio.create_task(collector.run(), name="containers"))
+        if push is not None:
+            tasks.append(asyncio.create_task(push.run(poller), name="kato-push"))
         try:
             yield
         finally:
@@ -120,6 +127,8 @@ def create_app(settings: Settings) -> Starlette:
             broadcaster.close_all()
             await alerts.aclose()
             await kato.aclose()
+            if kato_sessions is not None:
+                await kato_sessions.aclose()
             if collector is not None:
                 await collector.aclose()
             log.info("gateway.stopped", polls=poller.tick_count)
@@ -153,6 +162,7 @@ def create_app(settings: Settings) -> Starlette:
                     "events",
                     "api/snapshot",
                     "api/sessions/count",
+                    "api/sessions",
                     "api/events",
                     "api/containers",
                     "api/alerts",
@@ -176,7 +186,7 @@ def create_app(settings: Settings) -> Starlette:
             access.protect(VIEWER, EventStream(broadcaster, registry, settings).endpoint),
             methods=["GET"],
         ),
-        *api_routes(poller, broadcaster, collector, registry, access),
+        *api_routes(poller, broadcaster, collector, registry, access, kato_sessions),
         *alert_routes(alerts, access),
         *access.routes(),
         Route("/metrics", access.protect(VIEWER, prometheus.endpoint), methods=["GET"]),

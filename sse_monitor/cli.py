@@ -48,7 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # the alert rules, read when the app is built
         print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_simulator(args.host, args.port, activity=not args.quiet))
+    session_backend = args.session_backend or ("redis" if args.redis_url else "memory")
+    if args.redis_url and session_backend != "redis":
+        print("sse-monitor: --redis-url needs --session-backend redis", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        _simulator(
+            args.host,
+            args.port,
+            activity=not args.quiet,
+            session_backend=session_backend,
+            redis_url=args.redis_url,
+        )
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     simulator.add_argument("--host", default="127.0.0.1")
     simulator.add_argument("--port", type=int, default=8000)
     simulator.add_argument("--quiet", action="store_true", help="no random session activity")
+    simulator.add_argument(
+        "--session-backend",
+        choices=("memory", "redis"),
+        help="KATO's session backend to mimic; redis pushes session events on /ws/events and "
+        "never lowers the count on expiry (default: memory, or redis with --redis-url)",
+    )
+    simulator.add_argument(
+        "--redis-url",
+        help="also write the sessions into this Redis in KATO's layout (implies redis)",
+    )
     return parser
 
 
@@ -105,11 +127,17 @@ def _serve(settings: Settings, host: str, port: int) -> int:
 
 
 async def _start_simulator(
-    host: str, port: int, *, activity: bool
+    host: str,
+    port: int,
+    *,
+    activity: bool,
+    session_backend: str = "memory",
+    redis_url: str | None = None,
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    from sse_monitor.simulator import create_simulator_app
+    from sse_monitor.simulator import SimulatedKato, create_simulator_app
 
-    app = create_simulator_app(activity=activity)
+    kato = SimulatedKato(session_backend=session_backend, redis_url=redis_url)
+    app = create_simulator_app(kato, activity=activity)
     server = uvicorn.Server(_uvicorn_config(app, host, port, access_log=False))
     task = asyncio.create_task(server.serve(), name="simulated-kato")
     while not server.started:
@@ -120,8 +148,12 @@ async def _start_simulator(
     return server, task
 
 
-async def _simulator(host: str, port: int, *, activity: bool) -> int:
-    _, task = await _start_simulator(host, port, activity=activity)
+async def _simulator(
+    host: str, port: int, *, activity: bool, session_backend: str, redis_url: str | None
+) -> int:
+    _, task = await _start_simulator(
+        host, port, activity=activity, session_backend=session_backend, redis_url=redis_url
+    )
     await task
     return 0
 

@@ -24,6 +24,8 @@ class Settings:
     kato_url: str = "http://localhost:8000"
     poll_interval: float = 3.0
     kato_timeout: float | None = None  # None: derived from the poll interval
+    kato_push: bool = True  # follow KATO's /ws/events when it offers it
+    kato_redis_url: str | None = field(default=None, repr=False)  # the session list
     session_events: bool = True
     history_size: int = 1000
     ping_interval: float = 15.0
@@ -59,6 +61,15 @@ class Settings:
                 raise ConfigError(
                     f"SSE_MONITOR_KATO_TIMEOUT={self.kato_timeout} must be shorter than "
                     f"SSE_MONITOR_POLL_INTERVAL={self.poll_interval}, or ticks would overlap"
+                )
+        if self.kato_redis_url is not None:
+            parts = urlsplit(self.kato_redis_url)
+            if parts.scheme not in ("redis", "rediss", "unix") or not (
+                parts.hostname or parts.path
+            ):
+                raise ConfigError(
+                    f"KATO_REDIS_URL={redact_url(self.kato_redis_url)!r} must be a redis://, "
+                    "rediss:// or unix:// URL"
                 )
         _check_range("SSE_MONITOR_HISTORY", self.history_size, 1, 1_000_000)
         _check_range("SSE_MONITOR_PING_INTERVAL", self.ping_interval, 0.1, 3600)
@@ -199,6 +210,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KATO_URL": ("kato_url", str),
     "SSE_MONITOR_POLL_INTERVAL": ("poll_interval", parse_float),
     "SSE_MONITOR_KATO_TIMEOUT": ("kato_timeout", parse_float),
+    "SSE_MONITOR_KATO_PUSH": ("kato_push", parse_bool),
+    "KATO_REDIS_URL": ("kato_redis_url", str),
     "SSE_MONITOR_SESSION_EVENTS": ("session_events", parse_bool),
     "SSE_MONITOR_HISTORY": ("history_size", parse_int),
     "SSE_MONITOR_PING_INTERVAL": ("ping_interval", parse_float),

@@ -17,6 +17,7 @@ import structlog
 
 from sse_monitor.broadcaster import Broadcaster
 from sse_monitor.events import Event, iso, utc_now
+from sse_monitor.sessions import PushedChange, SessionTracker
 from sse_monitor.sources.kato import KatoHealth, KatoMetrics, KatoReading
 
 log = structlog.get_logger("sse_monitor.poller")
@@ -30,44 +31,17 @@ class ContainerSource(Protocol):
     def snapshot(self) -> dict[str, Any] | None: ...
 
 
+class PushChannel(Protocol):
+    @property
+    def live(self) -> bool: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class AlertEvaluator(Protocol):
     async def evaluate(
         self, metrics: dict[str, Any] | None, containers: dict[str, Any] | None
     ) -> None: ...
-
-
-class SessionChangeDetector:
-    """Turns successive active-session counts into session events.
-
-    The first known count is the baseline and emits nothing. An unknown count (a failed poll) is
-    not zero: it is skipped, and the next known count is compared with the last known one.
-    """
-
-    def __init__(self) -> None:
-        self.count: int | None = None
-        self._last_event_at: datetime | None = None
-
-    def observe(self, count: int | None, now: datetime) -> dict[str, Any] | None:
-        if count is None:
-            return None
-        previous, self.count = self.count, count
-        if previous is None or count == previous:
-            return None
-        since = None
-        if self._last_event_at is not None:
-            since = round((now - self._last_event_at).total_seconds(), 3)
-        self._last_event_at = now
-        return {
-            "type": "session_event",
-            "event_type": "session_created" if count > previous else "session_destroyed",
-            "timestamp": iso(now),
-            "data": {
-                "current_count": count,
-                "previous_count": previous,
-                "delta": abs(count - previous),
-                "time_since_last_event": since,
-            },
-        }
 
 
 class Poller:
@@ -85,6 +59,7 @@ class Poller:
         kato_url: str = "",
         clock: Callable[[], datetime] = utc_now,
         observe_tick: Callable[[float], None] | None = None,
+        push: PushChannel | None = None,
     ) -> None:
         self._kato = kato
         self._broadcaster = broadcaster
@@ -96,7 +71,8 @@ class Poller:
         self._clock = clock
         self._observe_tick = observe_tick
         self.upstream_errors: Counter[str] = Counter()  # failed reads, by source
-        self.sessions = SessionChangeDetector()
+        self._push = push
+        self.sessions = SessionTracker()
         self.snapshot: dict[str, Any] | None = None
         self.tick_count = 0
         self.last_tick_monotonic: float | None = None
@@ -167,13 +143,30 @@ class Poller:
         self._track_upstream(reading, now)
         self._track_metrics_errors(reading)
 
-        count = reading.health.active_sessions if reading.health is not None else None
-        change = self.sessions.observe(count, now)
-        if change is not None and self._session_events:
-            self._broadcaster.publish(Event("session_event", change, durable=True))
+        health = reading.health
+        if health is not None:
+            self.reconcile(health.active_sessions, now, health.kato_time)
 
         self.snapshot = self._build_snapshot(reading, now)
         self._broadcaster.publish(Event("metrics", self.snapshot))
+
+    def reconcile(self, count: int | None, now: datetime, kato_time: datetime | None) -> None:
+        """A polled (or snapshot) count against what the pushes implied; one event if they
+        disagree, with the net change."""
+        change = self.sessions.observe(count, now, kato_time)
+        if change is not None and self._session_events:
+            self._broadcaster.publish(Event("session_event", change, durable=True))
+
+    def pushed(self, change: PushedChange) -> None:
+        """A session KATO pushed: published at once, with its id, and the count moves."""
+        event = self.sessions.pushed(change)
+        if event is not None and self._session_events:
+            self._broadcaster.publish(Event("session_event", event, durable=True))
+
+    def push_snapshot(self, count: int, kato_time: datetime | None, received: datetime) -> None:
+        """The count KATO sends when the push socket opens: as good as a poll. Its timestamp
+        has no offset (KATO writes local time there), so it is ordered by our clock."""
+        self.reconcile(count, received, None)
 
     @property
     def active_sessions(self) -> int | None:
@@ -202,7 +195,10 @@ class Poller:
                 "uptime_seconds": health.uptime_seconds if health else None,
                 "latency_ms": health.latency_ms if reachable and health else None,
             },
-            "sessions": {"active_count": self.sessions.count},
+            "sessions": {
+                "active_count": self.sessions.count,
+                "push": self._push.describe() if self._push is not None else {"state": "off"},
+            },
             "stale": bool(errors),
             "error": "; ".join(errors) or None,
             "last_success": iso(self._last_success) if self._last_success else None,

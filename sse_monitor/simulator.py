@@ -6,7 +6,13 @@ several workers answering from their own counters and their own 5 s caches, `/me
 with HTTP 200, its fallback zeros, two different 404 bodies, FastAPI-style 405/422 bodies, a
 `/status` that leaks the Redis password.
 
+With `session_backend="redis"` it also behaves as KATO on its Redis session backend: sessions
+created or deleted over HTTP are pushed on `/ws/events` to the sockets of the worker that served
+the request (only those), a session that expires by TTL is announced nowhere and stays counted,
+and with a `redis_url` every session is written to that real Redis in KATO's key layout.
+
 Routes under `/_sim/` are not KATO's: they let tests inject faults, pin figures and read counters.
+A request may name the worker that serves it with the `X-Sim-Worker: <index>` header.
 """
 
 from __future__ import annotations
@@ -25,20 +31,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = [
+    "ACTIVE_INDEX_KEY",
     "CONTROL_PREFIX",
     "FAULT_MODES",
+    "PUSH_MODES",
     "REDIS_URL",
     "ROUTE_TEMPLATES",
+    "SESSION_BACKENDS",
+    "SESSION_KEY_PREFIX",
+    "WORKER_HEADER",
     "Fault",
     "SimulatedKato",
     "create_simulator_app",
@@ -76,6 +88,21 @@ _RESOURCE_WALK = {
 }
 _WORKER_SCOPE_KEY = "sse_monitor.simulator.worker"
 
+SESSION_BACKENDS = ("memory", "redis")
+#: KATO's keys in its Redis: `<prefix><session_id>` holds the session, the index is a SET.
+SESSION_KEY_PREFIX = "kato:session:"
+ACTIVE_INDEX_KEY = "kato:session:_active_index"
+_REDIS_TIMEOUT = 5.0  # a stuck Redis fails the request (as in KATO) instead of hanging it
+#: `/_sim/push` modes: "refuse" turns new /ws/events handshakes away, "drop" closes open sockets.
+PUSH_MODES = ("on", "refuse", "drop")
+_REFUSE_CLOSE_CODE = 1008  # closed before accept: the client sees HTTP 403
+_DROP_CLOSE_CODE = 1012  # "service restart", what a restarting KATO worker sends
+#: Names the worker that serves a request (HTTP or WebSocket handshake), instead of round robin.
+WORKER_HEADER = "X-Sim-Worker"
+
+# One open /ws/events socket: the texts to send it, in order; None ends it.
+_Outbox = asyncio.Queue[str | None]
+
 
 @dataclass
 class Fault:
@@ -101,6 +128,7 @@ class _Worker:
 
     def __init__(self, booted_at: float) -> None:
         self.booted_at = booted_at
+        self.sockets: set[_Outbox] = set()  # open connections outlive a /_sim/reset
         self.reset()
 
     def reset(self) -> None:
@@ -139,10 +167,13 @@ class _Worker:
 
 
 class SimulatedKato:
-    """In-memory state of the simulated KATO (sessions, counters, faults).
+    """In-memory state of the simulated KATO (sessions, counters, faults, push sockets).
 
-    Sessions are shared by all workers, as KATO's are through Redis; counters and caches are
-    per worker. Every time-dependent figure reads `clock`, so tests can drive time.
+    Sessions are shared by all workers, as KATO's are through Redis; counters, caches and
+    /ws/events sockets are per worker. Every time-dependent figure reads `clock`, so tests can
+    drive time. `session_backend="redis"` adds KATO's Redis-mode behaviour (push events, a count
+    that expiry never lowers); `redis_url` also mirrors the sessions into that real Redis while
+    the app runs (TTLs there are real seconds, whatever `clock` says).
     """
 
     def __init__(
@@ -152,11 +183,19 @@ class SimulatedKato:
         metrics_cache_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        session_backend: str = "memory",
+        redis_url: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if metrics_cache_seconds < 0:
             raise ValueError("metrics_cache_seconds must not be negative")
+        if session_backend not in SESSION_BACKENDS:
+            raise ValueError(f"session_backend must be memory or redis; got {session_backend!r}")
+        if redis_url is not None and session_backend != "redis":
+            raise ValueError('redis_url needs session_backend="redis"')
+        self.session_backend = session_backend
+        self.redis_url = redis_url
         self.metrics_cache_seconds = metrics_cache_seconds
         self._clock = clock
         self._rng = random.Random(seed)
@@ -177,6 +216,11 @@ class SimulatedKato:
         self._pinned: dict[str, float] = {}
         self._issues: list[str] = []
         self._demo_sessions = 0
+        # KATO's `_active_index` (redis backend): only an explicit DELETE removes an id from it.
+        self._index: set[str] = set()
+        self._redis: _RedisStore | None = None  # open while the app runs, with a redis_url
+        self.push_mode = "on"
+        self._pushed = 0
 
     @property
     def workers(self) -> int:
@@ -207,6 +251,8 @@ class SimulatedKato:
             config=dict(config or {}),
         )
         self._sessions[session.session_id] = session
+        if self.session_backend == "redis":
+            self._index.add(session.session_id)
         return _session_response(session, ttl)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
@@ -223,10 +269,11 @@ class SimulatedKato:
         if self._live_session(session_id) is None:
             return False
         del self._sessions[session_id]
+        self._index.discard(session_id)
         return True
 
     def expire_session(self, session_id: str) -> bool:
-        """Make a live session expire now, as a TTL would: no DELETE, no event."""
+        """Make a live session expire now, as a TTL would: no DELETE, no event, still indexed."""
         session = self._live_session(session_id)
         if session is None:
             return False
@@ -234,7 +281,16 @@ class SimulatedKato:
         return True
 
     def active_count(self) -> int:
-        """Live sessions; those past their TTL are purged here rather than by a timer."""
+        """The count KATO reports: live sessions, or in redis mode SCARD of its index.
+
+        In redis mode a session that expired by TTL stays in the index, so it is still counted:
+        the count drops only on an explicit DELETE (KATO's quirk).
+        """
+        live = self._live_count()
+        return len(self._index) if self.session_backend == "redis" else live
+
+    def _live_count(self) -> int:
+        """Sessions not past their TTL; those past it are purged here rather than by a timer."""
         self._purge()
         return len(self._sessions)
 
@@ -303,8 +359,14 @@ class SimulatedKato:
         self._issues = list(issues)
 
     def reset(self) -> None:
-        """Back to a fresh start: no sessions, faults, pins or counts (uptime keeps running)."""
+        """Back to a fresh start: no sessions, faults, pins or counts (uptime keeps running).
+
+        Open /ws/events sockets stay open; the mirror in Redis is cleared by `after_reset`.
+        """
         self._sessions.clear()
+        self._index.clear()
+        self.push_mode = "on"
+        self._pushed = 0
         self._faults = {endpoint: Fault() for endpoint in FAULT_ENDPOINTS}
         self._requests = dict.fromkeys(ROUTE_TEMPLATES, 0)
         self._pinned.clear()
@@ -313,14 +375,147 @@ class SimulatedKato:
         for worker in self._workers:
             worker.reset()
 
-    def _take_worker(self) -> _Worker:
+    def _take_worker(self, index: int | None = None) -> _Worker:
+        """The worker that serves a request: the next in turn, or the one a test named."""
+        worker = self._next_in_turn() if index is None else self._workers[index]
+        worker.record_requests(self._clock())
+        return worker
+
+    def _next_in_turn(self) -> _Worker:
         worker = self._workers[self._next_worker]
         self._next_worker = (self._next_worker + 1) % len(self._workers)
-        worker.record_requests(self._clock())
         return worker
 
     def _count_request(self, template: str) -> None:
         self._requests[template] = self._requests.get(template, 0) + 1
+
+    # /ws/events sockets (call these from the app's event loop: the outboxes are asyncio queues)
+
+    def connect_socket(self, index: int | None = None) -> _Outbox:
+        """Give a new /ws/events socket to a worker (the next in turn, or `index`).
+
+        KATO's snapshot is queued before the socket joins its worker, so it always comes first.
+        """
+        worker = self._next_in_turn() if index is None else self._workers[index]
+        outbox: _Outbox = asyncio.Queue()
+        snapshot = {
+            "event_type": "state.snapshot",
+            "timestamp": _naive_isoformat(self._clock()),  # KATO's datetime.now(): no offset
+            "data": {"active_sessions": self.active_count(), "system_status": "healthy"},
+        }
+        outbox.put_nowait(json.dumps(snapshot))
+        worker.sockets.add(outbox)
+        return outbox
+
+    def disconnect_socket(self, outbox: _Outbox) -> None:
+        for worker in self._workers:
+            worker.sockets.discard(outbox)
+
+    def set_push_mode(self, mode: str) -> int:
+        """Apply a `/_sim/push` mode; returns how many sockets "drop" closed.
+
+        "drop" is a one-off: it closes every open socket and leaves the mode as it was, so
+        "refuse" then "drop" cuts push off until "on".
+        """
+        if mode not in PUSH_MODES:
+            raise ValueError(f"mode must be one of {', '.join(PUSH_MODES)}; got {mode!r}")
+        if mode != "drop":
+            self.push_mode = mode
+            return 0
+        dropped = 0
+        for worker in self._workers:
+            for outbox in worker.sockets:
+                outbox.put_nowait(None)
+                dropped += 1
+            worker.sockets.clear()  # gone from the stats at once, though closing takes a moment
+        return dropped
+
+    def push_stats(self) -> dict[str, Any]:
+        by_worker = [len(worker.sockets) for worker in self._workers]
+        return {
+            "websockets": sum(by_worker),
+            "websockets_by_worker": by_worker,
+            "pushed": self._pushed,
+        }
+
+    def _push(self, worker: _Worker, event: dict[str, Any]) -> None:
+        """Queue an event for the sockets of the worker that made it (no cross-worker fan-out)."""
+        if self.session_backend != "redis":
+            return  # KATO's in-memory sessions push nothing
+        text = json.dumps(event)
+        for outbox in worker.sockets:
+            outbox.put_nowait(text)
+            self._pushed += 1
+
+    # What KATO does after a session change, in its order: Redis first, then the push
+
+    async def open_redis(self) -> None:
+        """Connect the Redis mirror (with a `redis_url`); fails fast if Redis does not answer."""
+        if self.redis_url is not None and self._redis is None:
+            store = _RedisStore(self.redis_url)
+            try:
+                await store.ping()
+            except BaseException:
+                await store.close()
+                raise
+            self._redis = store
+
+    async def close_redis(self) -> None:
+        store, self._redis = self._redis, None
+        if store is not None:
+            await store.close()
+
+    async def after_create(self, session_id: str, worker: _Worker) -> None:
+        """The session goes into Redis, then `session.created` to the serving worker's sockets."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        if self._redis is not None:
+            await self._redis.save(session)
+        now = self._clock()
+        data = {
+            "session_id": session_id,
+            "node_id": session.node_id,
+            "created_at": _isoformat(session.created_at),
+        }
+        self._push(worker, _event("session.created", now, data))
+
+    async def after_delete(self, session_id: str, worker: _Worker) -> None:
+        """DEL and SREM in Redis, then `session.destroyed` to the serving worker's sockets."""
+        if self._redis is not None:
+            await self._redis.remove(session_id)
+        now = self._clock()
+        data = {
+            "session_id": session_id,
+            "destroyed_at": _isoformat(now),
+            "reason": "explicit_delete",
+        }
+        self._push(worker, _event("session.destroyed", now, data))
+
+    async def after_get(self, session_id: str) -> None:
+        """A GET slid the session's TTL: KATO slides the key's TTL too (EXPIRE, data unchanged)."""
+        session = self._sessions.get(session_id)
+        if session is not None and self._redis is not None:
+            await self._redis.slide(session_id, session.ttl_seconds)
+
+    async def after_expire(self, session_id: str) -> None:
+        """A TTL ran out: Redis drops the key, the index keeps the id, nobody is told."""
+        if self._redis is not None:
+            await self._redis.expire(session_id)
+
+    async def after_reset(self) -> None:
+        """/_sim/reset: KATO's keys go from Redis too, so the next test starts clean."""
+        if self._redis is not None:
+            await self._redis.clear()
+
+    async def activity_tick(self) -> None:
+        """One demo tick, side effects included: each change is served by the next worker."""
+        for change, session_id in self.activity_step():
+            worker = self._next_in_turn()
+            if change == "created":
+                await self.after_create(session_id, worker)
+            else:
+                await self.after_delete(session_id, worker)
 
     # Response bodies, as the given worker (by default the first) would answer
 
@@ -460,11 +655,14 @@ class SimulatedKato:
 
     # Demo activity
 
-    def activity_step(self) -> None:
-        """Move the simulated world one tick, so that a live dashboard has something to show."""
+    def activity_step(self) -> list[tuple[str, str]]:
+        """Move the simulated world one tick, so that a live dashboard has something to show.
+
+        Returns the session changes made, as ("created" or "destroyed", session_id) pairs.
+        """
         rng = self._rng
         now = self._clock()
-        self._move_sessions()
+        changes = self._move_sessions()
         for name, (low, high, step) in _RESOURCE_WALK.items():
             value = self._resources[name] + rng.gauss(0.0, step)
             if value < low:  # reflect off the bounds so figures do not stick to them
@@ -476,25 +674,86 @@ class SimulatedKato:
             count = rng.randint(0, 25)
             worker.record_requests(now, count)
             worker.record_response_time(rng.uniform(0.0008, 0.004), count)
+        return changes
 
-    def _move_sessions(self) -> None:
+    def _move_sessions(self) -> list[tuple[str, str]]:
         rng = self._rng
         if rng.random() < 0.3:
-            return  # a quiet tick
-        count = self.active_count()
+            return []  # a quiet tick
+        # Live sessions, not the reported count: in redis mode that one also holds expired ids.
+        count = self._live_count()
         burst = 1 if rng.random() < 0.7 else rng.randint(2, 4)
         create_bias = 0.8 if count < 3 else 0.2 if count > _DEMO_MAX_SESSIONS - 3 else 0.5
+        changes: list[tuple[str, str]] = []
         if rng.random() < create_bias:
             for _ in range(min(burst, _DEMO_MAX_SESSIONS - count)):
                 self._demo_sessions += 1
-                self.create_session(f"demo-{self._demo_sessions}", ttl_seconds=rng.randint(30, 300))
+                ttl = rng.randint(30, 300)
+                session = self.create_session(f"demo-{self._demo_sessions}", ttl_seconds=ttl)
+                changes.append(("created", session["session_id"]))
         else:
             for session_id in rng.sample(sorted(self._sessions), min(burst, count)):
                 self.delete_session(session_id)
+                changes.append(("destroyed", session_id))
+        return changes
 
 
 def _isoformat(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
+
+
+def _naive_isoformat(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(timestamp, UTC)
+        .replace(tzinfo=None)
+        .isoformat(timespec="microseconds")
+    )
+
+
+def _event(event_type: str, timestamp: float, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event_type": event_type, "timestamp": _isoformat(timestamp), "data": data}
+
+
+class _RedisStore:
+    """KATO's session keys in a real Redis, written as KATO writes them, for its readers."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio  # only needed with a redis_url
+
+        self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            url, socket_timeout=_REDIS_TIMEOUT, socket_connect_timeout=_REDIS_TIMEOUT
+        )
+
+    async def ping(self) -> None:
+        await self._client.ping()
+
+    async def save(self, session: _Session) -> None:
+        body = json.dumps(_session_response(session, session.ttl_seconds))
+        await self._client.set(_session_key(session.session_id), body, ex=session.ttl_seconds)
+        await self._client.sadd(ACTIVE_INDEX_KEY, session.session_id)
+
+    async def remove(self, session_id: str) -> None:
+        await self._client.delete(_session_key(session_id))
+        await self._client.srem(ACTIVE_INDEX_KEY, session_id)
+
+    async def slide(self, session_id: str, ttl_seconds: int) -> None:
+        await self._client.expire(_session_key(session_id), ttl_seconds)
+
+    async def expire(self, session_id: str) -> None:
+        await self._client.delete(_session_key(session_id))
+
+    async def clear(self) -> None:
+        """Drop every KATO session key and the index (the simulator owns this namespace)."""
+        keys = [key async for key in self._client.scan_iter(match=f"{SESSION_KEY_PREFIX}*")]
+        if keys:
+            await self._client.delete(*keys)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _session_key(session_id: str) -> str:
+    return f"{SESSION_KEY_PREFIX}{session_id}"
 
 
 def _zulu(timestamp: float) -> str:
@@ -640,35 +899,88 @@ async def create_session(request: Request) -> Response:
     parsed, errors = _parse_create_request(await request.body())
     if errors:
         return JSONResponse({"detail": errors}, status_code=422)
+    kato = _kato(request)
     try:
-        session = _kato(request).create_session(**parsed)
+        session = kato.create_session(**parsed)
     except ValueError:  # Redis refuses a negative expiry; KATO does not catch it
         return PlainTextResponse("Internal Server Error", status_code=500)
+    await kato.after_create(session["session_id"], _worker(request))
     return JSONResponse(session)
 
 
 async def get_session(request: Request) -> Response:
+    kato = _kato(request)
     session_id = request.path_params["id"]
-    session = _kato(request).get_session(session_id)
+    session = kato.get_session(session_id)
     if session is None:
         return JSONResponse(
             {"detail": f"Session {session_id} not found or expired"}, status_code=404
         )
+    await kato.after_get(session_id)
     return JSONResponse(session)
 
 
 async def delete_session(request: Request) -> Response:
+    kato = _kato(request)
     session_id = request.path_params["id"]
-    if not _kato(request).delete_session(session_id):
+    if not kato.delete_session(session_id):
         return JSONResponse({"detail": f"Session {session_id} not found"}, status_code=404)
+    await kato.after_delete(session_id, _worker(request))
     return JSONResponse({"status": "deleted", "session_id": session_id})
+
+
+async def ws_events(websocket: WebSocket) -> None:
+    """KATO's push socket: a snapshot, then its worker's session events; `ping` gets `pong`."""
+    kato: SimulatedKato = websocket.app.state.kato
+    try:
+        index = _worker_index(websocket.headers.get(WORKER_HEADER), kato.workers)
+    except ValueError:
+        await websocket.close(code=_REFUSE_CLOSE_CODE)
+        return
+    if kato.push_mode == "refuse":
+        await websocket.close(code=_REFUSE_CLOSE_CODE)  # before accept: the client sees a 403
+        return
+    await websocket.accept()
+    outbox = kato.connect_socket(index)
+    reader = asyncio.create_task(_answer_pings(websocket, outbox))
+    try:
+        await _send_outbox(websocket, outbox)
+    finally:
+        kato.disconnect_socket(outbox)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def _answer_pings(websocket: WebSocket, outbox: _Outbox) -> None:
+    """Read the client: `ping` queues `pong` (one writer per socket); a disconnect ends it."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            outbox.put_nowait(None)
+            return
+        if message.get("text") == "ping":
+            outbox.put_nowait("pong")
+
+
+async def _send_outbox(websocket: WebSocket, outbox: _Outbox) -> None:
+    """Send queued texts as they come; None ends the socket (closing it unless the client left)."""
+    while (text := await outbox.get()) is not None:
+        try:
+            await websocket.send_text(text)
+        except WebSocketDisconnect:
+            return
+    if websocket.client_state is WebSocketState.CONNECTED:  # dropped by /_sim/push
+        with contextlib.suppress(WebSocketDisconnect):
+            await websocket.close(code=_DROP_CLOSE_CODE)
 
 
 # Control endpoints (not KATO's)
 
 
 async def sim_stats(request: Request) -> Response:
-    return JSONResponse({"requests": _kato(request).request_counts()})
+    kato = _kato(request)
+    return JSONResponse({"requests": kato.request_counts(), **kato.push_stats()})
 
 
 async def sim_fault(request: Request) -> Response:
@@ -688,7 +1000,9 @@ async def sim_fault(request: Request) -> Response:
 
 
 async def sim_reset(request: Request) -> Response:
-    _kato(request).reset()
+    kato = _kato(request)
+    kato.reset()
+    await kato.after_reset()
     return JSONResponse({"ok": True})
 
 
@@ -697,9 +1011,22 @@ async def sim_expire(request: Request) -> Response:
     if body is None or not isinstance(body.get("session_id"), str):
         return _bad_request('body must be {"session_id": "..."}')
     session_id = body["session_id"]
-    if not _kato(request).expire_session(session_id):
+    kato = _kato(request)
+    if not kato.expire_session(session_id):
         return JSONResponse({"error": f"no live session {session_id}"}, status_code=404)
+    await kato.after_expire(session_id)
     return JSONResponse({"ok": True})
+
+
+async def sim_push(request: Request) -> Response:
+    body = await _json_object(request)
+    if body is None:
+        return _bad_request('body must be {"mode": "on" | "refuse" | "drop"}')
+    try:
+        dropped = _kato(request).set_push_mode(str(body.get("mode")))
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    return JSONResponse({"ok": True, "dropped": dropped})
 
 
 async def sim_resources(request: Request) -> Response:
@@ -767,7 +1094,12 @@ class _KatoMiddleware:
             await self.app(scope, receive, send_with_headers)
             return
 
-        worker = self.kato._take_worker()
+        try:
+            index = _worker_index(Headers(scope=scope).get(WORKER_HEADER), self.kato.workers)
+        except ValueError as exc:
+            await _bad_request(str(exc))(scope, receive, send_with_headers)
+            return
+        worker = self.kato._take_worker(index)
         scope[_WORKER_SCOPE_KEY] = worker
         template = self._template(scope)
         if template is not None:
@@ -808,6 +1140,19 @@ class _KatoMiddleware:
         return partial
 
 
+def _worker_index(value: str | None, workers: int) -> int | None:
+    """The worker a request names with X-Sim-Worker, if any; ValueError if it names none."""
+    if value is None:
+        return None
+    try:
+        index = int(value)
+    except ValueError:
+        index = -1
+    if not 0 <= index < workers:
+        raise ValueError(f"{WORKER_HEADER} must be a worker index from 0 to {workers - 1}")
+    return index
+
+
 def _session_scoped_id(path: str, method: str) -> str | None:
     """The session id KATO's session middleware validates for this request, if any."""
     parts = path.split("/")
@@ -821,7 +1166,7 @@ def _session_scoped_id(path: str, method: str) -> str | None:
 async def _run_activity(kato: SimulatedKato, interval: float) -> None:
     while True:
         await asyncio.sleep(interval * kato._rng.uniform(0.5, 1.5))
-        kato.activity_step()
+        await kato.activity_tick()
 
 
 def create_simulator_app(
@@ -830,7 +1175,11 @@ def create_simulator_app(
     activity: bool = False,
     activity_interval: float = 2.0,
 ) -> Starlette:
-    """Build the simulated KATO; `activity=True` makes sessions and figures move on their own."""
+    """Build the simulated KATO; `activity=True` makes sessions and figures move on their own.
+
+    With the state's `redis_url`, the app connects to that Redis when it starts (and fails to
+    start if Redis does not answer).
+    """
     kato = kato if kato is not None else SimulatedKato()
     routes: list[BaseRoute] = [
         _route("/health", health, "GET"),
@@ -845,10 +1194,13 @@ def create_simulator_app(
         _route("/_sim/reset", sim_reset, "POST"),
         _route("/_sim/expire", sim_expire, "POST"),
         _route("/_sim/resources", sim_resources, "POST"),
+        _route("/_sim/push", sim_push, "POST"),
+        WebSocketRoute("/ws/events", ws_events),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await kato.open_redis()
         task = asyncio.create_task(_run_activity(kato, activity_interval)) if activity else None
         try:
             yield
@@ -857,6 +1209,7 @@ def create_simulator_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await kato.close_redis()
 
     app = Starlette(
         routes=routes,

@@ -13,6 +13,7 @@ import pytest
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from tests.docker_engine import DockerEngineProcess, missing_parts
 from tests.processes import GatewayProcess
+from tests.redis_server import RedisServerProcess, missing_redis
 from tests.servers import ThreadedServer
 
 # A gateway started by a test keeps its alerts in memory unless the test says where to keep
@@ -95,6 +96,26 @@ def docker(engine: DockerEngineProcess) -> Iterator[DockerEngineProcess]:
         engine.start()  # a test that killed it failed before starting it again
     yield engine
     engine.remove_all()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the whole test session (KATO's Redis): its URL."""
+    reason = missing_redis()
+    if reason:
+        pytest.skip(f"no Redis: {reason}")
+    with RedisServerProcess(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied (FLUSHALL) for this test: its URL."""
+    import redis
+
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushall()
+    return redis_server
 
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.poller import Poller, SessionChangeDetector
+from sse_monitor.poller import Poller
+from sse_monitor.sessions import SessionTracker
 from sse_monitor.sources.kato import KatoHealth, KatoMetrics, KatoReading
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -18,13 +19,13 @@ def at(seconds: float) -> datetime:
 
 
 def test_first_count_is_the_baseline() -> None:
-    detector = SessionChangeDetector()
+    detector = SessionTracker()
     assert detector.observe(5, at(0)) is None
     assert detector.count == 5
 
 
 def test_count_going_up_and_down() -> None:
-    detector = SessionChangeDetector()
+    detector = SessionTracker()
     detector.observe(2, at(0))
     up = detector.observe(5, at(3))
     assert up is not None
@@ -36,6 +37,7 @@ def test_count_going_up_and_down() -> None:
         "previous_count": 2,
         "delta": 3,
         "time_since_last_event": None,
+        "source": "poll",
     }
     down = detector.observe(1, at(9))
     assert down is not None
@@ -45,12 +47,13 @@ def test_count_going_up_and_down() -> None:
         "previous_count": 5,
         "delta": 4,
         "time_since_last_event": 6.0,
+        "source": "poll",
     }
     assert detector.observe(1, at(12)) is None
 
 
 def test_an_outage_is_not_zero_and_recovery_compares_with_last_known() -> None:
-    detector = SessionChangeDetector()
+    detector = SessionTracker()
     detector.observe(4, at(0))
     for t in (3, 6, 9):
         assert detector.observe(None, at(t)) is None
@@ -64,7 +67,7 @@ def test_an_outage_is_not_zero_and_recovery_compares_with_last_known() -> None:
 
 
 def test_outage_before_any_baseline_emits_nothing_on_first_success() -> None:
-    detector = SessionChangeDetector()
+    detector = SessionTracker()
     assert detector.observe(None, at(0)) is None
     assert detector.observe(3, at(3)) is None
 
@@ -122,7 +125,7 @@ def test_publishes_metrics_every_tick_and_upstream_once(setup) -> None:
     metrics = events[1][1]
     assert metrics["kato"]["status"] == "healthy"
     assert metrics["kato"]["resources"]["cpu_percent"] == 3.0
-    assert metrics["sessions"] == {"active_count": 2}
+    assert metrics["sessions"] == {"active_count": 2, "push": {"state": "off"}}
     assert metrics["stale"] is False and metrics["error"] is None
     poller.apply(ok(), at(3))
     assert [name for name, _ in published(broadcaster)] == ["metrics"]

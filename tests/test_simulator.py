@@ -570,9 +570,16 @@ def test_fault_non_json_is_400(client: httpx.Client) -> None:
 
 # Controls
 
+FRESH_STATS = {
+    "requests": dict.fromkeys(ROUTE_TEMPLATES, 0),
+    "websockets": 0,
+    "websockets_by_worker": [0],
+    "pushed": 0,
+}
+
 
 def test_sim_stats_counts_requests_per_route(client: httpx.Client) -> None:
-    assert client.get("/_sim/stats").json() == {"requests": dict.fromkeys(ROUTE_TEMPLATES, 0)}
+    assert client.get("/_sim/stats").json() == FRESH_STATS
     client.get("/health")
     client.get("/health")
     client.get("/metrics")
@@ -598,7 +605,7 @@ def test_sim_reset(client: httpx.Client) -> None:
     response = client.post("/_sim/reset")
     assert response.status_code == 200
     assert response.json() == {"ok": True}
-    assert client.get("/_sim/stats").json() == {"requests": dict.fromkeys(ROUTE_TEMPLATES, 0)}
+    assert client.get("/_sim/stats").json() == FRESH_STATS
     metrics = client.get("/metrics").json()
     assert metrics["sessions"]["active"] == 0
     assert metrics["performance"]["total_requests"] == 1.0

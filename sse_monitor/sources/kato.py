@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -44,6 +45,7 @@ class KatoHealth:
     uptime_seconds: float | None
     active_sessions: int | None  # None when KATO's own health check failed (see below)
     latency_ms: float
+    kato_time: datetime | None = None  # KATO's clock when it answered (its `timestamp`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,7 @@ class KatoClient:
             uptime_seconds=_number(body.get("uptime_seconds")),
             active_sessions=count,
             latency_ms=round(latency_ms, 2),
+            kato_time=kato_time(body.get("timestamp")),
         )
 
     async def metrics(self) -> KatoMetrics:
@@ -175,6 +178,17 @@ class KatoClient:
                     return response.status_code, None
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks)
+
+
+def kato_time(value: Any) -> datetime | None:
+    """KATO's ISO timestamps, with or without an offset (its naive ones are UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _health_check_failed(body: Mapping[str, Any], issues: list[Any]) -> bool:

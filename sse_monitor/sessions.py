@@ -1,0 +1,143 @@
+"""KATO's active session count, from two channels: pushes (fast, with the session's identity,
+but incomplete) and polls (late, but the truth). Each change is counted once.
+
+A push moves the count at once and says which session it was. A poll is compared with what the
+pushes implied *at the moment KATO answered it*: pushes stamped after that moment are not in
+the polled count yet, pushes stamped before it are. What is left over is a change no push
+reported (a session expired by TTL, or created through a KATO worker whose pushes we do not
+see), published as one corrective event with the net change. A push stamped before a poll that
+was already reconciled arrives too late to count: the poll has counted it.
+
+Times are KATO's own (its push and /health timestamps: one machine's clock) when both sides
+have one, and the gateway's otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sse_monitor.events import iso
+
+CREATED, DESTROYED = "session_created", "session_destroyed"
+
+
+@dataclass(frozen=True, slots=True)
+class PushedChange:
+    """One `session.created` / `session.destroyed` message from KATO's /ws/events."""
+
+    created: bool
+    session_id: str | None
+    node_id: str | None
+    reason: str | None
+    kato_time: datetime | None  # the message's timestamp
+    received_at: datetime  # the gateway's clock
+
+
+class SessionTracker:
+    """The published count, and the pushes not yet confirmed by a poll."""
+
+    def __init__(self) -> None:
+        self.count: int | None = None
+        self._last_event_at: datetime | None = None
+        # (kato_time, received_at, delta) of each push since the last reconciled poll
+        self._unconfirmed: deque[tuple[datetime | None, datetime, int]] = deque()
+        self._reconciled_kato: datetime | None = None  # KATO time of the last reconciled poll
+        self._reconciled_at: datetime | None = None  # our time of it
+        self.pushes_applied = 0
+        self.pushes_late = 0
+        self.corrections = 0
+
+    def observe(
+        self, count: int | None, now: datetime, kato_time: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """A polled count (or the count of a push channel's snapshot): the truth at `kato_time`.
+
+        The first known count is the baseline. An unknown count (a failed poll) is not zero:
+        nothing changes, and the next known count is compared with the last known one.
+        """
+        if count is None:
+            return None
+        if self.count is None:
+            self.count = count
+            self._confirm(kato_time, now)
+            return None
+        not_yet_polled = sum(
+            delta
+            for pushed_kato, received, delta in self._unconfirmed
+            if _after(pushed_kato, received, kato_time, now)
+        )
+        self._confirm(kato_time, now)
+        difference = count - (self.count - not_yet_polled)
+        if difference == 0:
+            return None
+        self.corrections += 1
+        return self._change(difference, now, {"source": "poll"})
+
+    def pushed(self, change: PushedChange) -> dict[str, Any] | None:
+        """A push: the count moves now, unless a poll already counted this change."""
+        if self.count is None:
+            return None  # no baseline yet: the first poll or snapshot will give it
+        if self._already_polled(change):
+            self.pushes_late += 1
+            return None
+        delta = 1 if change.created else -1
+        if self.count + delta < 0:
+            return None  # cannot be: the next poll will say what is true
+        self._unconfirmed.append((change.kato_time, change.received_at, delta))
+        self.pushes_applied += 1
+        identity: dict[str, Any] = {
+            "source": "push",
+            "session_id": change.session_id,
+            "node_id": change.node_id,
+        }
+        if not change.created:
+            identity["reason"] = change.reason
+        return self._change(delta, change.received_at, identity)
+
+    def _already_polled(self, change: PushedChange) -> bool:
+        if self._reconciled_kato is not None and change.kato_time is not None:
+            return change.kato_time <= self._reconciled_kato
+        return False
+
+    def _confirm(self, kato_time: datetime | None, now: datetime) -> None:
+        """Everything up to this poll is now in the count."""
+        self._reconciled_kato, self._reconciled_at = kato_time, now
+        self._unconfirmed = deque(
+            entry for entry in self._unconfirmed if _after(entry[0], entry[1], kato_time, now)
+        )
+
+    def _change(self, delta: int, now: datetime, extra: dict[str, Any]) -> dict[str, Any]:
+        assert self.count is not None
+        previous = self.count
+        self.count = previous + delta
+        since = None
+        if self._last_event_at is not None:
+            since = round((now - self._last_event_at).total_seconds(), 3)
+        self._last_event_at = now
+        return {
+            "type": "session_event",
+            "event_type": CREATED if delta > 0 else DESTROYED,
+            "timestamp": iso(now),
+            "data": {
+                "current_count": self.count,
+                "previous_count": previous,
+                "delta": abs(delta),
+                "time_since_last_event": since,
+                **extra,
+            },
+        }
+
+
+def _after(
+    pushed_kato: datetime | None,
+    received: datetime,
+    polled_kato: datetime | None,
+    polled_at: datetime,
+) -> bool:
+    """Whether a push happened after a poll's answer (so the polled count lacks it)."""
+    if pushed_kato is not None and polled_kato is not None:
+        return pushed_kato > polled_kato
+    return received > polled_at

@@ -1,0 +1,196 @@
+"""Session events from KATO's push channel (/ws/events), with the poll as the source of truth."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from tests.conftest import Kato
+from tests.processes import GatewayProcess
+from tests.servers import ThreadedServer
+from tests.sse_client import SSEStream
+
+
+@pytest.fixture
+def redis_kato() -> Iterator[Kato]:
+    """KATO in Redis session mode (it pushes) with two workers, as a real deployment has."""
+    state = SimulatedKato(session_backend="redis", workers=2)
+    server = ThreadedServer(create_simulator_app(state)).start()
+    try:
+        yield Kato(state, server)
+    finally:
+        server.stop()
+
+
+async def sim(kato: Kato, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=kato.url, timeout=5) as client:
+        response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    response.raise_for_status()
+    return response
+
+
+async def gateway_worker(kato: Kato) -> int:
+    """The simulated worker holding the gateway's push socket."""
+    by_worker = (await sim(kato, "GET", "/_sim/stats")).json()["websockets_by_worker"]
+    assert sum(by_worker) == 1, by_worker
+    return by_worker.index(1)
+
+
+async def create(kato: Kato, worker: int) -> str:
+    response = await sim(
+        kato,
+        "POST",
+        "/sessions",
+        json={"node_id": "push-test"},
+        headers={"X-Sim-Worker": str(worker)},
+    )
+    return response.json()["session_id"]
+
+
+async def delete(kato: Kato, session_id: str, worker: int) -> None:
+    await sim(kato, "DELETE", f"/sessions/{session_id}", headers={"X-Sim-Worker": str(worker)})
+
+
+@pytest.fixture
+async def live_stream(redis_kato: Kato) -> AsyncIterator[tuple[GatewayProcess, SSEStream]]:
+    env = {"SSE_MONITOR_POLL_INTERVAL": "30"}  # a poll far too slow to explain what we see
+    with GatewayProcess(redis_kato.url, env=env) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event(
+                "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
+            )
+            yield gateway, stream
+
+
+async def test_a_pushed_session_reaches_a_client_within_500_ms(
+    redis_kato: Kato, live_stream: tuple[GatewayProcess, SSEStream]
+) -> None:
+    gateway, stream = live_stream
+    worker = await gateway_worker(redis_kato)
+    delays = []
+    for index in range(5):
+        mark = len(stream.events)
+        started = time.monotonic()
+        session_id = await create(redis_kato, worker)
+        event = await stream.wait_for_event("session_event", since=mark, timeout=2)
+        delays.append(time.monotonic() - started)
+        data = event.json()["data"]
+        assert data["source"] == "push"
+        assert (data["session_id"], data["node_id"]) == (session_id, "push-test")
+        assert data["current_count"] == index + 1 and data["delta"] == 1
+    mark = len(stream.events)
+    await delete(redis_kato, session_id, worker)
+    gone = await stream.wait_for_event("session_event", since=mark, timeout=2)
+    assert gone.json()["event_type"] == "session_destroyed"
+    assert gone.json()["data"]["reason"] == "explicit_delete"
+    assert max(delays) < 0.5, delays
+    async with httpx.AsyncClient() as client:
+        count = (await client.get(f"{gateway.url}/api/sessions/count")).json()
+    assert count["active_sessions"] == 4  # updated at once, not at the next poll
+    median, worst = statistics.median(delays) * 1000, max(delays) * 1000
+    print(f"push to client: median {median:.1f} ms, max {worst:.1f} ms")
+
+
+async def test_changes_push_does_not_report_are_corrected_by_the_poll(redis_kato: Kato) -> None:
+    with GatewayProcess(redis_kato.url, env={"SSE_MONITOR_POLL_INTERVAL": "0.5"}) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event(
+                "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
+            )
+            other = 1 - await gateway_worker(redis_kato)
+            await create(redis_kato, other)  # another worker: its push never reaches us
+            await create(redis_kato, other)
+            event = await stream.wait_for_event("session_event", timeout=5)
+            data = event.json()["data"]
+            assert data["source"] == "poll" and "session_id" not in data
+            counts = [e.json()["data"]["current_count"] for e in stream.of("session_event")]
+            await stream.wait_for(
+                lambda e: stream.of("session_event")[-1].json()["data"]["current_count"] == 2
+            )
+            assert counts[0] in (1, 2)
+
+
+async def test_a_change_seen_by_both_channels_is_counted_once(redis_kato: Kato) -> None:
+    with GatewayProcess(redis_kato.url, env={"SSE_MONITOR_POLL_INTERVAL": "0.2"}) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event(
+                "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
+            )
+            worker = await gateway_worker(redis_kato)
+            ids = [await create(redis_kato, worker) for _ in range(3)]
+            await delete(redis_kato, ids[0], worker)
+            await stream.wait_for(lambda e: len(stream.of("session_event")) >= 4)
+            # Many polls later, each of which also saw these changes: still four events.
+            target = len(stream.of("metrics")) + 10
+            await stream.wait_for(lambda e: len(stream.of("metrics")) >= target, timeout=15)
+            events = [e.json() for e in stream.of("session_event")]
+            assert len(events) == 4, events
+            assert [e["data"]["current_count"] for e in events] == [1, 2, 3, 2]
+            assert stream.of("metrics")[-1].json()["sessions"]["active_count"] == 2
+
+
+async def test_push_dropped_polling_continues_and_push_comes_back(redis_kato: Kato) -> None:
+    with GatewayProcess(redis_kato.url, env={"SSE_MONITOR_POLL_INTERVAL": "0.3"}) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event(
+                "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
+            )
+            await sim(redis_kato, "POST", "/_sim/push", json={"mode": "refuse"})
+            await sim(redis_kato, "POST", "/_sim/push", json={"mode": "drop"})
+            down = await stream.wait_for_event(
+                "metrics", lambda d: d["sessions"]["push"]["state"] == "down"
+            )
+            assert down.json()["sessions"]["push"]["error"]
+            mark = len(stream.events)
+            await create(redis_kato, 0)
+            polled = await stream.wait_for_event("session_event", since=mark, timeout=5)
+            assert polled.json()["data"]["source"] == "poll"
+            mark = len(stream.events)
+            await sim(redis_kato, "POST", "/_sim/push", json={"mode": "on"})
+            await stream.wait_for_event(
+                "metrics",
+                lambda d: d["sessions"]["push"]["state"] == "live",
+                timeout=40,
+                since=mark,
+            )
+            worker = await gateway_worker(redis_kato)
+            mark = len(stream.events)
+            await create(redis_kato, worker)
+            pushed = await stream.wait_for_event("session_event", since=mark, timeout=2)
+            assert pushed.json()["data"]["source"] == "push"
+            assert pushed.json()["data"]["current_count"] == 2
+        assert gateway.log().count('"kato_push.down"') == 1  # one line per change, not per retry
+
+
+async def test_without_push_polling_alone_works(kato: Kato) -> None:
+    """The default simulated KATO keeps sessions in memory: the socket opens, nothing comes."""
+    with GatewayProcess(kato.url) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            await stream.wait_for_event(
+                "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
+            )
+            await kato.create_session()
+            event = await stream.wait_for_event("session_event")
+            assert event.json()["data"]["source"] == "poll"
+    env = {"SSE_MONITOR_KATO_PUSH": "off"}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            metrics = await stream.wait_for_event("metrics")
+            assert metrics.json()["sessions"]["push"] == {"state": "off"}
+
+
+async def test_a_kato_without_the_push_route_is_polled(kato: Kato) -> None:
+    await sim(kato, "POST", "/_sim/push", json={"mode": "refuse"})
+    with GatewayProcess(kato.url) as gateway:
+        async with SSEStream(f"{gateway.url}/events") as stream:
+            down = await stream.wait_for_event(
+                "metrics", lambda d: d["sessions"]["push"]["state"] == "down"
+            )
+            assert "403" in down.json()["sessions"]["push"]["error"]
+            await kato.create_session()
+            await stream.wait_for_event("session_event")

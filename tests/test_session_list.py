@@ -1,0 +1,106 @@
+"""GET /api/sessions: KATO's sessions read from a real redis-server holding KATO's layout."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import Kato
+from tests.processes import GatewayProcess
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def seed(url: str, count: int) -> list[str]:
+    """`count` sessions as KATO writes them, created a minute apart; returns ids newest first."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    ids = []
+    for index in range(count):
+        created = T0 + timedelta(minutes=index)
+        session_id = f"session-{index:032x}-{int(created.timestamp() * 1000)}"
+        body = {
+            "session_id": session_id,
+            "node_id": f"node-{index % 3}",
+            "created_at": created.isoformat().replace("+00:00", "Z"),
+            "expires_at": (created + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+            "ttl_seconds": 3600,
+            "metadata": {},
+        }
+        client.set(f"kato:session:{session_id}", json.dumps(body), ex=600 + index)
+        client.sadd("kato:session:_active_index", session_id)
+        ids.append(session_id)
+    # KATO's other keys under the prefix are not sessions.
+    client.set("kato:session:_meta", "x")
+    client.close()
+    return ids[::-1]
+
+
+def snapshot_keys(url: str) -> dict[str, object]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return {key: client.type(key) for key in client.scan_iter("*")}
+    finally:
+        client.close()
+
+
+def test_pages_newest_first_with_the_total(kato: Kato, redis_url: str) -> None:
+    newest_first = seed(redis_url, 23)
+    before = snapshot_keys(redis_url)
+    with GatewayProcess(kato.url, env={"KATO_REDIS_URL": redis_url}) as gateway:
+        seen = []
+        for offset in (0, 10, 20):
+            page = httpx.get(
+                f"{gateway.url}/api/sessions", params={"offset": offset, "limit": 10}
+            ).json()
+            assert page["available"] is True and page["total"] == 23
+            assert page["truncated"] is False
+            assert (page["offset"], page["limit"]) == (offset, 10)
+            seen.extend(page["sessions"])
+        assert [s["session_id"] for s in seen] == newest_first
+        first = seen[0]
+        assert first["node_id"] == "node-1"  # index 22
+        assert first["created_at"] == (T0 + timedelta(minutes=22)).isoformat()
+        assert first["expires_at"] == (T0 + timedelta(minutes=82)).isoformat()
+        assert 600 < first["ttl_remaining_seconds"] <= 622
+        default = httpx.get(f"{gateway.url}/api/sessions").json()
+        assert len(default["sessions"]) == 10
+        beyond = httpx.get(f"{gateway.url}/api/sessions", params={"offset": 100}).json()
+        assert beyond["sessions"] == [] and beyond["total"] == 23
+    assert snapshot_keys(redis_url) == before  # read-only: nothing written, nothing removed
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"offset": "-1"}, "offset"),
+        ({"offset": "x"}, "offset"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "1.5"}, "limit"),
+    ],
+)
+def test_bad_parameters_are_a_400(gateway: GatewayProcess, params: dict, parameter: str) -> None:
+    response = httpx.get(f"{gateway.url}/api/sessions", params=params)
+    assert response.status_code == 400
+    assert response.json()["parameter"] == parameter
+
+
+def test_without_kato_redis_url_it_says_how_to_enable_it(gateway: GatewayProcess) -> None:
+    body = httpx.get(f"{gateway.url}/api/sessions").json()
+    assert body["available"] is False
+    assert "KATO_REDIS_URL" in body["error"]
+    assert body["sessions"] == []
+
+
+def test_an_unreachable_redis_is_a_503_without_its_password(kato: Kato) -> None:
+    url = "redis://:hunter2-password@127.0.0.1:9/0"  # nothing listens on port 9
+    with GatewayProcess(kato.url, env={"KATO_REDIS_URL": url}) as gateway:
+        response = httpx.get(f"{gateway.url}/api/sessions")
+        assert response.status_code == 503
+        assert "cannot be read" in response.json()["error"]
+        assert "hunter2" not in response.text
+        assert "hunter2" not in gateway.log()
