@@ -134,7 +134,13 @@ class Access:
         return response
 
     async def describe(self, request: Request) -> Response:
-        return JSONResponse({"enabled": self.enabled, "role": self.role(request)})
+        """What this request may do, and whether a login cookie grants it (the page offers
+        "Log out" only then)."""
+        cookie = request.cookies.get(COOKIE)
+        session = bool(cookie) and self._role_of_cookie(cookie or "") is not None
+        return JSONResponse(
+            {"enabled": self.enabled, "role": self.role(request), "session": session}
+        )
 
     # Tokens and sessions
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sse_monitor.broadcaster import Subscription
-from sse_monitor.events import iso, utc_now
+from sse_monitor.events import TOPICS, iso, utc_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ class StreamRegistry:
             (stream.describe(now) for stream in self.streams),
             key=lambda row: (-row["lag_seconds"], -row["pending_frames"], row["id"]),  # type: ignore[operator]
         )
-        by_topic: Counter[str] = Counter()
+        by_topic: Counter[str] = Counter(dict.fromkeys(TOPICS, 0))
         for stream in self.streams:
             by_topic.update(stream.topics)
         return {

@@ -135,8 +135,9 @@ def test_the_login_cookie(guarded: GatewayProcess) -> None:
         assert call(guarded, "read", cookies=cookies).status_code == 401
     cookies = httpx.Cookies({"sse_monitor_session": value})
     access = httpx.get(f"{guarded.url}/api/access", cookies=cookies).json()
-    assert access == {"enabled": True, "role": "admin"}
-    assert httpx.get(f"{guarded.url}/api/access").json() == {"enabled": True, "role": None}
+    assert access == {"enabled": True, "role": "admin", "session": True}
+    anonymous = httpx.get(f"{guarded.url}/api/access").json()
+    assert anonymous == {"enabled": True, "role": None, "session": False}
     logout = httpx.post(f"{guarded.url}/logout", cookies=cookies)
     assert "max-age=0" in logout.headers["set-cookie"].lower()
     form = httpx.post(f"{guarded.url}/login", data={"token": VIEWER})

@@ -79,7 +79,7 @@ async def test_per_client_limit_counts_the_real_address(kato: Kato) -> None:
             assert spoofed.headers["retry-after"] == "10"
             body = await streams(gateway)
             assert body["by_client"] == {"127.0.0.1": 1}
-            assert body["by_topic"] == {"metrics": 1, "alerts": 1}
+            assert body["by_topic"] == {"metrics": 1, "containers": 0, "sessions": 0, "alerts": 1}
             [row] = body["streams"]
             assert row["client"] == "127.0.0.1" and row["topics"] == ["metrics", "alerts"]
             assert row["pending_frames"] >= 0 and row["lag_seconds"] >= 0

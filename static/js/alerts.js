@@ -1,7 +1,9 @@
 // The alerts bell and panel. The bell counts the firing alerts nobody has acknowledged (the
 // `alerts` state event says how many). The panel lists the firing alerts from that same state;
 // resolved (or all) alerts are fetched from api/alerts when asked for, then kept current by the
-// live `alert` events, each updating its row in place.
+// live `alert` events, each updating its row in place. Where access control is on, a 401
+// (from the list or an ack) asks for a login, and an ack refused with 403 says it needs the
+// admin token, with a button to log in with it.
 
 import { DASH, age, clock } from "./format.js";
 import { icons } from "./icons.js";
@@ -12,12 +14,21 @@ const RESOLVED_FIELDS = ["state", "resolved_at", "resolved_value"];
 const ACK_FIELDS = ["acknowledged_by", "acknowledged_at", "ack_note"];
 const EMPTY = { firing: "Nothing is firing", resolved: "No resolved alerts", all: "No alerts" };
 
-export function createAlertsPanel({ bell, panel, gatewayNow = () => Date.now() }) {
+export function createAlertsPanel({
+  bell,
+  panel,
+  gatewayNow = () => Date.now(),
+  onUnauthorized = () => {},
+  onLoginAsAdmin = () => {},
+}) {
   const count = bell.querySelector("[data-testid=alert-count]");
   const severityFilter = panel.querySelector("[data-testid=alert-filter-severity]");
   const stateFilter = panel.querySelector("[data-testid=alert-filter-state]");
   const ackBy = panel.querySelector("[data-testid=alert-ack-by]");
   const note = panel.querySelector("[data-testid=alert-error]");
+  const needsAdmin = panel.querySelector("[data-testid=alert-needs-admin]");
+  const needsAdminText = needsAdmin.querySelector(".text");
+  const adminLogin = needsAdmin.querySelector("[data-testid=alert-admin-login]");
   const list = panel.querySelector("[data-testid=alert-list]");
   const empty = panel.querySelector("[data-testid=alerts-empty]");
 
@@ -110,6 +121,9 @@ export function createAlertsPanel({ bell, panel, gatewayNow = () => Date.now() }
         for (const alert of body.alerts) remember(alert);
         listed = new Set([...body.alerts.map((alert) => alert.id), ...heard]);
         say("");
+      } else if (response.status === 401) {
+        say("Could not load the alerts: log in first.");
+        onUnauthorized();
       } else {
         say(`Could not load the alerts: ${errorText(response, body)}`);
       }
@@ -133,6 +147,7 @@ export function createAlertsPanel({ bell, panel, gatewayNow = () => Date.now() }
     }
     storeName(by);
     say("");
+    showNeedsAdmin(null);
     button.disabled = true;
     try {
       const url = new URL(`api/alerts/${encodeURIComponent(id)}/ack`, document.baseURI);
@@ -145,6 +160,8 @@ export function createAlertsPanel({ bell, panel, gatewayNow = () => Date.now() }
       if (response.ok && body && body.id) {
         remember(body); // the `alert` event follows, for this page as for every other
         render();
+      } else if (response.status === 403 || response.status === 401) {
+        showNeedsAdmin(response.status);
       } else {
         say(`Not acknowledged: ${errorText(response, body)}`);
       }
@@ -158,6 +175,24 @@ export function createAlertsPanel({ bell, panel, gatewayNow = () => Date.now() }
   function say(text) {
     note.textContent = text;
     note.hidden = !text;
+  }
+
+  /** An ack refused: 403 (a viewer's login) or 401 (no login, or it expired); null hides it. */
+  function showNeedsAdmin(status) {
+    needsAdmin.hidden = status === null;
+    if (status === null) return;
+    needsAdmin.dataset.status = String(status);
+    needsAdminText.textContent =
+      status === 403
+        ? "Not acknowledged: acknowledging needs the admin token, and this page is logged in " +
+          "with the viewer token."
+        : "Not acknowledged: acknowledging needs the admin token, and this page is not logged in.";
+  }
+
+  /** The page's role changed (a login or a logout). */
+  function setRole(role) {
+    if (role === "admin") showNeedsAdmin(null);
+    if (!panel.hidden && !note.hidden && note.textContent.includes("log in first")) load();
   }
 
   function visible() {
@@ -283,8 +318,9 @@ export function createAlertsPanel({ bell, panel, gatewayNow = () => Date.now() }
   stateFilter.addEventListener("change", load);
   ackBy.addEventListener("change", () => storeName(ackBy.value.trim()));
   ackBy.addEventListener("input", () => say(""));
+  adminLogin.addEventListener("click", () => onLoginAsAdmin());
 
-  return { setState, add };
+  return { setState, add, setRole };
 }
 
 /** The gateway's order: newest first, alerts of one poll by id. */

@@ -1,5 +1,7 @@
-// The page's wiring: stream messages in, panels, toasts and the connection state out.
+// The page's wiring: stream messages in, panels, toasts and the connection state out; the login
+// form when the gateway asks for a token.
 
+import { createAccess } from "./access.js";
 import { createAlertsPanel } from "./alerts.js";
 import { createContainersPanel } from "./containers.js";
 import { connectStream } from "./connection.js";
@@ -14,6 +16,8 @@ const params = new URLSearchParams(location.search);
 const FALLBACK_SECONDS = Number(params.get("fallback_interval")) || 10;
 const TOAST_IF_NEWER_THAN_MS = 60_000; // replayed older changes and alerts go to the lists only
 const LAST_ID_KEY = "sse-monitor.last-event-id";
+// What the page shows, so what its stream subscribes to (`upstream` and `reset` come anyway).
+const TOPICS = ["metrics", "containers", "sessions", "alerts"];
 
 const $ = (selector) => document.querySelector(selector);
 const kato = createKatoPanel($("[aria-labelledby=kato-title]"));
@@ -24,6 +28,22 @@ const alerts = createAlertsPanel({
   bell: $("[data-testid=alert-bell]"),
   panel: $("[data-testid=alerts-panel]"),
   gatewayNow: () => Date.now() - skewMs, // "started 2 min ago" by the gateway's clock
+  onUnauthorized: () => access.show("login"),
+  onLoginAsAdmin: () => access.show("admin"),
+});
+const access = createAccess({
+  form: $("[data-testid=login-form]"),
+  logout: $("[data-testid=logout]"),
+  role: $("[data-testid=access-role]"),
+  onLogin: ({ role }) => {
+    fallback.resume();
+    stream.retry(); // at once: the stream was refused for want of this cookie
+    alerts.setRole(role);
+  },
+  onLogout: () => {
+    alerts.setRole(null);
+    stream.reconnect(); // the open stream was let in with the cookie just cleared
+  },
 });
 const connection = $("[data-testid=connection-state]");
 const dataAge = $("[data-testid=data-age]");
@@ -31,6 +51,7 @@ const dataAge = $("[data-testid=data-age]");
 setUpTheme($("[data-testid=theme-toggle]"));
 
 let live = false;
+let connectionState = { state: "reconnecting", attempt: 0, retryAt: null };
 let lastDataAt = null;
 let interval = null; // seconds between metrics, as observed
 let skewMs = 0; // this browser's clock minus the gateway's, from the metrics' timestamps
@@ -41,20 +62,42 @@ const fallback = createFallbackPoller({
   onCount: (body) => {
     if (!live) sessions.setCount(body.active_sessions, { polled: true, stale: body.stale });
   },
+  onUnauthorized: () => access.show("login"),
 });
 
-function showState(state, attempt) {
+/** The stream's state: live, reconnecting, offline, busy (a 429 or 503: waiting for its
+ * Retry-After) or unauthorized (a 401: waiting for a login). */
+function showState(state, attempt, retryAt) {
+  const was = connectionState.state;
+  connectionState = { state, attempt, retryAt };
   live = state === "live";
   connection.dataset.state = state;
-  connection.textContent =
-    state === "live" ? "Live" : state === "offline" ? "Offline" : `Reconnecting (attempt ${attempt})`;
-  if (state !== "live") {
-    connection.textContent += " · polling the count";
-    fallback.start();
-  } else {
-    fallback.stop();
+  document.body.dataset.connection = state;
+  if (state === "live" || state === "unauthorized") fallback.stop();
+  else fallback.start();
+  if (state === "unauthorized") {
+    access.show("login", { required: true });
+  } else if (access.required) {
+    access.hide(); // another tab logged in, or the gateway no longer asks
   }
+  // A login or a logout in another tab (they share the stream): what may this page do now?
+  if (state !== was && (state === "unauthorized" || was === "unauthorized")) access.refresh();
+  showConnection();
   showAge();
+}
+
+function showConnection() {
+  const { state, attempt, retryAt } = connectionState;
+  let text;
+  if (state === "live") text = "Live";
+  else if (state === "offline") text = "Offline";
+  else if (state === "unauthorized") text = "Login needed";
+  else if (state === "busy") {
+    const seconds = Math.ceil(((retryAt ?? Date.now()) - Date.now()) / 1000);
+    text = seconds > 0 ? `Gateway busy · retrying in ${seconds} s` : "Gateway busy · retrying now";
+  } else text = `Reconnecting (attempt ${attempt})`;
+  if (state !== "live" && state !== "unauthorized") text += " · polling the count";
+  if (connection.textContent !== text) connection.textContent = text;
 }
 
 function showAge() {
@@ -108,12 +151,18 @@ try {
   storedId = null;
 }
 
-connectStream({
-  url: new URL("events", document.baseURI).href,
+// The topics are joined by hand: URLSearchParams would write the commas as %2C.
+const streamUrl = new URL(`events?topics=${TOPICS.join(",")}`, document.baseURI).href;
+const stream = connectStream({
+  url: streamUrl,
   lastEventId: storedId,
   onMessage: (message) => {
-    if (message.kind === "state") showState(message.state, message.attempt);
+    if (message.kind === "state") showState(message.state, message.attempt, message.retryAt);
     else onEvent(message);
   },
 });
-setInterval(showAge, 1000);
+access.refresh();
+setInterval(() => {
+  showAge();
+  if (connectionState.state === "busy") showConnection();
+}, 1000);

@@ -1,5 +1,7 @@
 // The shared worker: one EventSource for every tab of this browser. Browsers allow only six
-// connections per origin over HTTP/1.1; a stream per tab would hang the seventh tab.
+// connections per origin over HTTP/1.1; a stream per tab would hang the seventh tab. A tab that
+// logs in says "retry" (every tab then hears the stream's new state); one that logs out says
+// "reconnect" (the open stream was allowed by the cookie just cleared).
 
 import { StreamSource } from "./stream-source.js";
 
@@ -21,6 +23,10 @@ self.onconnect = (event) => {
         stream = new StreamSource(data.url, broadcast);
         stream.start(data.lastEventId);
       }
+    } else if (data.type === "retry") {
+      stream?.retry();
+    } else if (data.type === "reconnect") {
+      stream?.reconnect();
     } else if (data.type === "stop") {
       ports.delete(port);
       if (ports.size === 0 && stream) {
