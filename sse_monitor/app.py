@@ -39,7 +39,7 @@ from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import KatoClient
 from sse_monitor.sources.kato_push import KatoPush, push_url
 from sse_monitor.sources.kato_redis import KatoSessions
-from sse_monitor.stream import EventStream
+from sse_monitor.stream import EventStream, close_streams_on_shutdown
 from sse_monitor.streams import StreamRegistry
 
 log = structlog.get_logger("sse_monitor.app")
@@ -111,7 +111,10 @@ def create_app(settings: Settings) -> Starlette:
             max_streams=settings.max_streams,
         )
         await alerts.start()  # before the first poll: what fired before a restart is known
-        tasks = [asyncio.create_task(poller.run(), name="poller")]
+        tasks = [
+            asyncio.create_task(poller.run(), name="poller"),
+            asyncio.create_task(close_streams_on_shutdown(broadcaster), name="stream-shutdown"),
+        ]
         if collector is not None:
             tasks.append(asyncio.create_task(collector.run(), name="containers"))
         if push is not None:

@@ -1,22 +1,29 @@
-"""GET /events: the SSE stream, one async generator per client drawing from the broadcaster.
+"""GET /events: the SSE stream, written straight onto ASGI, drawing from the broadcaster.
 
-The first chunk carries `retry:` and the client's starting frames (the current state, or the
+The first write carries `retry:` and the client's starting frames (the current state, or the
 durable events it missed); after that, whatever the broadcaster queues for this client, sent as
-one write per wake-up. A disconnect ends the generator and frees its subscription at once.
+one write per wake-up, and a keep-alive comment when nothing was sent for the ping interval.
+
+Each stream is the request's own task plus one small task waiting for the client to go away:
+no task group, no per-write cancel scope, no generator. (sse-starlette's EventSourceResponse,
+used before, runs four tasks per stream and a cancel scope per send; at thousands of clients
+that was most of the memory per client and of the garbage the collector walks.) A write that
+blocks longer than the send timeout drops the client; a disconnect, an overflowing buffer or
+the server's shutdown each end the stream at once and free its place.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 
 import structlog
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from sse_starlette.sse import AppStatus
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from sse_monitor.addresses import client_address
-from sse_monitor.broadcaster import Broadcaster
+from sse_monitor.broadcaster import Broadcaster, Subscription
 from sse_monitor.config import Settings
 from sse_monitor.errors import BadRequest, json_error
 from sse_monitor.events import TOPICS
@@ -25,40 +32,116 @@ from sse_monitor.streams import OpenStream, Refusal, StreamRegistry
 
 log = structlog.get_logger("sse_monitor.stream")
 
+PING = b": ping\n\n"
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    # nginx passes frames through unbuffered with this (deploy/nginx.conf also turns it off)
+    (b"x-accel-buffering", b"no"),
+]
+SHUTDOWN_POLL_SECONDS = 0.25
 
-class EventStreamResponse(EventSourceResponse):
-    """An EventSourceResponse that treats a client too slow to take a frame as gone."""
+
+class StreamResponse:
+    """One client's stream: an ASGI app for the life of the connection."""
 
     def __init__(
         self,
-        *args: object,
         stream: OpenStream,
+        last_event_id: str | None,
+        *,
         broadcaster: Broadcaster,
         registry: StreamRegistry,
-        **kw: object,
+        retry: bytes,
+        ping_interval: float,
+        send_timeout: float,
     ) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.stream = stream
+        self.last_event_id = last_event_id
         self.broadcaster = broadcaster
         self.registry = registry
+        self.retry = retry
+        self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reason = "client"
+        subscription: Subscription | None = None
+        watcher: asyncio.Task[None] | None = None
         try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
+            if scope.get("method") == "HEAD":
+                await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            subscription = self.broadcaster.subscribe(self.last_event_id, self.stream.topics)
+            self.stream.subscription = subscription
+            watcher = asyncio.get_running_loop().create_task(
+                _close_on_disconnect(receive, subscription)
+            )
+            await self._write(
+                send, {"type": "http.response.start", "status": 200, "headers": HEADERS}
+            )
+            # retry: first, and at once, so a client that gets nothing else yet knows how
+            # soon to come back.
+            first = await subscription.next_chunk() if subscription.backlog else b"\n"
+            if first is None:
+                return
+            await self._body(send, self.retry + first)
+            while (chunk := await self._next(subscription)) is not None:
+                await self._body(send, chunk)
+            if subscription.closed_reason == "overflow":
+                log.info("stream.closed", reason="overflow", client=self.stream.client)
+            if subscription.closed_reason != "client":
+                await self._write(send, {"type": "http.response.body", "body": b""})
+        except TimeoutError:
             reason = "stuck"
             log.info("stream.dropped", reason="send_timeout", client=self.stream.client)
         finally:
-            # Here rather than in the generator: this runs even for a response that never
-            # started streaming, or whose generator is left to the garbage collector.
-            subscription = self.stream.subscription
+            if watcher is not None:
+                watcher.cancel()
             if subscription is not None:
-                if reason == "client" and subscription.closed_reason is not None:
-                    reason = "lagging" if subscription.closed_reason == "overflow" else "shutdown"
+                closed = subscription.closed_reason
+                if reason == "client" and closed not in (None, "client"):
+                    reason = "lagging" if closed == "overflow" else "shutdown"
                 self.broadcaster.unsubscribe(subscription)
             self.broadcaster.stats.closed[reason] += 1
             self.registry.release(self.stream)
+
+    async def _next(self, subscription: Subscription) -> bytes | None:
+        """The next chunk, or a keep-alive comment after `ping_interval` of silence."""
+        try:
+            async with asyncio.timeout(self.ping_interval):
+                return await subscription.next_chunk()
+        except TimeoutError:
+            return PING
+
+    async def _body(self, send: Send, data: bytes) -> None:
+        await self._write(send, {"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _write(self, send: Send, message: dict[str, object]) -> None:
+        # A client that stops reading fills the socket's buffers; then this send waits for
+        # it. Past the send timeout it is treated as gone (TimeoutError, caught above).
+        async with asyncio.timeout(self.send_timeout):
+            await send(message)  # type: ignore[arg-type]
+
+
+async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> None:
+    """Wait for the client to go away (the request body of a GET is empty), then end the
+    stream: its writer is woken at once, rather than at the next event."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscription.close("client")
+
+
+async def close_streams_on_shutdown(broadcaster: Broadcaster) -> None:
+    """One task for the whole app: end every stream when the server is told to stop.
+
+    uvicorn waits for open responses before it runs the lifespan's shutdown, and a stream never
+    ends by itself; sse-starlette's AppStatus learns of SIGTERM from uvicorn's own handler.
+    """
+    while not AppStatus.should_exit:  # noqa: ASYNC110 - a flag set by a signal handler
+        await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+    broadcaster.close_all("shutdown")
 
 
 def parse_topics(raw: str | None) -> tuple[str, ...]:
@@ -97,14 +180,14 @@ class EventStream:
         admitted = self._registry.admit(client, topics)
         if isinstance(admitted, Refusal):
             return self._refuse(admitted, client)
-        return EventStreamResponse(
-            self._frames(admitted, last_event_id),
-            ping=self._settings.ping_interval,
-            send_timeout=self._settings.send_timeout,
-            headers={"Cache-Control": "no-store"},
-            stream=admitted,
+        return StreamResponse(  # type: ignore[return-value]
+            admitted,
+            last_event_id,
             broadcaster=self._broadcaster,
             registry=self._registry,
+            retry=self._retry,
+            ping_interval=self._settings.ping_interval,
+            send_timeout=self._settings.send_timeout,
         )
 
     def _refuse(self, refusal: Refusal, client: str) -> Response:
@@ -113,22 +196,3 @@ class EventStream:
         response = json_error(refusal.status, refusal.message, retry_after_seconds=seconds)
         response.headers["Retry-After"] = str(seconds)
         return response
-
-    async def _frames(self, stream: OpenStream, last_event_id: str | None) -> AsyncIterator[bytes]:
-        # Subscribing here, not in the endpoint, ties the subscription to the generator's life:
-        # a response that never streams (HEAD, a client gone before the start) holds nothing.
-        subscription = self._broadcaster.subscribe(last_event_id, stream.topics)
-        stream.subscription = subscription
-        try:
-            # The first frame carries retry:, so even a client that gets nothing else yet
-            # knows how soon to come back; it is sent at once, before any data is ready.
-            first = await subscription.next_chunk() if subscription.backlog else b"\n"
-            if first is None:
-                return
-            yield self._retry + first
-            while (chunk := await subscription.next_chunk()) is not None:
-                yield chunk
-            if subscription.closed_reason == "overflow":
-                log.info("stream.closed", reason="overflow", client=stream.client)
-        finally:
-            self._broadcaster.unsubscribe(subscription)
