@@ -21,7 +21,10 @@ class BadRequest(Exception):
 
 
 def json_error(status: int, message: str, **details: object) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status, **details}, status_code=status)
+    response = JSONResponse({"error": message, "status": status, **details}, status_code=status)
+    if "retry_after_seconds" in details:
+        response.headers["Retry-After"] = str(details["retry_after_seconds"])
+    return response
 
 
 async def bad_request(request: Request, exc: Exception) -> Response:

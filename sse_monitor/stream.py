@@ -193,6 +193,4 @@ class EventStream:
     def _refuse(self, refusal: Refusal, client: str) -> Response:
         log.warning("stream.refused", reason=refusal.reason, client=client)
         seconds = self._settings.retry_after
-        response = json_error(refusal.status, refusal.message, retry_after_seconds=seconds)
-        response.headers["Retry-After"] = str(seconds)
-        return response
+        return json_error(refusal.status, refusal.message, retry_after_seconds=seconds)

@@ -47,3 +47,11 @@ export function age(milliseconds) {
   const seconds = Math.max(0, Math.round(milliseconds / 1000));
   return seconds < 60 ? `${seconds} s` : duration(seconds);
 }
+
+/** KATO's ids are `session-<32 hex>-<ms>`: the first 8 hex digits tell them apart. */
+export function shortId(id) {
+  if (typeof id !== "string") return DASH;
+  const kato = /^session-([0-9a-f]{8})[0-9a-f]*-\d+$/i.exec(id);
+  if (kato) return `${kato[1]}…`;
+  return id.length > 12 ? `${id.slice(0, 12)}…` : id;
+}

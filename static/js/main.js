@@ -8,12 +8,15 @@ import { connectStream } from "./connection.js";
 import { createFallbackPoller } from "./fallback.js";
 import { age } from "./format.js";
 import { createKatoPanel } from "./kato.js";
+import { createSessionList } from "./session-list.js";
 import { createSessionsPanel } from "./sessions.js";
 import { setUpTheme } from "./theme.js";
 import { alertToast, createToasts, sessionToast } from "./toasts.js";
 
 const params = new URLSearchParams(location.search);
 const FALLBACK_SECONDS = Number(params.get("fallback_interval")) || 10;
+// The session list's refresh; `?sessions_interval=SECONDS` changes it (tests shorten it).
+const SESSIONS_SECONDS = Math.max(0.2, Number(params.get("sessions_interval")) || 10);
 const TOAST_IF_NEWER_THAN_MS = 60_000; // replayed older changes and alerts go to the lists only
 const LAST_ID_KEY = "sse-monitor.last-event-id";
 // What the page shows, so what its stream subscribes to (`upstream` and `reset` come anyway).
@@ -31,12 +34,21 @@ const alerts = createAlertsPanel({
   onUnauthorized: () => access.show("login"),
   onLoginAsAdmin: () => access.show("admin"),
 });
+const sessionList = createSessionList({
+  panel: $("[data-testid=session-list-panel]"),
+  offNote: $("[data-testid=session-list-off]"),
+  intervalMs: SESSIONS_SECONDS * 1000,
+  gatewayNow: () => Date.now() - skewMs, // "created 2 min ago" by the gateway's clock
+  // Not over a form that is already up because nothing shows without a login (no Cancel there).
+  onUnauthorized: () => access.required || access.show("login"),
+});
 const access = createAccess({
   form: $("[data-testid=login-form]"),
   logout: $("[data-testid=logout]"),
   role: $("[data-testid=access-role]"),
   onLogin: ({ role }) => {
     fallback.resume();
+    sessionList.resume();
     stream.retry(); // at once: the stream was refused for want of this cookie
     alerts.setRole(role);
   },
@@ -82,6 +94,7 @@ function showState(state, attempt, retryAt) {
   }
   // A login or a logout in another tab (they share the stream): what may this page do now?
   if (state !== was && (state === "unauthorized" || was === "unauthorized")) access.refresh();
+  if (was === "unauthorized" && state === "live") sessionList.resume(); // logged in elsewhere
   showConnection();
   showAge();
 }
@@ -126,6 +139,7 @@ function onEvent({ name, id, data, replayed }) {
     skewMs = now - new Date(data.timestamp).getTime();
     kato.render(data, now);
     sessions.setCount(data.sessions.active_count, { stale: data.stale });
+    sessions.setPush(data.sessions.push);
     showAge();
   } else if (name === "containers") {
     containers.render(data, now);
@@ -162,6 +176,7 @@ const stream = connectStream({
   },
 });
 access.refresh();
+sessionList.start();
 setInterval(() => {
   showAge();
   if (connectionState.state === "busy") showConnection();

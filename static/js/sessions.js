@@ -1,14 +1,16 @@
-// The sessions panel: the active count (from the stream, or polled while it is down) and the
-// last ten session changes.
+// The sessions panel: the active count (from the stream, or polled while it is down), whether
+// KATO's push channel is live (metrics.sessions.push), and the last ten session changes: a
+// pushed change names its session and node, a change found by the poll only says so.
 
 import { icons } from "./icons.js";
-import { DASH, clock } from "./format.js";
+import { DASH, clock, shortId } from "./format.js";
 
 const KEEP = 10;
 
 export function createSessionsPanel(panel) {
   const count = panel.querySelector("[data-testid=session-count]");
   const source = panel.querySelector("[data-testid=session-source]");
+  const push = panel.querySelector("[data-testid=push-state]");
   const list = panel.querySelector("[data-testid=session-events]");
   const empty = panel.querySelector("[data-testid=session-events-empty]");
   const seen = new Set();
@@ -19,17 +21,34 @@ export function createSessionsPanel(panel) {
     panel.dataset.stale = String(stale);
   }
 
+  /** metrics.sessions.push: {state: live | connecting | down | off, since, error, messages}. */
+  function setPush(state) {
+    if (!state || typeof state.state !== "string") {
+      push.hidden = true;
+      return;
+    }
+    const { text, title } = describePush(state);
+    push.hidden = false;
+    if (push.dataset.state !== state.state) push.dataset.state = state.state;
+    if (push.textContent !== text) push.textContent = text;
+    if (push.title !== title) push.title = title;
+  }
+
   /** Adds a change to the list; false if it was already there (a replay after reconnecting). */
   function add(id, event) {
     if (id && seen.has(id)) return false;
     if (id) seen.add(id);
     const created = event.event_type === "session_created";
+    const data = event.data;
     const item = document.createElement("li");
     item.dataset.kind = created ? "created" : "destroyed";
-    const { delta, current_count: total } = event.data;
-    item.innerHTML = `${created ? icons.userPlus : icons.userMinus}<span></span><time></time>`;
-    item.querySelector("span").textContent =
-      `${created ? "+" : "−"}${delta} (total ${total})`;
+    if (data.source) item.dataset.source = data.source;
+    item.innerHTML =
+      `${created ? icons.userPlus : icons.userMinus}<span class="what"></span>` +
+      `<span class="who"></span><time></time>`;
+    item.querySelector(".what").textContent =
+      `${created ? "+" : "−"}${data.delta} (total ${data.current_count})`;
+    fillWho(item, data);
     const time = item.querySelector("time");
     time.dateTime = event.timestamp;
     time.textContent = clock(event.timestamp);
@@ -39,5 +58,66 @@ export function createSessionsPanel(panel) {
     return true;
   }
 
-  return { setCount, add };
+  return { setCount, setPush, add };
+}
+
+/** Which session, on which node (pushed changes), or that the poll found it. */
+function fillWho(item, data) {
+  const who = item.querySelector(".who");
+  if (data.source === "poll") {
+    who.textContent = "polled";
+    who.title = "Found by polling KATO's count: no push said which session it was";
+    return;
+  }
+  if (data.source !== "push" || !data.session_id) {
+    who.remove();
+    return;
+  }
+  item.dataset.sessionId = data.session_id;
+  if (data.node_id) item.dataset.nodeId = data.node_id;
+  const code = document.createElement("code");
+  code.textContent = shortId(data.session_id);
+  code.title = data.session_id;
+  who.append(code);
+  const on = data.node_id ? ` on ${data.node_id}` : "";
+  const reason = data.reason ? ` · ${String(data.reason).replaceAll("_", " ")}` : "";
+  if (on || reason) who.append(on + reason);
+  who.title = `Pushed by KATO: session ${data.session_id}` +
+    (data.node_id ? `, node ${data.node_id}` : "") +
+    (data.reason ? `, ${data.reason}` : "");
+}
+
+function describePush({ state, since, error, messages }) {
+  const at = since ? ` since ${clock(since)}` : "";
+  if (state === "live") {
+    const heard = typeof messages === "number" ? `, ${messages} messages` : "";
+    return {
+      text: "push live",
+      title:
+        `KATO pushes session changes at once (live${at}${heard}); ` +
+        "the poll corrects what pushes miss",
+    };
+  }
+  if (state === "connecting") {
+    return {
+      text: "push connecting",
+      title: "Connecting to KATO's push channel: session changes come from polling meanwhile",
+    };
+  }
+  if (state === "down") {
+    return {
+      text: "polling only",
+      title: `KATO's push channel is down${at}: ${error || "no reason given"}. ` +
+        "Session changes come from polling.",
+    };
+  }
+  if (state === "off") {
+    return {
+      text: "polling only",
+      title:
+        "The gateway does not follow KATO's push channel (SSE_MONITOR_KATO_PUSH=off): " +
+        "session changes come from polling",
+    };
+  }
+  return { text: `push ${state}`, title: error || "" };
 }

@@ -37,16 +37,17 @@ export function createToasts(region, { lifetimeMs = 5000 } = {}) {
   return { show };
 }
 
-/** The original dashboard's wording: "N session(s) created" and "Total: X". */
+/** The original dashboard's wording: "N session(s) created" and "Total: X"; a pushed change
+ * also names its node. */
 export function sessionToast(event) {
-  const { current_count: total, delta } = event.data;
+  const { current_count: total, delta, node_id: node } = event.data;
   const created = event.event_type === "session_created";
   const noun = delta === 1 ? "session" : "sessions";
   return {
     kind: created ? "created" : "destroyed",
     icon: created ? icons.userPlus : icons.userMinus,
     title: `${delta} ${noun} ${created ? "created" : "destroyed"}`,
-    detail: `Total: ${total}`,
+    detail: node ? `Total: ${total} · on ${node}` : `Total: ${total}`,
   };
 }
 

@@ -1,0 +1,505 @@
+"""The page's sessions in a real Chromium against the gateway process: whether KATO's push
+channel is live (the badge), pushed changes with their session and node, and the session list
+read from a real redis-server that the simulated KATO (Redis session mode) writes as KATO does."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from unittest import mock
+
+import httpx
+import pytest
+import pytest_asyncio
+
+import tests.redis_server
+from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from tests.browser import CHROMIUM, launch, wait_until
+from tests.conftest import Kato
+from tests.nginx import NginxProcess, missing_nginx
+from tests.processes import GatewayProcess, free_port
+from tests.redis_server import RedisServerProcess, missing_redis
+from tests.servers import ThreadedServer
+from tests.test_page import hook, new_context, open_page, toasts
+from tests.test_page_access import VIEWER_TOKEN, log_in
+from tests.test_push import create, delete, gateway_worker, sim
+from tests.test_session_list import seed
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing (apt-get install chromium): the page tests need it",
+        allow_module_level=True,
+    )
+playwright_api = pytest.importorskip(
+    "playwright.async_api", reason="the playwright package is missing: pip install playwright"
+)
+async_playwright = playwright_api.async_playwright
+expect = playwright_api.expect
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Locator, Page, Request
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+POLL = 0.3  # the gateway's poll interval in these tests
+ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
+REFRESH = 1.0  # the session list's refresh in these tests (?sessions_interval=)
+PUSH_DEADLINE = 0.5  # a pushed change on the page, counted from before the POST
+
+expect.set_options(timeout=10_000)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        yield browser
+        await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile (own storage, own SharedWorkers), light colour scheme."""
+    context = await new_context(browser, "light")
+    yield context
+    await context.close()
+
+
+def running_kato(state: SimulatedKato) -> Iterator[Kato]:
+    server = ThreadedServer(create_simulator_app(state)).start()
+    try:
+        yield Kato(state, server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_kato() -> Iterator[Kato]:
+    """KATO in Redis session mode (it pushes) with two workers, as a real deployment has."""
+    yield from running_kato(SimulatedKato(session_backend="redis", workers=2))
+
+
+@pytest.fixture
+def listing_kato(redis_url: str) -> Iterator[Kato]:
+    """KATO in Redis session mode writing every session into a real Redis, in KATO's layout."""
+    yield from running_kato(SimulatedKato(session_backend="redis", redis_url=redis_url))
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
+    """A redis-server of this test's own, which it may stop."""
+    reason = missing_redis()
+    if reason:
+        pytest.skip(f"no Redis: {reason}")
+    with RedisServerProcess(tmp_path) as server:
+        yield server
+
+
+class ListRequests:
+    """The page's requests of api/sessions (the list), as this process hears of them."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.seen: list[tuple[float, str]] = []
+        context.on("request", self._on_request)
+
+    def _on_request(self, request: Request) -> None:
+        if "/api/sessions?" in request.url:
+            self.seen.append((time.monotonic(), request.url))
+
+    def since(self, moment: float) -> list[tuple[float, str]]:
+        return [(at, url) for at, url in self.seen if at > moment]
+
+
+MINUS = "\N{MINUS SIGN}"  # how the page writes a destroyed change (a minus sign)
+
+
+def span(first: int, last: int, total: int) -> str:
+    """The pager's text: "11, en dash, 20 of 23"."""
+    return f"{first}\N{EN DASH}{last} of {total}"
+
+
+def rows(page: Page) -> Locator:
+    return page.locator("[data-testid=session-list] [data-testid=session-row]")
+
+
+async def listed(page: Page) -> list[str]:
+    return await rows(page).evaluate_all("(rows) => rows.map((row) => row.dataset.sessionId)")
+
+
+async def expect_listed(page: Page, ids: list[str], timeout: float = 10) -> None:
+    """Wait until the rows are these sessions, in this order."""
+
+    async def shown() -> bool:
+        return await listed(page) == ids
+
+    await wait_until(shown, timeout=timeout, what=f"the list to show {ids}")
+
+
+def short(session_id: str) -> str:
+    """How the page shortens KATO's ids: the first 8 hex digits after `session-`."""
+    return session_id.removeprefix("session-")[:8] + "…"
+
+
+# Stamps (Date.now(), this machine's clock) when each change naming a session enters the list.
+WATCH_CHANGES = """() => {
+  window.__changesAt = {};
+  const list = document.querySelector('[data-testid=session-events]');
+  new MutationObserver((records) => {
+    const now = Date.now();
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.dataset && node.dataset.sessionId) {
+          window.__changesAt[`${node.dataset.kind}:${node.dataset.sessionId}`] = now;
+        }
+      }
+    }
+  }).observe(list, {childList: true});
+}"""
+
+
+# --- push state -------------------------------------------------------------------------------
+
+
+async def test_the_push_badge_follows_the_push_channel(
+    redis_kato: Kato, context: BrowserContext
+) -> None:
+    """Live against KATO in Redis mode; down (polling only, with the reason) when KATO refuses
+    and drops the socket; live again once KATO takes it."""
+    with GatewayProcess(redis_kato.url, env=ENV) as gateway:
+        page = await open_page(context, f"{gateway.url}/")
+        badge = hook(page, "push-state")
+        await expect(badge).to_have_attribute("data-state", "live")
+        await expect(badge).to_have_text("push live")
+        await expect(badge).to_have_attribute("title", re.compile(r"live since \d"))
+
+        await sim(redis_kato, "POST", "/_sim/push", json={"mode": "refuse"})
+        await sim(redis_kato, "POST", "/_sim/push", json={"mode": "drop"})
+        await expect(badge).to_have_attribute("data-state", "down")
+        await expect(badge).to_have_text("polling only")
+        # The reconnections are refused (HTTP 403): the title says so, as the metrics do.
+        await expect(badge).to_have_attribute("title", re.compile(r"down since .*403"))
+        async with httpx.AsyncClient(timeout=5) as client:
+            push = (await client.get(f"{gateway.url}/api/snapshot")).json()["sessions"]["push"]
+        assert push["state"] == "down" and "403" in push["error"], push
+        await expect(badge).to_have_attribute("title", re.compile(re.escape(push["error"])))
+
+        await sim(redis_kato, "POST", "/_sim/push", json={"mode": "on"})
+        await expect(badge).to_have_attribute("data-state", "live", timeout=40_000)
+        await expect(badge).to_have_text("push live")
+        await page.close()
+
+
+async def test_with_push_off_the_badge_says_polling_only(
+    redis_kato: Kato, context: BrowserContext
+) -> None:
+    env = {**ENV, "SSE_MONITOR_KATO_PUSH": "off"}
+    with GatewayProcess(redis_kato.url, env=env) as gateway:
+        page = await open_page(context, f"{gateway.url}/")
+        badge = hook(page, "push-state")
+        await expect(badge).to_have_attribute("data-state", "off")
+        await expect(badge).to_have_text("polling only")
+        await expect(badge).to_have_attribute("title", re.compile("SSE_MONITOR_KATO_PUSH=off"))
+
+        # A change found by the poll says so, and names no session.
+        await redis_kato.create_session()
+        change = page.locator("[data-testid=session-events] li")
+        await expect(change).to_have_count(1)
+        await expect(change).to_have_attribute("data-source", "poll")
+        await expect(change.locator(".who")).to_have_text("polled")
+        await expect(change.locator("code")).to_have_count(0)
+        await expect(toasts(page, "created")).to_contain_text("1 session created")
+        await page.close()
+
+
+# --- pushed changes ---------------------------------------------------------------------------
+
+
+async def test_a_pushed_session_shows_its_id_and_node_within_500_ms(
+    redis_kato: Kato, context: BrowserContext
+) -> None:
+    # A poll every 3 s: a change on the page within 500 ms of its POST came by push.
+    with GatewayProcess(redis_kato.url, env={"SSE_MONITOR_POLL_INTERVAL": "3"}) as gateway:
+        page = await open_page(context, f"{gateway.url}/")
+        await expect(hook(page, "push-state")).to_have_attribute("data-state", "live")
+        await expect(hook(page, "session-count")).to_have_text("0")
+        worker = await gateway_worker(redis_kato)
+        await page.evaluate(WATCH_CHANGES)
+
+        posted = time.time()
+        session_id = await create(redis_kato, worker)  # node "push-test"
+        item = page.locator(f"[data-testid=session-events] li[data-session-id='{session_id}']")
+        await expect(item).to_have_count(1, timeout=2000)
+        shown = await page.evaluate(f"window.__changesAt['created:{session_id}']")
+        created_after = shown / 1000 - posted
+        await expect(item).to_have_attribute("data-source", "push")
+        await expect(item).to_have_attribute("data-kind", "created")
+        await expect(item).to_have_attribute("data-node-id", "push-test")
+        await expect(item.locator("code")).to_have_text(short(session_id))
+        await expect(item.locator("code")).to_have_attribute("title", session_id)
+        await expect(item.locator(".who")).to_have_text(f"{short(session_id)} on push-test")
+        await expect(item).to_contain_text("+1 (total 1)")
+        toast = toasts(page, "created")
+        await expect(toast).to_contain_text("1 session created")
+        await expect(toast).to_contain_text(re.compile(r"Total:\s*1 · on push-test"))
+
+        posted = time.time()
+        await delete(redis_kato, session_id, worker)
+        gone = page.locator(
+            f"[data-testid=session-events] li[data-kind=destroyed][data-session-id='{session_id}']"
+        )
+        await expect(gone).to_have_count(1, timeout=2000)
+        shown = await page.evaluate(f"window.__changesAt['destroyed:{session_id}']")
+        destroyed_after = shown / 1000 - posted
+        await expect(gone).to_have_attribute("data-source", "push")
+        await expect(gone.locator(".who")).to_have_text(f"{short(session_id)} · explicit delete")
+        await expect(gone).to_contain_text(f"{MINUS}1 (total 0)")
+        await expect(toasts(page, "destroyed")).to_contain_text("1 session destroyed")
+
+        delays = [created_after, destroyed_after]
+        assert all(0 <= delay < PUSH_DEADLINE for delay in delays), delays
+        print(f"pushed change on the page: {[f'{d * 1000:.0f} ms' for d in delays]}")
+        await page.close()
+
+
+# --- the session list -------------------------------------------------------------------------
+
+
+async def test_the_session_list_pages_ten_at_a_time_and_refreshes(
+    listing_kato: Kato, redis_url: str, context: BrowserContext
+) -> None:
+    """23 sessions: 10, 10 and 3 rows, newest first; one created meanwhile appears at the next
+    refresh; the list is read again every `sessions_interval`."""
+    ids = [await listing_kato.create_session(f"node-{index % 3}") for index in range(23)]
+    newest_first = ids[::-1]
+    requests = ListRequests(context)
+    env = {**ENV, "KATO_REDIS_URL": redis_url}
+    with GatewayProcess(listing_kato.url, env=env) as gateway:
+        page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
+        panel = hook(page, "session-list-panel")
+        await expect(panel).to_be_visible()
+        table = page.get_by_role("table", name="Active sessions")
+        await expect(table).to_have_attribute("data-testid", "session-list")
+        await expect(rows(page)).to_have_count(10)
+        await expect_listed(page, newest_first[:10])
+        await expect(hook(page, "sessions-range")).to_have_text(span(1, 10, 23))
+        prev = page.get_by_role("button", name=re.compile("Previous"))
+        following = page.get_by_role("button", name=re.compile("Next"))
+        await expect(prev).to_have_attribute("data-testid", "sessions-prev")
+        await expect(following).to_have_attribute("data-testid", "sessions-next")
+        await expect(prev).to_be_disabled()
+        await expect(following).to_be_enabled()
+        await expect(hook(page, "session-list-off")).to_be_hidden()
+        await expect(hook(page, "session-list-error")).to_be_hidden()
+
+        first = rows(page).first
+        await expect(first.locator("code")).to_have_text(short(newest_first[0]))
+        await expect(first.locator("code")).to_have_attribute("title", newest_first[0])
+        await expect(first.locator(".node")).to_have_text("node-1")  # index 22
+        await expect(first.locator(".created")).to_have_text(re.compile(r"^\d+ s ago$"))
+        await expect(first.locator(".ttl")).to_have_text(re.compile(r"^in 59 min \d+ s$"))
+
+        await following.click()
+        await expect_listed(page, newest_first[10:20])
+        await expect(hook(page, "sessions-range")).to_have_text(span(11, 20, 23))
+        await expect(prev).to_be_enabled()
+        await following.click()
+        await expect_listed(page, newest_first[20:])
+        await expect(hook(page, "sessions-range")).to_have_text(span(21, 23, 23))
+        await expect(following).to_be_disabled()
+        on_last_page = time.monotonic()
+
+        # A session created meanwhile: at the next refresh it is the newest, and the last page
+        # has one more row (the gateway also keeps a read for 2 s).
+        newest = await listing_kato.create_session("node-new")
+        await expect(hook(page, "sessions-range")).to_have_text(span(21, 24, 24), timeout=6000)
+        await expect_listed(page, [newest, *newest_first][20:])
+        await expect(following).to_be_disabled()
+        await prev.click()
+        await prev.click()
+        await expect(hook(page, "sessions-range")).to_have_text(span(1, 10, 24))
+        await expect_listed(page, [newest, *newest_first][:10])
+        await expect(rows(page).first.locator(".node")).to_have_text("node-new")
+
+        # Read every REFRESH seconds while nothing else happened (the last page, untouched).
+        refreshes = [at for at, url in requests.since(on_last_page) if "offset=20" in url]
+        assert len(refreshes) >= 2, requests.seen
+        gaps = [b - a for a, b in itertools.pairwise(refreshes)]
+        assert all(REFRESH * 0.5 < gap < REFRESH * 1.6 for gap in gaps), gaps
+        assert all("limit=10" in url for _, url in requests.seen), requests.seen
+        await page.close()
+
+
+async def test_without_kato_redis_url_the_list_is_not_shown(
+    gateway: GatewayProcess, context: BrowserContext
+) -> None:
+    """No list, and one line in the sessions panel saying how to turn it on."""
+    page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
+    note = hook(page, "session-list-off")
+    await expect(note).to_be_visible()  # only once the gateway has answered
+    await expect(note).to_contain_text("KATO_REDIS_URL")
+    async with httpx.AsyncClient(timeout=5) as client:
+        answer = (await client.get(f"{gateway.url}/api/sessions")).json()
+    assert answer["available"] is False
+    await expect(note).to_have_attribute("title", answer["error"])
+    await expect(hook(page, "session-list-panel")).to_be_hidden()
+    await expect(rows(page)).to_have_count(0)
+    await page.close()
+
+
+async def test_a_stopped_redis_shows_the_error_and_keeps_the_list_stale(
+    kato: Kato, own_redis: RedisServerProcess, tmp_path: Path, context: BrowserContext
+) -> None:
+    """Redis stops: the error shows and the last list stays, marked stale; Redis back on its
+    port: the list is current again."""
+    newest_first = seed(own_redis.url, 3)
+    env = {**ENV, "KATO_REDIS_URL": own_redis.url}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
+        panel, error = hook(page, "session-list-panel"), hook(page, "session-list-error")
+        await expect_listed(page, newest_first)
+        await expect(panel).to_have_attribute("data-stale", "false")
+        await expect(error).to_be_hidden()
+
+        port = own_redis.port
+        await asyncio.to_thread(own_redis.stop)
+        await expect(error).to_be_visible()
+        await expect(error).to_contain_text("cannot be read")
+        await expect(error).to_contain_text(f"127.0.0.1:{port}")
+        await expect(panel).to_have_attribute("data-stale", "true")
+        assert await listed(page) == newest_first, "the last list went"
+        await expect(hook(page, "sessions-range")).to_have_text(span(1, 3, 3))
+        cell = rows(page).first.locator("td").first
+        stale_colour = await cell.evaluate("(td) => getComputedStyle(td).color")
+        body_colour = await page.evaluate("getComputedStyle(document.body).color")
+        assert stale_colour != body_colour, "a stale row looks like a current one"
+
+        # The same redis-server port again (empty: it saves nothing), as a restarted Redis.
+        with mock.patch.object(tests.redis_server, "free_port", lambda: port):
+            await asyncio.to_thread(own_redis.start)
+        await expect(panel).to_have_attribute("data-stale", "false", timeout=15_000)
+        await expect(error).to_be_hidden()
+        await expect(hook(page, "sessions-range")).to_have_text("No sessions")
+        await expect(hook(page, "session-list-empty")).to_be_visible()
+        await expect(rows(page)).to_have_count(0)
+        await page.close()
+
+
+async def test_an_unreachable_redis_from_the_start_shows_why(
+    kato: Kato, context: BrowserContext
+) -> None:
+    url = f"redis://:hunter2-password@127.0.0.1:{free_port()}/0"  # nothing listens there
+    with GatewayProcess(kato.url, env={**ENV, "KATO_REDIS_URL": url}) as gateway:
+        page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
+        panel, error = hook(page, "session-list-panel"), hook(page, "session-list-error")
+        await expect(panel).to_be_visible()
+        await expect(error).to_contain_text("Session list unavailable")
+        await expect(error).to_contain_text("cannot be read")
+        await expect(panel).to_have_attribute("data-stale", "true")
+        await expect(hook(page, "session-list")).to_be_hidden()
+        await expect(hook(page, "sessions-prev")).to_be_disabled()
+        await expect(hook(page, "sessions-next")).to_be_disabled()
+        assert "hunter2" not in await page.content()
+        await page.close()
+
+
+async def test_no_refresh_while_the_tab_is_hidden_and_one_at_once_when_shown(
+    gateway: GatewayProcess, context: BrowserContext
+) -> None:
+    """document.visibilityState, as the browser sets it when the tab goes to the background
+    (headless Chromium never does: the test sets it and fires the event)."""
+    requests = ListRequests(context)
+    page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
+    await wait_until(lambda: len(requests.seen) >= 2, what="two refreshes of the list")
+    await page.evaluate(
+        """() => {
+          Object.defineProperty(document, 'visibilityState',
+                                {configurable: true, get: () => 'hidden'});
+          document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    hidden_at = time.monotonic()
+    # A window of several refresh intervals in which nothing may be read (one in flight aside).
+    deadline = hidden_at + 4 * REFRESH
+    await wait_until(
+        lambda: len(requests.since(hidden_at + 0.2)) > 0 or time.monotonic() > deadline,
+        timeout=4 * REFRESH + 5,
+        what="a quiet window",
+    )
+    assert not requests.since(hidden_at + 0.2), "read while hidden"
+
+    shown_at = time.monotonic()
+    await page.evaluate(
+        """() => {
+          Object.defineProperty(document, 'visibilityState',
+                                {configurable: true, get: () => 'visible'});
+          document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    await wait_until(lambda: requests.since(shown_at), what="a read once visible")
+    assert requests.since(shown_at)[0][0] - shown_at < REFRESH / 2, "not at once"
+    await page.close()
+
+
+async def test_a_401_on_the_list_asks_for_a_login_then_it_reads_again(
+    kato: Kato, own_redis: RedisServerProcess, context: BrowserContext
+) -> None:
+    """The login cookie is gone while the stream stays open: the list's next read is a 401,
+    the login form shows (with Cancel: the dashboard still works) and reading stops; after the
+    login it reads again."""
+    newest_first = seed(own_redis.url, 2)
+    requests = ListRequests(context)
+    env = {**ENV, "KATO_REDIS_URL": own_redis.url, "SSE_MONITOR_TOKEN": VIEWER_TOKEN}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        page = await context.new_page()
+        await page.goto(f"{gateway.url}/?sessions_interval={REFRESH:g}")
+        await log_in(page, VIEWER_TOKEN)
+        await expect(hook(page, "connection-state")).to_have_attribute("data-state", "live")
+        await expect_listed(page, newest_first)  # read again after the login
+
+        await context.clear_cookies()
+        form = hook(page, "login-form")
+        await expect(form).to_be_visible()
+        await expect(hook(page, "login-cancel")).to_be_visible()
+        await expect(hook(page, "session-list-error")).to_contain_text("log in")
+        await expect(hook(page, "session-list-panel")).to_have_attribute("data-stale", "true")
+        refused_at = time.monotonic()
+        deadline = refused_at + 3 * REFRESH
+        await wait_until(
+            lambda: requests.since(refused_at) or time.monotonic() > deadline,
+            timeout=3 * REFRESH + 5,
+            what="a quiet window",
+        )
+        assert not requests.since(refused_at), "the list was read again without a login"
+
+        await log_in(page, VIEWER_TOKEN)
+        await expect(form).to_be_hidden()
+        await expect(hook(page, "session-list-panel")).to_have_attribute("data-stale", "false")
+        await expect(hook(page, "session-list-error")).to_be_hidden()
+        await page.close()
+
+
+async def test_the_list_works_through_nginx_under_a_path_prefix(
+    listing_kato: Kato, redis_url: str, context: BrowserContext
+) -> None:
+    reason = missing_nginx()
+    if reason:
+        pytest.skip(reason)
+    session_id = await listing_kato.create_session("behind-nginx")
+    env = {**ENV, "KATO_REDIS_URL": redis_url}
+    with (
+        GatewayProcess(listing_kato.url, env=env) as gateway,
+        NginxProcess(gateway.port, prefix="/monitor") as nginx,
+    ):
+        page = await open_page(context, nginx.url)
+        await expect_listed(page, [session_id])
+        await expect(hook(page, "sessions-range")).to_have_text(span(1, 1, 1))
+        await page.close()
+        seen = nginx.requests()
+    assert "/monitor/api/sessions?offset=0&limit=10 200" in seen, seen
+    outside = [line for line in seen if not line.startswith("/monitor/")]
+    assert not outside, f"requests outside the prefix: {outside}"
