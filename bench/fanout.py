@@ -1,13 +1,15 @@
-"""Fan-out benchmark: the gateway against a naive sse-starlette server, at N clients each.
+"""Fan-out benchmark: the gateway against nchan (and a naive sse-starlette server), at N clients.
 
 For each N and each server, as real processes on 127.0.0.1: a simulated KATO, the server, and
 load clients (bench/load_client.py) holding N SSE streams. Once the server reports N streams,
 the server's CPU time and RSS are read over a fixed window; the clients time every `metrics`
-event from its `timestamp` (publish time) to its arrival. Both servers run in one invocation,
-their order alternating between N values, because this machine is shared and noisy: read the
-ratios and the medians, not single figures.
+event from its `timestamp` (publish time) to its arrival. nchan (a C pub/sub module of nginx)
+is the reference point for how fast fan-out can be: bench/nchan_publisher.py POSTs it the same
+payload at the same rate. All servers run in one invocation, their order alternating between N
+values, because this machine is shared and noisy: read the ratios and the medians, not single
+figures.
 
-    python bench/fanout.py --clients 1000,5000 --duration 15
+    python bench/fanout.py --servers gateway,nchan --clients 1000,5000,10000 --duration 15
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import platform
 import queue
 import resource
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -40,7 +43,10 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-SERVERS = ("gateway", "naive")
+SERVERS = ("gateway", "nchan", "naive")
+DEFAULT_SERVERS = ("gateway", "nchan")
+NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
+FD_RESERVE = 200  # descriptors a load-client process needs besides its sockets
 IDLE_SETTLE_SECONDS = 2.0  # after ready, before the idle RSS is read
 SAMPLE_SECONDS = 0.25  # RSS sampling period
 BETWEEN_RUNS_SECONDS = 2.0
@@ -133,33 +139,36 @@ class Children:
             self.stop(child, timeout=5.0)
 
 
-def wait_http_ok(child: Child, url: str, timeout: float) -> dict[str, Any]:
-    """Poll a URL until it answers 200; fail early if the process died."""
+JSON_ACCEPT = {"Accept": "application/json"}  # nchan's channel info is text/plain otherwise
+
+
+def wait_http_ok(children: Sequence[Child], url: str, timeout: float) -> dict[str, Any]:
+    """Poll a URL until it answers 200 with JSON; fail early if one of the processes died."""
     deadline = time.monotonic() + timeout
     while True:
-        if child.popen.poll() is not None:
-            raise RuntimeError(
-                f"{child.name} exited with {child.popen.returncode}:\n{child.log_tail()}"
-            )
+        for child in children:
+            if child.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{child.name} exited with {child.popen.returncode}:\n{child.log_tail()}"
+                )
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            response = httpx.get(url, timeout=2)
+            response = httpx.get(url, headers=JSON_ACCEPT, timeout=2)
             if response.status_code == 200:
                 body: dict[str, Any] = response.json()
                 return body
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{child.name}: {url} not 200 within {timeout} s:\n{child.log_tail()}"
-            )
+            tails = "\n".join(f"{c.name}:\n{c.log_tail()}" for c in children)
+            raise TimeoutError(f"{url} not 200 within {timeout} s:\n{tails}")
         time.sleep(0.1)
 
 
-def server_streams(url: str) -> int | None:
-    """The `streams` figure of /readyz (200 or 503, both carry it), None if it cannot be read."""
+def json_int(url: str, key: str) -> int | None:
+    """One integer of a JSON answer (200 or 503, both carry it), None if it cannot be read."""
     try:
-        streams = httpx.get(f"{url}/readyz", timeout=10).json().get("streams")
-    except (httpx.HTTPError, ValueError):
+        value = httpx.get(url, headers=JSON_ACCEPT, timeout=10).json().get(key)
+    except (httpx.HTTPError, ValueError, AttributeError):
         return None
-    return int(streams) if isinstance(streams, int) else None
+    return int(value) if isinstance(value, int) else None
 
 
 # Measurements
@@ -178,13 +187,52 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    total = 0.0
+CpuTimes = dict[tuple[int, int], float]  # (pid, thread id) -> CPU seconds
+
+
+def tree_cpu(pid: int) -> CpuTimes:
+    """CPU time (user + system) of every thread of a process tree.
+
+    psutil's figures come in clock ticks (10 ms): too coarse for a server as lean as nchan over a
+    15 s window. Each thread's /proc/<pid>/task/<tid>/schedstat has its run time in ns; psutil is
+    the fallback where it cannot be read.
+    """
+    times: CpuTimes = {}
+    for process in tree(pid):
+        try:
+            tids = os.listdir(f"/proc/{process.pid}/task")
+        except OSError:
+            tids = []
+        read = False
+        for tid in tids:
+            with contextlib.suppress(OSError, ValueError, IndexError):  # a thread just ended
+                with open(f"/proc/{process.pid}/task/{tid}/schedstat") as stat:
+                    times[(process.pid, int(tid))] = int(stat.read().split()[0]) / 1e9
+                read = True
+        if not read:
+            with contextlib.suppress(psutil.Error):
+                cpu = process.cpu_times()
+                times[(process.pid, -1)] = cpu.user + cpu.system
+    return times
+
+
+def tree_system_share(pid: int) -> tuple[float, float]:
+    """(user, system) seconds of a process tree, in clock ticks: only for the kernel's share."""
+    user = system = 0.0
     for process in tree(pid):
         with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
+            cpu = process.cpu_times()
+            user, system = user + cpu.user, system + cpu.system
+    return user, system
+
+
+def cpu_seconds(before: CpuTimes, after: CpuTimes) -> float:
+    """CPU time spent between two readings of tree_cpu.
+
+    A thread that ended in between loses its share (the servers here keep their threads); a new
+    one counts from its start.
+    """
+    return sum(seconds - before.get(key, 0.0) for key, seconds in after.items())
 
 
 class RssSampler(threading.Thread):
@@ -238,8 +286,20 @@ def start_kato(children: Children, tag: str) -> tuple[Child, str]:
         env={"SSE_MONITOR_LOG_LEVEL": "warning", "SSE_MONITOR_LOG_FORMAT": "json"},
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http_ok(child, f"{url}/health", timeout=30)
+    wait_http_ok([child], f"{url}/health", timeout=30)
     return child, url
+
+
+@dataclass
+class Server:
+    """A server under test: the process tree measured, its stream URL, how it counts streams."""
+
+    name: str
+    child: Child  # its tree's CPU and RSS are the server's figures
+    events_url: str
+    streams: Callable[[], int | None]
+    logs: list[Path]
+    helpers: list[Child] = field(default_factory=list)  # not measured, stopped first
 
 
 def start_server(
@@ -249,7 +309,9 @@ def start_server(
     kato_url: str,
     interval: float,
     gc_trace: Path | None = None,
-) -> tuple[Child, str]:
+) -> Server:
+    if server == "nchan":
+        return start_nchan(children, tag, kato_url, interval)
     port = free_port()
     python = [sys.executable]
     if gc_trace is not None:
@@ -261,19 +323,107 @@ def start_server(
             "SSE_MONITOR_POLL_INTERVAL": f"{interval:g}",
             "SSE_MONITOR_LOG_FORMAT": "json",
             "SSE_MONITOR_LOG_LEVEL": "warning",
-            # the reference has no containers event: compare like with like
+            # the references have no containers event: compare like with like
             "SSE_MONITOR_CONTAINER_STATS": "off",
             "SSE_MONITOR_MAX_STREAMS": "1000000",  # every load client comes from 127.0.0.1
             "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1000000",
+            "SSE_MONITOR_DB": ":memory:",  # no alert store left in the checkout
         }
+        path = "/events?topics=metrics"  # only what the references send
     else:
         argv = [*python, str(BENCH / "naive_server.py"), "--port", str(port)]
         argv += ["--interval", f"{interval:g}", "--kato-url", kato_url]
         env = {}
+        path = "/events"
     child = children.start(f"{server}-{tag}", argv, env=env)
     url = f"http://127.0.0.1:{port}"
-    wait_http_ok(child, f"{url}/readyz", timeout=60)
-    return child, url
+    wait_http_ok([child], f"{url}/readyz", timeout=60)
+    return Server(
+        server, child, url + path, lambda: json_int(f"{url}/readyz", "streams"), [child.log_path]
+    )
+
+
+NGINX_CONF = """\
+load_module {module};
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile {nofile};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=2048;  # uvicorn's default backlog
+        location = /pub {{
+            nchan_publisher;
+            nchan_channel_id metrics;
+            nchan_message_buffer_length 10;
+        }}
+        location = /sub {{
+            nchan_subscriber eventsource;
+            nchan_channel_id metrics;
+            nchan_eventsource_event metrics;  # `event: metrics`, as the gateway's frames
+            nchan_subscriber_first_message -1;  # the latest first, as the gateway's first frame
+            nchan_eventsource_ping_interval 15;  # a `:ping` comment, as the gateway's keep-alive
+            nchan_eventsource_ping_comment ping;
+            nchan_eventsource_ping_event "";
+        }}
+    }}
+}}
+"""
+
+
+def nchan_missing() -> str | None:
+    """Why nchan cannot run here, or None."""
+    if shutil.which("nginx") is None or not NCHAN_MODULE.exists():
+        return f"nchan needs nginx and {NCHAN_MODULE}: apt-get install -y nginx libnginx-mod-nchan"
+    return None
+
+
+def start_nchan(children: Children, tag: str, kato_url: str, interval: float) -> Server:
+    """nginx with nchan from a temp prefix (own config, one worker), and its publisher."""
+    prefix = children.workdir / f"nginx-{tag}"
+    prefix.mkdir()
+    port = free_port()
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            module=NCHAN_MODULE,
+            nofile=nofile,
+            connections=max(1024, nofile - 1000),
+            prefix=prefix,
+            port=port,
+        )
+    )
+    nginx = children.start(
+        f"nchan-{tag}",
+        ["nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+    )
+    url = f"http://127.0.0.1:{port}"
+    publisher = children.start(
+        f"publisher-{tag}",
+        [
+            *(sys.executable, str(BENCH / "nchan_publisher.py"), "--pub-url", f"{url}/pub"),
+            *("--kato-url", kato_url, "--interval", f"{interval:g}"),
+        ],
+    )
+    # The channel exists once the first message is published: then /pub answers its info.
+    wait_http_ok([nginx, publisher], f"{url}/pub", timeout=60)
+    return Server(
+        "nchan",
+        nginx,
+        f"{url}/sub",
+        lambda: json_int(f"{url}/pub", "subscribers"),
+        [nginx.log_path, prefix / "error.log", publisher.log_path],
+        [publisher],
+    )
 
 
 def split(total: int, per_process: int) -> list[tuple[int, int]]:
@@ -323,21 +473,23 @@ def run_one(
     run = Run(server, clients, order)
     log(f"{server} with {clients} clients: starting")
     kato, kato_url = start_kato(children, tag)
-    gc_trace = children.workdir / f"gc-{tag}.txt" if args.gc_trace else None
-    srv, url = start_server(children, server, tag, kato_url, args.interval, gc_trace)
-    sampler = RssSampler(srv.popen.pid)
+    gc_trace = children.workdir / f"gc-{tag}.txt" if args.gc_trace and server != "nchan" else None
+    loadavg = os.getloadavg()  # anything else busy on this shared machine?
+    srv = start_server(children, server, tag, kato_url, args.interval, gc_trace)
+    pid = srv.child.popen.pid
+    sampler = RssSampler(pid)
     sampler.start()
     loaders: list[Child] = []
     try:
         time.sleep(IDLE_SETTLE_SECONDS)
         idle_rss = statistics.median(rss for _, rss in sampler.samples[-4:])
-        idle_cpu = tree_cpu_seconds(srv.popen.pid)
+        idle_cpu = tree_cpu(pid)
 
         connect_started = time.time()
         settle = max(2.0, 2 * args.interval)
         bound = settle + args.duration + args.grace + 600
         for first, count in split(clients, args.per_process):
-            argv = [sys.executable, str(BENCH / "load_client.py"), "--url", f"{url}/events"]
+            argv = [sys.executable, str(BENCH / "load_client.py"), "--url", srv.events_url]
             argv += ["--clients", str(count), "--first-index", str(first)]
             argv += ["--duration", f"{bound:g}", "--batch", str(args.batch), "--wait-stdin"]
             argv += ["--out", str(children.workdir / f"load-{tag}-{first}.json")]
@@ -347,18 +499,18 @@ def run_one(
         connect_seconds = max(r["at"] for r in ready) - connect_started
 
         deadline = time.monotonic() + 60 + clients / 50
-        while (streams := server_streams(url)) != connected:
+        while (streams := srv.streams()) != connected:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{server}: {streams} streams, expected {connected}")
             time.sleep(0.5)
-        connected_cpu = tree_cpu_seconds(srv.popen.pid)
+        connected_cpu = tree_cpu(pid)
 
         time.sleep(settle)
-        cpu0, t0 = tree_cpu_seconds(srv.popen.pid), time.time()
+        cpu0, split0, t0 = tree_cpu(pid), tree_system_share(pid), time.time()
         time.sleep(args.duration)
-        cpu1, t1 = tree_cpu_seconds(srv.popen.pid), time.time()
+        cpu1, split1, t1 = tree_cpu(pid), tree_system_share(pid), time.time()
         time.sleep(args.grace)  # events of the window still on their way
-        streams_after = server_streams(url)
+        streams_after = srv.streams()
 
         for loader in loaders:
             assert loader.popen.stdin is not None
@@ -380,22 +532,30 @@ def run_one(
         sampler.stop()
         for loader in loaders:
             children.stop(loader)
-        server_log = srv.log_path
-        children.stop(srv)
+        for helper in srv.helpers:
+            children.stop(helper)
+        children.stop(srv.child)
         children.stop(kato)
 
     summary, latencies = analyse(results, t0, t1)
-    server_lines = server_log.read_text(errors="replace").splitlines()
+    server_lines = []
+    for path in srv.logs:
+        with contextlib.suppress(OSError):
+            server_lines += path.read_text(errors="replace").splitlines()
     delivered = summary["deliveries_received"]
     steady_rss = statistics.median(window_rss)
+    window_cpu = cpu_seconds(cpu0, cpu1)
+    user, system = split1[0] - split0[0], split1[1] - split0[1]
     summary.update(
         connect_seconds=round(connect_seconds, 2),
-        connect_cpu_seconds=round(connected_cpu - idle_cpu, 3),
+        connect_cpu_seconds=round(cpu_seconds(idle_cpu, connected_cpu), 3),
         streams_after_window=streams_after,
         window_seconds=round(t1 - t0, 3),
-        cpu_seconds=round(cpu1 - cpu0, 3),
-        cpu_percent=round((cpu1 - cpu0) / (t1 - t0) * 100, 1),
-        cpu_ms_per_frame=round((cpu1 - cpu0) * 1000 / delivered, 4) if delivered else None,
+        cpu_seconds=round(window_cpu, 4),
+        cpu_percent=round(window_cpu / (t1 - t0) * 100, 2),
+        cpu_us_per_frame=round(window_cpu * 1e6 / delivered, 2) if delivered else None,
+        # sending to a loopback socket runs the receiver's TCP path too: a floor for every server
+        cpu_system_percent=round(100 * system / (user + system), 1) if user + system else None,
         rss_idle_mib=round(idle_rss / 2**20, 1),
         rss_steady_mib=round(steady_rss / 2**20, 1),
         rss_peak_mib=round(peak_rss / 2**20, 1),
@@ -406,6 +566,7 @@ def run_one(
         ),
         server_log_lines=len(server_lines),
         server_log_sample=server_lines[:5],
+        loadavg_before=[round(x, 2) for x in loadavg],
     )
     if gc_trace is not None:
         summary.update(full_gcs(gc_trace, t0, t1))
@@ -424,8 +585,10 @@ def analyse(
 ) -> tuple[dict[str, Any], list[float]]:
     """Deliveries and latencies of the events published in [t0, t1), from all load clients."""
     published: dict[str, float] = {}
+    data_bytes: dict[str, int] = {}
     for result in results:
         published.update(result["published"])
+        data_bytes.update(result.get("data_bytes", {}))
     window = {eid for eid, ts in published.items() if t0 <= ts < t1}
     connected = sum(r["connected"] for r in results)
     received_by_event = dict.fromkeys(window, 0)
@@ -470,6 +633,7 @@ def analyse(
         "clients_missing_events": clients_missing,
         "duplicates": duplicates,
         "bad_frames": sum(r["bad_frames"] for r in results),
+        "data_bytes": _median([data_bytes[eid] for eid in window if eid in data_bytes]),
         "client_cpu_percent": round(
             100 * max(r["cpu_seconds"] / (r["stopped_at"] - r["connected_at"]) for r in results), 1
         ),
@@ -510,6 +674,10 @@ def p99_without_slowest(by_event: dict[str, list[float]]) -> float | None:
     )
 
 
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -521,7 +689,7 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 class Figure:
     label: str
     key: str
-    ratio: bool = True  # gateway/naive is meaningful
+    ratio: bool = True  # first server / other is meaningful
     fmt: Callable[[float], str] = lambda v: f"{v:,.2f}"
 
 
@@ -529,6 +697,7 @@ FIGURES = (
     Figure("connected clients", "connected", fmt=lambda v: f"{v:,.0f}"),
     Figure("connect failures", "failed", ratio=False, fmt=lambda v: f"{v:,.0f}"),
     Figure("events in window", "events", ratio=False, fmt=lambda v: f"{v:,.0f}"),
+    Figure("`metrics` data per event (bytes)", "data_bytes", fmt=lambda v: f"{v:,.0f}"),
     Figure("deliveries expected", "deliveries_expected", ratio=False, fmt=lambda v: f"{v:,.0f}"),
     Figure("deliveries received", "deliveries_received", fmt=lambda v: f"{v:,.0f}"),
     Figure("every client got every event (%)", "delivery_percent", fmt=lambda v: f"{v:.2f}"),
@@ -541,13 +710,26 @@ FIGURES = (
     Figure("server RSS with N clients (MiB)", "rss_steady_mib", fmt=lambda v: f"{v:,.1f}"),
     Figure("server RSS peak (MiB)", "rss_peak_mib", fmt=lambda v: f"{v:,.1f}"),
     Figure("server memory per client (KiB)", "kib_per_client"),
-    Figure("server CPU in window (% of a core)", "cpu_percent", fmt=lambda v: f"{v:,.1f}"),
-    Figure("server CPU per delivered frame (ms)", "cpu_ms_per_frame", fmt=lambda v: f"{v:.4f}"),
+    Figure("server CPU in window (% of a core)", "cpu_percent", fmt=lambda v: f"{v:,.2f}"),
+    Figure("server CPU per delivered frame (µs)", "cpu_us_per_frame"),
+    Figure(
+        "server CPU in the kernel (% of its CPU)", "cpu_system_percent", False, lambda v: f"{v:.0f}"
+    ),
     Figure("full GCs of the server in window", "full_gc_count", False, lambda v: f"{v:.0f}"),
     Figure("full GC pauses in window, total (ms)", "full_gc_total_ms", fmt=lambda v: f"{v:,.0f}"),
     Figure(
         "busiest load client CPU (% of a core)", "client_cpu_percent", False, lambda v: f"{v:.1f}"
     ),
+)
+# The short table: what the issue asks for at a glance (the full one follows it).
+SUMMARY_KEYS = (
+    "delivery_percent",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "kib_per_client",
+    "cpu_us_per_frame",
+    "client_cpu_percent",
 )
 
 
@@ -556,28 +738,38 @@ def median_of(runs: list[Run], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def table(runs: list[Run], clients: list[int], repeat: int) -> str:
+def table(
+    runs: list[Run],
+    clients: list[int],
+    servers: Sequence[str],
+    repeat: int,
+    keys: Sequence[str] | None = None,
+) -> str:
+    """One row per N and figure, one column per server, then first server / each other one."""
     suffix = f" (median of {repeat})" if repeat > 1 else ""
+    first, others = servers[0], servers[1:]
+    head = [f"{s}{suffix}" for s in servers] + [f"{first}/{o}" for o in others]
     lines = [
-        f"| N | figure | gateway{suffix} | naive{suffix} | gateway/naive |",
-        "|---:|---|---:|---:|---:|",
+        "| N | figure | " + " | ".join(head) + " |",
+        "|---:|---|" + "---:|" * len(head),
     ]
     for n in clients:
         for figure in FIGURES:
-            if not any(figure.key in r.summary for r in runs):
+            if keys is not None and figure.key not in keys:
+                continue
+            if not any(r.summary.get(figure.key) is not None for r in runs):
                 continue  # e.g. the GC figures, without --gc-trace
-            values = {
-                server: median_of(
-                    [r for r in runs if r.server == server and r.clients == n], figure.key
-                )
-                for server in SERVERS
-            }
-            cells = [figure.fmt(v) if v is not None else "-" for v in values.values()]
-            gateway, naive = values["gateway"], values["naive"]
-            ratio = "-"
-            if figure.ratio and gateway is not None and naive:
-                ratio = f"{gateway / naive:.2f}"
-            lines.append(f"| {n:,} | {figure.label} | {cells[0]} | {cells[1]} | {ratio} |")
+            values = [
+                median_of([r for r in runs if r.server == s and r.clients == n], figure.key)
+                for s in servers
+            ]
+            cells = [figure.fmt(v) if v is not None else "-" for v in values]
+            for other in values[1:]:
+                ratio = "-"
+                if figure.ratio and values[0] is not None and other:
+                    ratio = f"{values[0] / other:.2f}"
+                cells.append(ratio)
+            lines.append(f"| {n:,} | {figure.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -594,6 +786,17 @@ def machine() -> dict[str, Any]:
             from importlib.metadata import version
 
             versions[package] = version(package)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=10)
+        versions["nginx"] = nginx_v.stderr.strip().rpartition("/")[2]
+        nchan_v = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", "libnginx-mod-nchan"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if nchan_v.returncode == 0:
+            versions["nchan"] = nchan_v.stdout.strip()
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
@@ -605,18 +808,27 @@ def machine() -> dict[str, Any]:
     }
 
 
-def notes(runs: list[Run]) -> list[str]:
+def notes(runs: list[Run], interval: float) -> list[str]:
     """Anything a reader of the table should know: failures, drops, lost events, logs."""
     found = []
     for run in runs:
         s = run.summary
         where = f"{run.server}, N={run.clients:,} (run {run.order})"
+        if "error" in s:
+            found.append(f"{where}: FAILED, no figures: {s['error']}")
+            continue
         if s["failed"] or s["connect_errors"]:
             found.append(
                 f"{where}: {s['failed']} clients never connected; errors {s['connect_errors']}"
             )
         if s["closed_by_server"]:
             found.append(f"{where}: {s['closed_by_server']} streams closed by the server")
+        ticks = s["window_seconds"] / interval
+        if s["events"] < ticks - 1:  # the publisher skipped ticks: its loop was busy fanning out
+            found.append(
+                f"{where}: {s['events']} events published in the {s['window_seconds']:.0f} s "
+                f"window, about {ticks:.0f} expected: ticks were skipped"
+            )
         if s["events_incomplete"]:
             found.append(
                 f"{where}: {s['events_incomplete']} of {s['events']} events missed by some client "
@@ -629,11 +841,16 @@ def notes(runs: list[Run]) -> list[str]:
                 f"{where}: server logged {s['server_log_lines']} lines, "
                 f"e.g. {s['server_log_sample'][:2]}"
             )
+        if s["client_cpu_percent"] > 70:
+            found.append(
+                f"{where}: a load client used {s['client_cpu_percent']} % of a core: the "
+                "latency includes its own queueing"
+            )
     return found
 
 
-def plot(runs: list[Run], path: Path) -> bool:
-    """Latency CDFs, when matplotlib is installed; the benchmark never needs it."""
+def plot(runs: list[Run], servers: Sequence[str], path: Path) -> bool:
+    """Latency p50/p99, memory and CPU per client against N, when matplotlib is installed."""
     try:
         import matplotlib
 
@@ -641,18 +858,40 @@ def plot(runs: list[Run], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for run in runs:
-        if not run.latencies_ms:
-            continue
-        ys = [(i + 1) / len(run.latencies_ms) for i in range(len(run.latencies_ms))]
-        style = "-" if run.server == "gateway" else "--"
-        ax.plot(run.latencies_ms, ys, style, label=f"{run.server}, N={run.clients:,} #{run.order}")
-    ax.set_xscale("log")
-    ax.set_xlabel("fan-out latency: publish timestamp to arrival (ms)")
-    ax.set_ylabel("fraction of deliveries")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    panels = (
+        (
+            "fan-out latency (ms)",
+            (("latency_p50_ms", "o-", "p50"), ("latency_p99_ms", "s--", "p99")),
+        ),
+        ("server memory per client (KiB)", (("kib_per_client", "o-", ""),)),
+        ("server CPU per delivered frame (µs)", (("cpu_us_per_frame", "o-", ""),)),
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.8))
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        for color, server in enumerate(servers):
+            mine = [r for r in runs if r.server == server and "error" not in r.summary]
+            ns = sorted({r.clients for r in mine})
+            for key, style, label in series:
+                points = [(n, median_of([r for r in mine if r.clients == n], key)) for n in ns]
+                points = [(n, v) for n, v in points if v is not None]
+                if not points:
+                    continue
+                xs, ys = zip(*points, strict=True)
+                name = f"{server} {label}".strip()
+                ax.plot(xs, ys, style, color=f"C{color}", label=name)
+                every = [(r.clients, r.summary.get(key)) for r in mine]
+                every = [(n, v) for n, v in every if v is not None]
+                if len(every) > len(points):  # with --repeat: each run, faint
+                    ax.scatter(*zip(*every, strict=True), s=10, color=f"C{color}", alpha=0.3)
+        if "latency" in title:
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("clients (N)")
+        ax.set_xticks(sorted({r.clients for r in runs}))
+        ax.set_ylim(bottom=0 if "latency" not in title else None)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Fan-out: one `metrics` event per interval to N SSE clients (medians)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -661,8 +900,11 @@ def plot(runs: list[Run], path: Path) -> bool:
 
 def report(args: argparse.Namespace, runs: list[Run], started: datetime, command: str) -> str:
     info = machine()
+    servers = args.servers
+    first, others = servers[0], servers[1:]
+    ratios = ", ".join(f"{first}/{o}" for o in others)
     lines = [
-        "# Fan-out benchmark: gateway vs naive sse-starlette server",
+        f"# Fan-out benchmark: {' vs '.join(servers)}",
         "",
         f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {info['nproc']} CPUs ({info['cpu'] or 'unknown'}), "
@@ -672,13 +914,30 @@ def report(args: argparse.Namespace, runs: list[Run], started: datetime, command
         f"- event interval {args.interval:g} s, window {args.duration:g} s per run, "
         f"{args.repeat} run(s) per server and N, at most {args.per_process:,} clients per "
         "load-client process; server order alternates between N values",
-        "- ratio = gateway/naive: below 1 the gateway is better for latency, memory and CPU; "
-        "for connected and received, 1 means as many",
+    ]
+    loads = [r.summary["loadavg_before"][0] for r in runs if "loadavg_before" in r.summary]
+    if loads:
+        lines.append(
+            f"- 1-minute load average before each run: {min(loads):.2f} to {max(loads):.2f} "
+            "(it includes the previous run's processes; more means other work on the machine)"
+        )
+    if others:
+        lines.append(
+            f"- ratio = {ratios}: below 1 {first} is better for latency, memory and CPU; "
+            "for connected and received, 1 means as many"
+        )
+    lines += [
         "",
-        table(runs, args.clients, args.repeat),
+        "## Summary",
+        "",
+        table(runs, args.clients, servers, args.repeat, SUMMARY_KEYS),
+        "",
+        "## Every figure",
+        "",
+        table(runs, args.clients, servers, args.repeat),
         "",
     ]
-    found = notes(runs)
+    found = notes(runs, args.interval)
     if found:
         lines += ["Notes:", "", *(f"- {note}" for note in found), ""]
     lines += ["See bench/README.md for what each figure means."]
@@ -688,8 +947,23 @@ def report(args: argparse.Namespace, runs: list[Run], started: datetime, command
 # Main
 
 
+def names(text: str) -> list[str]:
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SERVERS]
+    if unknown or not chosen or len(set(chosen)) != len(chosen):
+        raise argparse.ArgumentTypeError(f"one or more of {', '.join(SERVERS)}, each once")
+    return chosen
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--servers",
+        type=names,
+        default=list(DEFAULT_SERVERS),
+        help=f"comma-separated, from {','.join(SERVERS)}; ratios are the first one over each "
+        f"other (default {','.join(DEFAULT_SERVERS)})",
+    )
     parser.add_argument(
         "--clients",
         type=lambda text: [int(n) for n in text.split(",") if n.strip()],
@@ -705,10 +979,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--gc-trace",
         action="store_true",
-        help="run each server under bench/gc_trace.py and count its full GC pauses",
+        help="run the Python servers under bench/gc_trace.py and count their full GC pauses",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "fanout-latest.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # Each client is one socket: a load-client process must stay under its open-file limit.
+    most = resource.getrlimit(resource.RLIMIT_NOFILE)[1] - FD_RESERVE
+    if not 1 <= args.per_process <= most:
+        parser.error(f"--per-process must be 1 to {most:,} (open-file limit here)")
+    if "nchan" in args.servers and (why := nchan_missing()):
+        parser.error(why)
+    return args
 
 
 @contextlib.contextmanager
@@ -740,10 +1021,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for i, n in enumerate(args.clients):
                 for r in range(args.repeat):
-                    order = SERVERS if (i + r) % 2 == 0 else SERVERS[::-1]
+                    order = args.servers if (i + r) % 2 == 0 else args.servers[::-1]
                     for server in order:
                         tag = f"{server}-{n}-{r}"
-                        runs.append(run_one(children, args, server, n, r + 1, tag))
+                        try:
+                            runs.append(run_one(children, args, server, n, r + 1, tag))
+                        except Exception as exc:  # one heavy run failing keeps the others
+                            log(f"{server} with {n} clients FAILED: {exc}")
+                            lines = f"{type(exc).__name__}: {exc}".splitlines()
+                            error = " / ".join(x.strip() for x in lines if x.strip())[:500]
+                            runs.append(Run(server, n, r + 1, {"error": error}))
+                            children.stop_all()  # whatever that run had started
                         time.sleep(BETWEEN_RUNS_SECONDS)
         except KeyboardInterrupt:
             log("interrupted: stopping every process started")
@@ -765,10 +1053,10 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     args.out.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
-    if plot(runs, args.out.with_suffix(".png")):
+    if plot(runs, args.servers, args.out.with_suffix(".png")):
         log(f"plot: {args.out.with_suffix('.png')}")
     log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
-    return 0
+    return 0 if all("error" not in r.summary for r in runs) else 1
 
 
 if __name__ == "__main__":

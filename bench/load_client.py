@@ -1,10 +1,12 @@
 """Load generator for bench/fanout.py: N SSE connections in one process, timing every event.
 
 Each connection is a bare asyncio Protocol on a TCP socket (no HTTP library): it sends
-`GET /events HTTP/1.1`, reads the headers, undoes the chunked transfer encoding and splits SSE
-frames incrementally. For every `metrics` frame it records (client, event id, arrival time); the
-event's publish time comes from the `"timestamp":"..."` field, found with a regex and parsed once
-per event id for all clients, so that the client's own CPU stays small next to the server's.
+`GET <path>?<query> HTTP/1.1`, reads the headers, undoes the chunked transfer encoding when there
+is one (uvicorn chunks; nginx/nchan sends the body unframed) and splits SSE frames incrementally,
+whatever the order of their `id:`, `event:` and `data:` lines, so one client serves every server.
+For every `metrics` frame it records (client, event id, arrival time); the event's publish time
+comes from the `"timestamp":"..."` field, found with a regex and parsed once per event id for all
+clients, so that the client's own CPU stays small next to the server's.
 Arrival is taken when the event loop hands the bytes over (`data_received`), not after a task
 wakes up, so a busy client adds as little as it can to the measured latency.
 
@@ -42,6 +44,7 @@ class Shared:
 
     def __init__(self) -> None:
         self.published: dict[bytes, float] = {}
+        self.sizes: dict[bytes, int] = {}  # bytes of `data`, to check both servers send alike
         self.bad_frames = 0
 
     def publish_time(self, event_id: bytes, data: bytes | None) -> float | None:
@@ -53,6 +56,7 @@ class Shared:
                 return None
             ts = datetime.fromisoformat(match.group(1).decode()).timestamp()
             self.published[event_id] = ts
+            self.sizes[event_id] = len(data.strip())
         return ts
 
 
@@ -204,7 +208,7 @@ async def connect(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = urlsplit(args.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    path = url.path or "/events"
+    path = (url.path or "/events") + (f"?{url.query}" if url.query else "")  # ?topics=...
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
         "Cache-Control: no-cache\r\n\r\n"
@@ -253,6 +257,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "stopped_at": stopped_at,
         "cpu_seconds": round(cpu_seconds, 3),  # this process, from connected to stopped
         "published": {eid.decode(): ts for eid, ts in shared.published.items()},
+        "data_bytes": {eid.decode(): size for eid, size in shared.sizes.items()},
         "received": [
             {
                 "client": conn.index,

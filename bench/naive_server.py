@@ -4,7 +4,8 @@ One asyncio.Queue per client; a background task polls the simulated KATO every i
 the same `metrics` payload as the gateway (same fields, same size, `timestamp` = publish time) and
 puts the dict into every queue. Each client's generator JSON-encodes the dict itself and
 sse-starlette turns it into frame bytes, so the encoding work grows with the number of clients:
-that is the cost the gateway's encode-once broadcaster is meant to avoid.
+that is the cost the gateway's encode-once broadcaster is meant to avoid. bench/nchan_publisher.py
+builds its payload with the same `Hub`.
 
     python bench/naive_server.py --port 8090 --interval 1 --kato-url http://127.0.0.1:8000
 """
@@ -50,6 +51,19 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+async def fixed_rate(interval: float) -> AsyncIterator[None]:
+    """Fixed-rate ticks (start to start), skipping missed ones, like the gateway's poller."""
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while True:
+        yield
+        next_at += interval
+        now = loop.time()
+        if now > next_at:
+            next_at += (int((now - next_at) // interval) + 1) * interval
+        await asyncio.sleep(next_at - now)
+
+
 class Hub:
     """Polls KATO and hands every client's queue the same dict; nothing is encoded here."""
 
@@ -59,24 +73,20 @@ class Hub:
         self.seq = 0
         self.queues: set[asyncio.Queue[tuple[int, dict[str, Any]]]] = set()
         self.last_success: str | None = None
+        # The gateway's `sessions.push` (its KATO push channel's state), kept so the payload has
+        # the gateway's shape and size; this server has no push channel, hence "off".
+        self.push = {"state": "off", "since": _iso_now(), "error": None, "messages": 0}
         self._http = httpx.AsyncClient(base_url=kato_url, timeout=min(interval * 0.8, 10.0))
 
     async def run(self) -> None:
-        """Fixed-rate ticks (start to start), skipping missed ones, like the gateway's poller."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            payload = await self._poll()
+        async for _ in fixed_rate(self.interval):
+            payload = await self.poll()
             self.seq += 1
             for queue in self.queues:
                 queue.put_nowait((self.seq, payload))
-            next_at += self.interval
-            now = loop.time()
-            if now > next_at:
-                next_at += (int((now - next_at) // self.interval) + 1) * self.interval
-            await asyncio.sleep(next_at - now)
 
-    async def _poll(self) -> dict[str, Any]:
+    async def poll(self) -> dict[str, Any]:
+        """One poll of KATO's /health and /metrics, as the gateway's `metrics` event data."""
         started = time.perf_counter()
         health, metrics = await asyncio.gather(
             self._get("/health"), self._get("/metrics"), return_exceptions=True
@@ -105,7 +115,7 @@ class Hub:
                 "uptime_seconds": _number(h.get("uptime_seconds")),
                 "latency_ms": latency_ms if h else None,
             },
-            "sessions": {"active_count": h.get("active_sessions")},
+            "sessions": {"active_count": h.get("active_sessions"), "push": self.push},
             "stale": bool(errors),
             "error": "; ".join(errors) or None,
             "last_success": self.last_success,
