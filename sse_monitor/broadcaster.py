@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from sse_monitor.events import (
@@ -83,6 +83,11 @@ class Subscription:
         self._durable_pending = 0
         self._wakeup = asyncio.Event()
         self.closed_reason: str | None = None
+        # Set by the stream while it is idle with nothing pending: publishing then writes the
+        # frame to the client's socket at once, in the publisher's own loop over subscribers,
+        # instead of waking the stream's task for it. It answers False when the socket cannot
+        # take the frame now; the frame is then queued as usual (see StreamResponse.write_now).
+        self.write_through: Callable[[bytes], bool] | None = None
 
     def wants(self, frame: Frame) -> bool:
         return frame.topic is None or frame.topic in self.topics
@@ -102,6 +107,11 @@ class Subscription:
     def push(self, frame: Frame) -> None:
         if self.closed:
             return
+        if self.write_through is not None and not self._pending:
+            if self.write_through(frame.data):
+                self._stats.frames_sent += 1
+                return
+            self.write_through = None  # until the stream is idle again
         if frame.event.durable:
             if self._durable_pending >= self._max_durable:
                 self.close("overflow")

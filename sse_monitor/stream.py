@@ -63,6 +63,7 @@ class StreamResponse:
         self.retry = retry
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
+        self._send: Send | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         reason = "client"
@@ -87,7 +88,13 @@ class StreamResponse:
             if first is None:
                 return
             await self._body(send, self.retry + first)
-            while (chunk := await self._next(subscription)) is not None:
+            self._send = send
+            while True:
+                subscription.write_through = self.write_now  # idle: publishes write directly
+                chunk = await self._next(subscription)
+                subscription.write_through = None
+                if chunk is None:
+                    break
                 await self._body(send, chunk)
             if subscription.closed_reason == "overflow":
                 log.info("stream.closed", reason="overflow", client=self.stream.client)
@@ -106,6 +113,30 @@ class StreamResponse:
                 self.broadcaster.unsubscribe(subscription)
             self.broadcaster.stats.closed[reason] += 1
             self.registry.release(self.stream)
+
+    def write_now(self, data: bytes) -> bool:
+        """Write a frame from the publisher's loop, without waking this stream's task.
+
+        uvicorn's send() writes to the transport at once, or, when the socket's buffer is
+        full, first waits for the client to drain it, before writing anything. So one step of
+        the send coroutine either finishes (True: the frame is on its way), or stops at that
+        wait: then the coroutine is dropped unwritten (False), the frame is queued, and this
+        stream's task sends it under the send timeout, as any queued frame.
+        """
+        assert self._send is not None
+        message = {"type": "http.response.body", "body": data, "more_body": True}
+        sending = self._send(message)  # type: ignore[arg-type]
+        try:
+            sending.send(None)
+        except StopIteration:
+            return True
+        except Exception:
+            log.exception("stream.write_failed", client=self.stream.client)
+            if self.stream.subscription is not None:
+                self.stream.subscription.close("client")
+            return True
+        sending.close()
+        return False
 
     async def _next(self, subscription: Subscription) -> bytes | None:
         """The next chunk, or a keep-alive comment after `ping_interval` of silence."""

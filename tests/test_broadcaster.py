@@ -163,3 +163,29 @@ def test_unsubscribe_stops_delivery() -> None:
     broadcaster.publish(durable(1))
     assert subscription.backlog == 0
     assert broadcaster.subscriber_count == 0
+
+
+def test_an_idle_stream_takes_frames_directly_and_falls_back_to_its_queue() -> None:
+    broadcaster = Broadcaster(history_size=10, client_buffer=10)
+    subscription = broadcaster.subscribe()
+    subscription._pending.clear()
+    written: list[bytes] = []
+    socket_full = False
+
+    def write(data: bytes) -> bool:
+        if socket_full:
+            return False
+        written.append(data)
+        return True
+
+    subscription.write_through = write
+    first = broadcaster.publish(Event("session_event", {"n": 1}, durable=True))
+    assert written == [first.data] and subscription.backlog == 0
+    assert broadcaster.stats.frames_sent == 1
+    socket_full = True
+    second = broadcaster.publish(Event("session_event", {"n": 2}, durable=True))
+    third = broadcaster.publish(Event("session_event", {"n": 3}, durable=True))
+    # Not written: queued, in order, and no more direct writes until the stream is idle again.
+    assert subscription.write_through is None
+    assert [f.data for f in subscription._pending] == [second.data, third.data]
+    assert written == [first.data]
