@@ -159,7 +159,11 @@ async def _simulator(
 
 
 async def _demo(settings: Settings, host: str, port: int, kato_port: int) -> int:
-    simulator, simulator_task = await _start_simulator(host, kato_port, activity=True)
+    # KATO's Redis session mode (kept in memory here): its changes are pushed on /ws/events,
+    # so the demo shows both channels, pushed sessions with their ids and the poll's corrections.
+    simulator, simulator_task = await _start_simulator(
+        host, kato_port, activity=True, session_backend="redis"
+    )
     bound_port = simulator.servers[0].sockets[0].getsockname()[1]
     settings = settings.with_overrides(kato_url=f"http://{host}:{bound_port}")
     log.info(
