@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_monitor.alerts.metrics import KATO_METRIC_PATHS, current_value
+from sse_monitor.alerts.metrics import METRICS_EVENT_PATHS, current_value
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from tests.conftest import Kato
 from tests.processes import GatewayProcess
@@ -399,5 +399,5 @@ async def test_every_kato_metric_a_rule_can_name_is_in_the_snapshot(
     async with SSEStream(f"{gateway.url}/events") as stream:
         await ticks(stream, 2)
     snapshot = (await get(f"{gateway.url}/api/snapshot")).json()
-    missing = [path for path in KATO_METRIC_PATHS if current_value(path, snapshot) is None]
+    missing = [path for path in METRICS_EVENT_PATHS if current_value(path, snapshot) is None]
     assert missing == []

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_monitor.alerts.metrics import CONTAINER_METRIC_PATHS, CONTAINERS_PREFIX
+from sse_monitor.alerts.metrics import CONTAINER_PATHS, CONTAINERS_PREFIX
 from tests.conftest import Kato
 from tests.docker_engine import DockerEngineProcess
 from tests.processes import GatewayProcess
@@ -84,7 +84,7 @@ async def test_figures_agree_with_docker_stats(kato: Kato, docker: DockerEngineP
     for sample in samples:
         assert sample["cpu_limit_percent"] == pytest.approx(sample["cpu_percent"] / 0.5, abs=0.02)
     assert 80 <= statistics.median(c["cpu_limit_percent"] for c in samples) <= 120
-    for path in CONTAINER_METRIC_PATHS:  # every metric a rule can name is in the real figures
+    for path in CONTAINER_PATHS:  # every metric a rule can name is in the real figures
         *parents, field = path.removeprefix(CONTAINERS_PREFIX).split(".")
         holder = latest
         for key in parents:

@@ -17,7 +17,7 @@ from typing import Any
 
 CONTAINERS_PREFIX = "containers.*."
 
-KATO_METRIC_PATHS = (
+METRICS_EVENT_PATHS = (
     "kato.status",
     "kato.resources.cpu_percent",
     "kato.resources.memory_percent",
@@ -33,7 +33,7 @@ KATO_METRIC_PATHS = (
     "kato.latency_ms",
     "sessions.active_count",
 )
-CONTAINER_METRIC_PATHS = tuple(
+CONTAINER_PATHS = tuple(
     CONTAINERS_PREFIX + field
     for field in (
         "status",
@@ -51,7 +51,7 @@ CONTAINER_METRIC_PATHS = tuple(
         "pids",
     )
 )
-METRICS = (*KATO_METRIC_PATHS, *CONTAINER_METRIC_PATHS)
+METRICS = (*METRICS_EVENT_PATHS, *CONTAINER_PATHS)
 # Parts of the metrics snapshot that keep the last good figures when a read fails.
 _KEPT_WHEN_STALE = ("kato.resources", "kato.performance", "kato.rates", "kato.uptime_seconds")
 
