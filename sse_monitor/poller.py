@@ -32,9 +32,6 @@ class ContainerSource(Protocol):
 
 
 class PushChannel(Protocol):
-    @property
-    def live(self) -> bool: ...
-
     def describe(self) -> dict[str, Any]: ...
 
 

@@ -45,10 +45,7 @@ class SessionTracker:
         # (kato_time, received_at, delta) of each push since the last reconciled poll
         self._unconfirmed: deque[tuple[datetime | None, datetime, int]] = deque()
         self._reconciled_kato: datetime | None = None  # KATO time of the last reconciled poll
-        self._reconciled_at: datetime | None = None  # our time of it
-        self.pushes_applied = 0
-        self.pushes_late = 0
-        self.corrections = 0
+        self.pushes_late = 0  # pushes a poll had already counted
 
     def observe(
         self, count: int | None, now: datetime, kato_time: datetime | None = None
@@ -73,7 +70,6 @@ class SessionTracker:
         difference = count - (self.count - not_yet_polled)
         if difference == 0:
             return None
-        self.corrections += 1
         return self._change(difference, now, {"source": "poll"})
 
     def pushed(self, change: PushedChange) -> dict[str, Any] | None:
@@ -87,7 +83,6 @@ class SessionTracker:
         if self.count + delta < 0:
             return None  # cannot be: the next poll will say what is true
         self._unconfirmed.append((change.kato_time, change.received_at, delta))
-        self.pushes_applied += 1
         identity: dict[str, Any] = {
             "source": "push",
             "session_id": change.session_id,
@@ -104,7 +99,7 @@ class SessionTracker:
 
     def _confirm(self, kato_time: datetime | None, now: datetime) -> None:
         """Everything up to this poll is now in the count."""
-        self._reconciled_kato, self._reconciled_at = kato_time, now
+        self._reconciled_kato = kato_time
         self._unconfirmed = deque(
             entry for entry in self._unconfirmed if _after(entry[0], entry[1], kato_time, now)
         )

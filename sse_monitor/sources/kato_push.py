@@ -57,10 +57,6 @@ class KatoPush:
         self.messages = 0
         self.connects = 0
 
-    @property
-    def live(self) -> bool:
-        return self.state == "live"
-
     def describe(self) -> dict[str, Any]:
         """For the `metrics` snapshot: whether push is live, since when, and why not."""
         return {
