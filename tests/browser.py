@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:  # the playwright package is imported only by tests that have it
     from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Playwright
     from playwright.async_api import Request as PageRequest
@@ -26,6 +28,19 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def playwright_or_skip() -> Any:
+    """playwright's async API; without it or without Chromium, the calling test module is
+    skipped with the reason (and on CI every skip is a failure)."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing (apt-get install chromium): the page tests need it",
+            allow_module_level=True,
+        )
+    return pytest.importorskip(
+        "playwright.async_api", reason="the playwright package is missing: pip install playwright"
+    )
 
 
 async def launch(playwright: Playwright) -> Browser:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from tests.docker_engine import DockerEngineProcess, missing_parts
@@ -75,6 +77,19 @@ def kato() -> Iterator[Kato]:
 def gateway(kato: Kato) -> Iterator[GatewayProcess]:
     with GatewayProcess(kato.url) as process:
         yield process
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, one per page-test module (which skips itself without it)."""
+    from playwright.async_api import async_playwright
+
+    from tests.browser import launch
+
+    async with async_playwright() as playwright:
+        browser = await launch(playwright)
+        yield browser
+        await browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,9 @@ import pytest_asyncio
 from tests.browser import (
     ACCENT_COLOURS,
     BACKDROP_LUMINANCE,
-    CHROMIUM,
     RequestLog,
     greenness,
-    launch,
+    playwright_or_skip,
     redness,
     toast_log,
     wait_until,
@@ -32,16 +31,7 @@ from tests.nginx import NginxProcess, missing_nginx
 from tests.processes import GatewayProcess, free_port
 from tests.sse_client import SSEStream
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing (apt-get install chromium): the page tests need it",
-        allow_module_level=True,
-    )
-playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="the playwright package is missing: pip install playwright"
-)
-async_playwright = playwright_api.async_playwright
-expect = playwright_api.expect
+expect = playwright_or_skip().expect  # the module is skipped without them
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Locator, Page
@@ -54,14 +44,6 @@ TOAST_LIFETIME = 5.0
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
 expect.set_options(timeout=10_000)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture

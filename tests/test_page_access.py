@@ -19,7 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.browser import CHROMIUM, RequestLog, launch, wait_until
+from tests.browser import RequestLog, playwright_or_skip, wait_until
 from tests.conftest import Kato
 from tests.nginx import NginxProcess, missing_nginx
 from tests.processes import GatewayProcess
@@ -27,16 +27,7 @@ from tests.sse_client import SSEStream
 from tests.test_page import hook, new_context, toasts
 from tests.test_page_alerts import RULES, open_panel, rows
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing (apt-get install chromium): the page tests need it",
-        allow_module_level=True,
-    )
-playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="the playwright package is missing: pip install playwright"
-)
-async_playwright = playwright_api.async_playwright
-expect = playwright_api.expect
+expect = playwright_or_skip().expect  # the module is skipped without them
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page, Route
@@ -52,14 +43,6 @@ TOPICS = ["metrics", "containers", "sessions", "alerts"]
 COOKIE = "sse_monitor_session"
 
 expect.set_options(timeout=10_000)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        yield browser
-        await browser.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -14,9 +14,8 @@ import pytest_asyncio
 
 from tests.browser import (
     ACCENT_COLOURS,
-    CHROMIUM,
     WATCH_TOASTS,
-    launch,
+    playwright_or_skip,
     redness,
     toast_log,
     wait_until,
@@ -27,16 +26,7 @@ from tests.nginx import NginxProcess, missing_nginx
 from tests.processes import GatewayProcess
 from tests.test_page import hook, new_context, open_page, settled, toasts
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing (apt-get install chromium): the page tests need it",
-        allow_module_level=True,
-    )
-playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="the playwright package is missing: pip install playwright"
-)
-async_playwright = playwright_api.async_playwright
-expect = playwright_api.expect
+expect = playwright_or_skip().expect  # the module is skipped without them
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Locator, Page
@@ -79,14 +69,6 @@ FOUR_AT_ONCE = (
     + rule("degraded_warning", "degraded", "warning", "Third of four")
     + rule("degraded_info", "degraded", "info", "Fourth of four")
 )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest_asyncio
 
 import tests.redis_server
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
-from tests.browser import CHROMIUM, launch, wait_until
+from tests.browser import playwright_or_skip, wait_until
 from tests.conftest import Kato
 from tests.nginx import NginxProcess, missing_nginx
 from tests.processes import GatewayProcess, free_port
@@ -30,16 +30,7 @@ from tests.test_page_access import VIEWER_TOKEN, log_in
 from tests.test_push import create, delete, gateway_worker, sim
 from tests.test_session_list import seed
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing (apt-get install chromium): the page tests need it",
-        allow_module_level=True,
-    )
-playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="the playwright package is missing: pip install playwright"
-)
-async_playwright = playwright_api.async_playwright
-expect = playwright_api.expect
+expect = playwright_or_skip().expect  # the module is skipped without them
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Locator, Page, Request
@@ -52,14 +43,6 @@ REFRESH = 1.0  # the session list's refresh in these tests (?sessions_interval=)
 PUSH_DEADLINE = 0.5  # a pushed change on the page, counted from before the POST
 
 expect.set_options(timeout=10_000)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await launch(playwright)
-        yield browser
-        await browser.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
