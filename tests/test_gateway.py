@@ -316,8 +316,10 @@ async def test_json_endpoints(kato: Kato, gateway: GatewayProcess) -> None:
         count = (await http.get("/api/sessions/count")).json()
         assert count["active_sessions"] == 0 and count["stale"] is False
         assert count["timestamp"].endswith("+00:00")
-        await kato.create_session()
         async with SSEStream(f"{gateway.url}/events") as stream:
+            # connected first: a pushed session_event can arrive within milliseconds
+            await stream.wait_for_event("metrics")
+            await kato.create_session()
             await stream.wait_for_event("session_event")
         count = (await http.get("/api/sessions/count")).json()
         assert count["active_sessions"] == 1
