@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -106,6 +107,11 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def logged_events(self, *names: str) -> list[str]:
+        """The log lines' event names, in order, keeping only those named."""
+        lines = (json.loads(line) for line in self.log().splitlines() if line.startswith("{"))
+        return [line["event"] for line in lines if line.get("event") in names]
 
     def __enter__(self) -> Self:
         return self.start()

@@ -274,8 +274,9 @@ async def test_engine_killed_then_back(kato: Kato, docker: DockerEngineProcess) 
                 "container_event", lambda d: d["action"] == "die", since=mark, timeout=5
             )
         log = gateway.log()
-    assert log.count('"docker.unavailable"') == 1
-    assert log.count('"docker.available"') == 2
+        changes = gateway.logged_events("docker.available", "docker.unavailable")
+    # One line per change (only that far: a loaded machine can make a later read time out)
+    assert changes[:3] == ["docker.available", "docker.unavailable", "docker.available"], changes
     assert "Traceback" not in log
 
 

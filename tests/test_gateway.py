@@ -158,9 +158,10 @@ async def test_kato_down_then_back(kato: Kato, gateway: GatewayProcess) -> None:
         assert recovered["data"]["current_count"] == 2
         assert not stream.ended.is_set()
 
-    log = gateway.log()
-    assert log.count('"kato.unreachable"') == 1
-    assert log.count('"kato.reachable"') == 2  # at start, and after the outage
+    # One line per change: at start, the outage, the recovery. (Only that far: a loaded machine
+    # can make a later 0.16 s health read time out, which is a true change of its own.)
+    changes = gateway.logged_events("kato.reachable", "kato.unreachable")
+    assert changes[:3] == ["kato.reachable", "kato.unreachable", "kato.reachable"], changes
 
 
 @pytest.mark.parametrize("mode", ["garbage", "http500", "error", "slow"])
