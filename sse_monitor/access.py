@@ -4,7 +4,8 @@ A request proves its role with `Authorization: Bearer <token>`, with `?token=` (
 with the cookie `POST /login` sets for the page (EventSource cannot send headers, but it sends
 cookies). The cookie holds the role, an expiry and an HMAC keyed by the token that granted it:
 never the token itself, and rotating a token ends its sessions. Tokens are compared in
-constant time and never written anywhere: not in a log line, an error, or a response.
+constant time and never written anywhere: not in a log line, an error, or a response. An
+address that presents too many wrong tokens is locked out for a while (`sse_monitor.lockout`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from sse_monitor.addresses import Network, client_address, is_within
 from sse_monitor.errors import BadRequest, json_error
+from sse_monitor.lockout import Lockout, TooManyFailures
 
 log = structlog.get_logger("sse_monitor.access")
 
@@ -49,13 +51,15 @@ class Access:
         admin_token: str | None,
         *,
         login_ttl: float,
+        lockout: Lockout,
         trusted_proxies: Iterable[Network] = (),
     ) -> None:
         self._viewer = viewer_token
         self._admin = admin_token
         self._login_ttl = int(login_ttl)
+        self._lockout = lockout
         self._trusted = tuple(trusted_proxies)
-        self.refused: Counter[str] = Counter()  # unauthorized / forbidden, for /metrics
+        self.refused: Counter[str] = Counter()  # unauthorized / forbidden / locked_out
 
     @property
     def enabled(self) -> bool:
@@ -65,14 +69,12 @@ class Access:
         """What this request may do: admin, viewer, or None (nothing but the open paths).
 
         A token that is presented must be right (else 401, rather than quietly reading as
-        anonymous); a cookie that is stale or forged is ignored.
+        anonymous), and is not even looked at while its address is locked out (429); a cookie
+        that is stale or forged is ignored.
         """
         presented = _bearer(request) or request.query_params.get("token")
         if presented:
-            role = self._role_of_token(presented)
-            if role is None:
-                raise Unauthorized("the token is not valid")
-            return role
+            return self._role_of_presented(presented, self._address(request))
         cookie = request.cookies.get(COOKIE)
         if cookie:
             role = self._role_of_cookie(cookie)
@@ -87,6 +89,9 @@ class Access:
             role = self.role(request)
         except Unauthorized:
             self.refused["unauthorized"] += 1
+            raise
+        except TooManyFailures:
+            self.refused["locked_out"] += 1
             raise
         if role is None:
             self.refused["unauthorized"] += 1
@@ -114,14 +119,16 @@ class Access:
 
     async def login(self, request: Request) -> Response:
         token = await _login_token(request)
-        role = self._role_of_token(token)
-        address = client_address(
-            request.client.host if request.client else None, request.headers, self._trusted
-        )
-        if role is None:
+        address = self._address(request)
+        try:
+            role = self._role_of_presented(token, address)
+        except TooManyFailures:
+            self.refused["locked_out"] += 1
+            raise
+        except Unauthorized as exc:
             self.refused["unauthorized"] += 1
             log.warning("access.login_failed", client=address)
-            return _unauthorized("the token is not valid")
+            return _unauthorized(str(exc))
         log.info("access.login", client=address, role=role)
         response = JSONResponse({"role": role})
         expires = int(time.time()) + self._login_ttl
@@ -143,6 +150,24 @@ class Access:
         )
 
     # Tokens and sessions
+
+    def _address(self, request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers, self._trusted)
+
+    def _role_of_presented(self, presented: str, address: str) -> str:
+        self._lockout.check(address)
+        role = self._role_of_token(presented)
+        if role is None:
+            if self._lockout.record_failure(address):
+                log.warning(
+                    "access.locked_out",
+                    client=address,
+                    failures=self._lockout.limit,
+                    window_seconds=self._lockout.window,
+                )
+            raise Unauthorized("the token is not valid")
+        return role
 
     def _role_of_token(self, presented: str) -> str | None:
         if self._admin is not None and _same(presented, self._admin):
@@ -197,6 +222,11 @@ async def forbidden(request: Request, exc: Exception) -> Response:
     return json_error(403, str(exc))
 
 
+async def locked_out(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TooManyFailures)
+    return json_error(429, str(exc), retry_after_seconds=exc.retry_after)
+
+
 def _unauthorized(message: str) -> Response:
     response = json_error(401, message)
     response.headers["WWW-Authenticate"] = 'Bearer realm="sse-monitor"'
@@ -223,9 +253,11 @@ def _sign(key: str, role: str, expires: int) -> str:
 
 
 async def _login_token(request: Request) -> str:
-    body = await request.body()
-    if len(body) > MAX_LOGIN_BODY:
-        raise BadRequest(f"the body must be at most {MAX_LOGIN_BODY} bytes")
+    body = b""
+    async for chunk in request.stream():  # stop reading at the cap, not after the whole body
+        body += chunk
+        if len(body) > MAX_LOGIN_BODY:
+            raise BadRequest(f"the body must be at most {MAX_LOGIN_BODY} bytes")
     content_type = request.headers.get("content-type", "")
     token: object = None
     if content_type.startswith("application/x-www-form-urlencoded"):

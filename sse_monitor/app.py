@@ -20,7 +20,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sse_monitor.access import VIEWER, Access, Forbidden, Unauthorized, forbidden, unauthorized
+from sse_monitor.access import (
+    VIEWER,
+    Access,
+    Forbidden,
+    Unauthorized,
+    forbidden,
+    locked_out,
+    unauthorized,
+)
 from sse_monitor.alerts.api import alert_routes
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import load_rules
@@ -31,6 +39,7 @@ from sse_monitor.config import ConfigError, Settings
 from sse_monitor.containers import ContainerCollector
 from sse_monitor.error_tracking import start_sentry
 from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
+from sse_monitor.lockout import Lockout, TooManyFailures
 from sse_monitor.logs import configure_logging
 from sse_monitor.poller import Poller
 from sse_monitor.prometheus import GatewayCollector, PrometheusEndpoint
@@ -95,6 +104,7 @@ def create_app(settings: Settings) -> Starlette:
         settings.viewer_token,
         settings.admin_token,
         login_ttl=settings.login_ttl,
+        lockout=Lockout(settings.auth_failure_limit, settings.auth_failure_window),
         trusted_proxies=settings.trusted_proxies,
     )
     registry = StreamRegistry(settings.max_streams, settings.max_streams_per_client)
@@ -210,7 +220,12 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             )
         )
-    handlers = {**EXCEPTION_HANDLERS, Unauthorized: unauthorized, Forbidden: forbidden}
+    handlers = {
+        **EXCEPTION_HANDLERS,
+        Unauthorized: unauthorized,
+        Forbidden: forbidden,
+        TooManyFailures: locked_out,
+    }
     return Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers
     )

@@ -44,6 +44,8 @@ class Settings:
     viewer_token: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
     login_ttl: float = 12 * 3600.0
+    auth_failure_limit: int = 10
+    auth_failure_window: float = 60.0
     cors_origins: tuple[str, ...] = ()
     max_streams: int = 10_000
     max_streams_per_client: int = 100
@@ -98,6 +100,8 @@ class Settings:
         if self.viewer_token is not None and self.viewer_token == self.admin_token:
             raise ConfigError("SSE_MONITOR_TOKEN and SSE_MONITOR_ADMIN_TOKEN must differ")
         _check_range("SSE_MONITOR_LOGIN_TTL", self.login_ttl, 60, 366 * 86400)
+        _check_range("SSE_MONITOR_AUTH_FAILURE_LIMIT", self.auth_failure_limit, 1, 1_000_000)
+        _check_range("SSE_MONITOR_AUTH_FAILURE_WINDOW", self.auth_failure_window, 1, 86400)
         _check_range("SSE_MONITOR_MAX_STREAMS", self.max_streams, 1, 1_000_000)
         _check_range(
             "SSE_MONITOR_MAX_STREAMS_PER_CLIENT", self.max_streams_per_client, 1, 1_000_000
@@ -228,6 +232,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_TOKEN": ("viewer_token", str),
     "SSE_MONITOR_ADMIN_TOKEN": ("admin_token", str),
     "SSE_MONITOR_LOGIN_TTL": ("login_ttl", parse_duration),
+    "SSE_MONITOR_AUTH_FAILURE_LIMIT": ("auth_failure_limit", parse_int),
+    "SSE_MONITOR_AUTH_FAILURE_WINDOW": ("auth_failure_window", parse_duration),
     "SSE_MONITOR_CORS_ORIGINS": ("cors_origins", parse_origins),
     "SSE_MONITOR_MAX_STREAMS": ("max_streams", parse_int),
     "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", parse_int),

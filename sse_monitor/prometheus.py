@@ -23,7 +23,13 @@ from sse_monitor.streams import StreamRegistry
 
 POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CLOSE_REASONS = ("lagging", "stuck", "client", "shutdown")
-REFUSAL_REASONS = ("max_streams", "max_streams_per_client", "unauthorized", "forbidden")
+REFUSAL_REASONS = (
+    "max_streams",
+    "max_streams_per_client",
+    "unauthorized",
+    "forbidden",
+    "locked_out",
+)
 
 
 class GatewayCollector(Collector):

@@ -45,7 +45,13 @@ def module_kato() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def guarded(module_kato: str) -> Iterator[GatewayProcess]:
-    env = {"SSE_MONITOR_TOKEN": VIEWER, "SSE_MONITOR_ADMIN_TOKEN": ADMIN}
+    env = {
+        "SSE_MONITOR_TOKEN": VIEWER,
+        "SSE_MONITOR_ADMIN_TOKEN": ADMIN,
+        # This module presents wrong tokens on purpose, all from 127.0.0.1: it must not lock
+        # itself out (the lockout has its own tests, test_lockout.py).
+        "SSE_MONITOR_AUTH_FAILURE_LIMIT": "1000",
+    }
     with GatewayProcess(module_kato, env=env) as gateway:
         yield gateway
 
@@ -199,6 +205,8 @@ def test_secure_cookies_behind_a_trusted_https_proxy(kato: Kato) -> None:
         ({"SSE_MONITOR_CORS_ORIGINS": "https://ops.example.com/path"}, "is not an origin"),
         ({"SSE_MONITOR_TRUSTED_PROXIES": "nginx"}, "'nginx' is not an IP address"),
         ({"SSE_MONITOR_MAX_STREAMS": "0"}, "SSE_MONITOR_MAX_STREAMS=0 is out of range"),
+        ({"SSE_MONITOR_AUTH_FAILURE_LIMIT": "0"}, "SSE_MONITOR_AUTH_FAILURE_LIMIT=0 is out"),
+        ({"SSE_MONITOR_AUTH_FAILURE_WINDOW": "soon"}, "SSE_MONITOR_AUTH_FAILURE_WINDOW='soon'"),
     ],
 )
 def test_bad_access_settings_stop_start_up(env: dict[str, str], message: str) -> None:

@@ -518,6 +518,28 @@ async def test_without_access_control_there_is_no_login_nor_logout(
         await page.close()
 
 
+async def test_too_many_wrong_tokens_say_how_long_to_wait(
+    kato: Kato, context: BrowserContext
+) -> None:
+    env = {**ENV, "SSE_MONITOR_TOKEN": VIEWER_TOKEN, "SSE_MONITOR_AUTH_FAILURE_LIMIT": "2"}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        page = await goto(context, f"{gateway.url}/")
+        error = hook(page, "login-error")
+        for attempt in ("not-the-token-0000000001", "not-the-token-0000000002"):
+            await log_in(page, attempt)
+            await expect(error).to_have_text("That token was not accepted.")
+            await hook(page, "login-token").fill("")  # the next fill is seen as a change
+        await log_in(page, VIEWER_TOKEN)  # right, but this address is locked out for now
+        await expect(error).to_have_text(
+            re.compile(r"^Too many wrong tokens from this address: try again in \d+ s\.$")
+        )
+        seconds = int(re.findall(r"\d+", await error.inner_text())[0])
+        assert 50 <= seconds <= 60, seconds  # the default window, a minute
+        await expect(hook(page, "login-form")).to_be_visible()
+        assert await session_cookie(context) is None
+        await page.close()
+
+
 async def test_login_works_through_nginx_under_a_path_prefix(
     kato: Kato, token_gateway: GatewayProcess, context: BrowserContext
 ) -> None:

@@ -3,6 +3,8 @@
 // with an HttpOnly cookie; the page never stores the token nor puts it in a URL, and clears the
 // field once it is accepted.
 
+import { retryAfterSeconds } from "./retry-after.js";
+
 const REASONS = {
   login: "This gateway needs an access token. Log in to see KATO's figures, sessions and alerts.",
   admin:
@@ -105,6 +107,9 @@ export function createAccess({ form, logout, role, onLogin, onLogout }) {
       } else if (response.status === 401) {
         say("That token was not accepted.");
         input.select();
+      } else if (response.status === 429) {
+        const wait = retryAfterSeconds(response.headers.get("Retry-After"));
+        say(`Too many wrong tokens from this address: try again in ${wait} s.`);
       } else {
         const text = body && typeof body.error === "string" ? body.error : `HTTP ${response.status}`;
         say(`Not logged in: ${text}`);
