@@ -244,3 +244,14 @@ def test_cors_allows_only_the_listed_origins(kato: Kato) -> None:
             headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "GET"},
         )
         assert refused.status_code == 400
+
+
+def test_an_oversized_login_body_is_a_400(guarded: GatewayProcess) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"token": "'
+        for _ in range(64):  # 4 MB, streamed: the gateway stops reading past its 4 KB cap
+            yield b"x" * 65536
+
+    answer = httpx.post(f"{guarded.url}/login", content=body(), timeout=10)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "the body must be at most 4096 bytes"
