@@ -15,8 +15,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import httpx
-
 from tests.processes import free_port
 
 CONFIG = """
@@ -36,7 +34,6 @@ http {{
   upstream gateway {{ server 127.0.0.1:{upstream}; keepalive 16; }}
   server {{
     listen 127.0.0.1:{port};
-    location = /nginx-ready {{ access_log off; return 204; }}
     location = {prefix} {{ return 301 {prefix}/; }}
     location {prefix}/ {{
       proxy_pass http://gateway/;
@@ -57,47 +54,37 @@ def missing_nginx() -> str | None:
     return None
 
 
-class NginxProcess:
-    """nginx proxying `prefix`/ to the gateway on `upstream_port`, prefix stripped."""
+class Nginx:
+    """An nginx of our own: a temporary prefix (`root`) for its config, logs and pid, a free
+    port, and a start that waits until it listens. Subclasses write `root/nginx.conf`."""
 
-    def __init__(self, upstream_port: int, prefix: str = "/monitor") -> None:
+    def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="sse-monitor-nginx-"))
         self.port = free_port()
-        self.prefix = prefix
-        self.config = CONFIG.format(
-            root=self.root, upstream=upstream_port, port=self.port, prefix=prefix
-        )
+        self.conf = self.root / "nginx.conf"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.prefix}/"
-
     def start(self, timeout: float = 10) -> Self:
-        conf = self.root / "nginx.conf"
-        conf.write_text(self.config)
         self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.root), "-c", str(conf)],
+            ["nginx", "-p", str(self.root), "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                log = (self.root / "error.log").read_text(errors="replace")
-                raise RuntimeError(f"nginx exited: {log}")
+                raise RuntimeError(f"nginx exited: {self.error_log()}")
             try:
-                httpx.get(f"http://127.0.0.1:{self.port}/nginx-ready", timeout=1)
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
-            except httpx.TransportError:
+            except OSError:
                 if time.monotonic() > deadline:
                     raise TimeoutError("nginx did not start") from None
                 time.sleep(0.05)
 
-    def requests(self) -> list[str]:
-        """Every URI asked of nginx so far, with its status: `/monitor/events 200`."""
-        log = self.root / "access.log"
-        return log.read_text().splitlines() if log.exists() else []
+    def error_log(self) -> str:
+        log = self.root / "error.log"
+        return log.read_text(errors="replace") if log.exists() else ""
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -115,6 +102,27 @@ class NginxProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class NginxProcess(Nginx):
+    """nginx proxying `prefix`/ to the gateway on `upstream_port`, prefix stripped."""
+
+    def __init__(self, upstream_port: int, prefix: str = "/monitor") -> None:
+        super().__init__()
+        self.prefix = prefix
+        config = CONFIG.format(
+            root=self.root, upstream=upstream_port, port=self.port, prefix=prefix
+        )
+        self.conf.write_text(config)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}/"
+
+    def requests(self) -> list[str]:
+        """Every URI asked of nginx so far, with its status: `/monitor/events 200`."""
+        log = self.root / "access.log"
+        return log.read_text().splitlines() if log.exists() else []
 
 
 DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
@@ -191,24 +199,20 @@ def shipped_config(root: Path, port: int, upstream: int, with_prefix_example: bo
     return text
 
 
-class ShippedNginx:
+class ShippedNginx(Nginx):
     """nginx running deploy/nginx.conf in front of the gateway on `upstream_port`."""
 
     def __init__(
         self, upstream_port: int, with_prefix_example: bool = False, read_timeout: int = 1
     ) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="sse-monitor-nginx-"))
-        self.port = free_port()
+        super().__init__()
         try:
-            self.site = shipped_config(self.root, self.port, upstream_port, with_prefix_example)
+            site = shipped_config(self.root, self.port, upstream_port, with_prefix_example)
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
-        self.main = WRAPPER.format(root=self.root, read_timeout=read_timeout)
-        self.conf = self.root / "nginx.conf"
-        self.conf.write_text(self.main)
-        (self.root / "sse-monitor.conf").write_text(self.site)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf.write_text(WRAPPER.format(root=self.root, read_timeout=read_timeout))
+        (self.root / "sse-monitor.conf").write_text(site)
 
     @property
     def url(self) -> str:
@@ -219,45 +223,6 @@ class ShippedNginx:
         command = ["nginx", "-t", "-p", str(self.root), "-c", str(self.conf)]
         return subprocess.run(command, capture_output=True, text=True, timeout=30)
 
-    def start(self, timeout: float = 10) -> Self:
-        self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.root), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.error_log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("nginx did not start") from None
-                time.sleep(0.05)
-
     def access_log(self) -> str:
         log = self.root / "access.log"
         return log.read_text(errors="replace") if log.exists() else ""
-
-    def error_log(self) -> str:
-        log = self.root / "error.log"
-        return log.read_text(errors="replace") if log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
