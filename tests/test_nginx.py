@@ -20,7 +20,7 @@ import pytest
 
 from sse_monitor.config import Settings
 from tests.conftest import Kato
-from tests.nginx import DEPLOY_CONF, ShippedNginx, missing_nginx
+from tests.nginx import DEPLOY_CONF, ShippedNginx, skip_without_nginx
 from tests.processes import GatewayProcess
 from tests.sse_client import SSEEvent, SSEStream
 
@@ -32,9 +32,7 @@ SPOOFED = "203.0.113.9"
 
 @pytest.fixture
 def nginx_installed() -> None:
-    reason = missing_nginx()
-    if reason:
-        pytest.skip(reason)
+    skip_without_nginx()
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from tests.browser import (
 )
 from tests.conftest import Kato
 from tests.docker_engine import DockerEngineProcess
-from tests.nginx import NginxProcess, missing_nginx
+from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess, free_port
 from tests.sse_client import SSEStream
 
@@ -455,9 +455,7 @@ async def test_the_page_works_through_nginx_under_a_path_prefix(
     kato: Kato, gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """Every URL in the page is relative: behind nginx at /monitor/ it works unchanged."""
-    reason = missing_nginx()
-    if reason:
-        pytest.skip(reason)
+    skip_without_nginx()
     with NginxProcess(gateway.port, prefix="/monitor") as nginx:
         page = await open_page(context, nginx.url)
         await kato.create_session()

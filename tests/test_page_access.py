@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from tests.browser import RequestLog, playwright_or_skip, wait_until
 from tests.conftest import Kato
-from tests.nginx import NginxProcess, missing_nginx
+from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess
 from tests.sse_client import SSEStream
 from tests.test_page import hook, new_context, toasts
@@ -544,9 +544,7 @@ async def test_login_works_through_nginx_under_a_path_prefix(
     kato: Kato, token_gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """Behind /monitor/ the login URL is relative too, and the cookie is scoped to /monitor."""
-    reason = missing_nginx()
-    if reason:
-        pytest.skip(reason)
+    skip_without_nginx()
     with NginxProcess(token_gateway.port, prefix="/monitor") as nginx:
         page = await goto(context, nginx.url)
         await log_in(page, VIEWER_TOKEN)

@@ -22,7 +22,7 @@ from tests.browser import (
     watch_toasts,
 )
 from tests.conftest import Kato
-from tests.nginx import NginxProcess, missing_nginx
+from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess
 from tests.test_page import hook, new_context, open_page, settled, toasts
 
@@ -459,9 +459,7 @@ async def test_alerts_work_through_nginx_under_a_path_prefix(
     kato: Kato, gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """The list and the ack use URLs relative to the page: behind /monitor/ they stay there."""
-    reason = missing_nginx()
-    if reason:
-        pytest.skip(reason)
+    skip_without_nginx()
     with NginxProcess(gateway.port, prefix="/monitor") as nginx:
         page = await open_page(context, nginx.url)
         await kato.fault("health", "degraded")

@@ -21,7 +21,7 @@ import tests.redis_server
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from tests.browser import playwright_or_skip, wait_until
 from tests.conftest import Kato
-from tests.nginx import NginxProcess, missing_nginx
+from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess, free_port
 from tests.redis_server import RedisServerProcess, missing_redis
 from tests.servers import ThreadedServer
@@ -469,9 +469,7 @@ async def test_a_401_on_the_list_asks_for_a_login_then_it_reads_again(
 async def test_the_list_works_through_nginx_under_a_path_prefix(
     listing_kato: Kato, redis_url: str, context: BrowserContext
 ) -> None:
-    reason = missing_nginx()
-    if reason:
-        pytest.skip(reason)
+    skip_without_nginx()
     session_id = await listing_kato.create_session("behind-nginx")
     env = {**ENV, "KATO_REDIS_URL": redis_url}
     with (
