@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sse_monitor.addresses import Network, client_address, is_within
+from sse_monitor.bodies import json_object, read_capped
 from sse_monitor.errors import BadRequest, json_error
 from sse_monitor.lockout import Lockout, TooManyFailures
 
@@ -253,21 +253,16 @@ def _sign(key: str, role: str, expires: int) -> str:
 
 
 async def _login_token(request: Request) -> str:
-    body = b""
-    async for chunk in request.stream():  # stop reading at the cap, not after the whole body
-        body += chunk
-        if len(body) > MAX_LOGIN_BODY:
-            raise BadRequest(f"the body must be at most {MAX_LOGIN_BODY} bytes")
+    body = await read_capped(request, MAX_LOGIN_BODY)
     content_type = request.headers.get("content-type", "")
     token: object = None
     if content_type.startswith("application/x-www-form-urlencoded"):
-        token = (parse_qs(body.decode("utf-8", "replace")).get("token") or [None])[0]
-    else:
         try:
-            data = json.loads(body) if body else None
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest('the body must be JSON: {"token": "..."}') from None
-        token = data.get("token") if isinstance(data, dict) else None
+            token = (parse_qs(body.decode("utf-8"), errors="strict").get("token") or [None])[0]
+        except UnicodeDecodeError:
+            raise BadRequest("the token must be UTF-8 text", parameter="token") from None
+    else:
+        token = json_object(body, example='{"token": "..."}').get("token")
     if not isinstance(token, str) or not token:
         raise BadRequest('the body must give the token: {"token": "..."}', parameter="token")
     return token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = structlog.get_logger("sse_monitor.errors")
@@ -41,6 +41,13 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away before sending all of its body: not an error of ours (no trace,
+    no error line), and nobody is left to read the answer."""
+    log.debug("request.client_gone", method=request.method, path=request.url.path)
+    return json_error(400, "the client went away before sending its whole body")
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("request.failed", path=request.url.path)
     return json_error(500, "internal error")
@@ -49,5 +56,6 @@ async def server_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     BadRequest: bad_request,
     HTTPException: http_exception,
+    ClientDisconnect: client_gone,
     Exception: server_error,
 }

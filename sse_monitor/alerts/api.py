@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,6 +13,7 @@ from sse_monitor.access import ADMIN, VIEWER, Access
 from sse_monitor.alerts.alert import stamp
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import SEVERITIES
+from sse_monitor.bodies import json_object, read_capped
 from sse_monitor.errors import BadRequest, json_error
 from sse_monitor.parameters import choice_param, int_param
 
@@ -80,19 +79,17 @@ async def _cursor(request: Request, alerts: AlertManager) -> tuple[str, str] | N
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return stamp(moment), ""
+    try:
+        return stamp(moment), ""
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00: before year 1 in UTC
+        raise BadRequest(
+            "before must be a time within years 1 to 9999 in UTC", parameter="before"
+        ) from None
 
 
 async def _ack_body(request: Request) -> tuple[str, str | None]:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"the body must be at most {MAX_BODY_BYTES} bytes")
-    try:
-        data: Any = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest('the body must be JSON, e.g. {"by": "alice", "note": "on it"}') from None
-    if not isinstance(data, dict):
-        raise BadRequest('the body must be a JSON object, e.g. {"by": "alice"}')
+    body = await read_capped(request, MAX_BODY_BYTES)
+    data = json_object(body, example='{"by": "alice", "note": "on it"}')
     unknown = sorted(set(data) - {"by", "note"})
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r} (the fields are by and note)")
