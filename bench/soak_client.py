@@ -46,6 +46,10 @@ TRUTH_SECONDS = 2.0  # how often the durable history is read
 STUCK_READ_SECONDS = 2.0  # a stuck client reads this long before it stops
 STUCK_EOF_SECONDS = 15.0  # once reading again, how long it waits for the end of the stream
 STUCK_RCVBUF = 4096  # a small receive buffer, so that the gateway's side fills sooner
+# A stuck client announces an Internet-sized segment: over loopback (MTU 64 KiB) the kernel
+# sizes the gateway's send buffer from the segment size, to megabytes, which a stream of a few
+# hundred bytes a second would take most of an hour to fill before a write could block.
+STUCK_MSS = 1460
 EXAMPLES = 10  # failed checks kept in full, for the report
 _REASON = re.compile(rb'"reason":"([^"]*)"')
 
@@ -82,8 +86,11 @@ class Totals:
 class SoakConnection(SSEConnection):
     """One connection: the ids it got, its durable events by seq, latency of `metrics`."""
 
-    def __init__(self, index: int, request: bytes, shared: Shared, soak: Soak) -> None:
+    def __init__(
+        self, index: int, request: bytes, shared: Shared, soak: Soak, *, stuck: bool = False
+    ) -> None:
         super().__init__(index, request, shared)
+        self.stuck = stuck  # its frames arrive late on purpose: not timed
         self.soak = soak
         self.last_id: bytes | None = None
         self.last_seq = 0
@@ -118,7 +125,8 @@ class SoakConnection(SSEConnection):
             self.durable.append(seq)
         elif event == b"metrics":
             published = self.shared.publish_time(event_id, data)  # type: ignore[arg-type]
-            if published is not None and published >= self.opened_at:
+            live = published is not None and published >= self.opened_at
+            if live and not self.stuck:
                 self.soak.latency_ms[int((now - published) * 1000)] += 1
         elif event == b"reset":
             match = _REASON.search(data or b"")
@@ -214,11 +222,13 @@ class Soak:
     async def open(self, client: Client) -> SoakConnection | None:
         """One connection of a client, resuming from its last id; None if it failed."""
         loop = asyncio.get_running_loop()
-        conn = SoakConnection(client.index, self.request(client.last_id), self.shared, self)
+        request = self.request(client.last_id)
+        conn = SoakConnection(client.index, request, self.shared, self, stuck=client.stuck)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         if client.stuck:  # before connecting, so that the advertised window stays small
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STUCK_RCVBUF)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, STUCK_MSS)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 await loop.sock_connect(sock, (self.host, self.port))
