@@ -76,3 +76,28 @@ async def test_the_counters_move(kato: Kato) -> None:
     assert value(after, "sse_monitor_streams_open") == 0
     for name in ("sse_monitor_frames_coalesced_total", "sse_monitor_frames_dropped_total"):
         assert (name, ()) in after
+
+
+async def test_process_figures_and_tasks_follow_the_streams(kato: Kato) -> None:
+    """RSS, open fds (prometheus-client's process collector) and the event loop's tasks: each
+    stream holds a socket and two tasks, and gives them back when it ends (what a soak watches)."""
+    env = {"SSE_MONITOR_TOKEN": VIEWER}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        before = await scrape(gateway)
+        assert value(before, "process_resident_memory_bytes") > 10 * 2**20
+        assert value(before, "process_open_fds") > 0
+        idle_tasks = value(before, "sse_monitor_asyncio_tasks")
+        assert idle_tasks >= 1  # at least the scrape's own request
+        url = f"{gateway.url}/events?token={VIEWER}"
+        async with SSEStream(url) as one, SSEStream(url) as two:
+            await one.wait_for_event("metrics")
+            await two.wait_for_event("metrics")
+            during = await scrape(gateway)
+            assert value(during, "sse_monitor_asyncio_tasks") >= idle_tasks + 4
+            assert value(during, "process_open_fds") >= value(before, "process_open_fds") + 2
+        for _ in range(100):  # the streams' tasks end once the gateway sees the clients go
+            after = await scrape(gateway)
+            if value(after, "sse_monitor_asyncio_tasks") <= idle_tasks:
+                break
+            await asyncio.sleep(0.05)
+        assert value(after, "sse_monitor_asyncio_tasks") <= idle_tasks
