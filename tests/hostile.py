@@ -7,6 +7,7 @@ hand: what the test generated is what the gateway received.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -86,10 +87,9 @@ def exchange(
     """Send the bytes, read one answer (only its head for a stream); None if the gateway
     closed the connection without answering."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
+        # It may have answered and closed already (a refused oversized request): read that.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it may have answered already (a refused oversized request): read that
         return read_response(sock, head=head)
 
 
@@ -322,9 +322,11 @@ def hostile_target(tmp: Path, **extra_env: str) -> Iterator[Target]:
         "SSE_MONITOR_AUTH_FAILURE_LIMIT": "1000000",
         **extra_env,
     }
-    with ThreadedServer(create_simulator_app(state)) as kato:
-        with GatewayProcess(kato.url, env=env) as gateway:
-            yield Target(gateway, _fired_alert(gateway), LogWatch(gateway.log_path, SECRETS))
+    with (
+        ThreadedServer(create_simulator_app(state)) as kato,
+        GatewayProcess(kato.url, env=env) as gateway,
+    ):
+        yield Target(gateway, _fired_alert(gateway), LogWatch(gateway.log_path, SECRETS))
 
 
 def _fired_alert(gateway: GatewayProcess, timeout: float = 20) -> str:
