@@ -28,7 +28,7 @@ FUZZ_SETTINGS = {
     "database": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("ci", max_examples=60, derandomize=True, **FUZZ_SETTINGS)
+settings.register_profile("ci", max_examples=100, derandomize=True, **FUZZ_SETTINGS)
 settings.register_profile(
     "long",
     max_examples=int(os.environ.get("SSE_MONITOR_FUZZ_EXAMPLES", "1000")),

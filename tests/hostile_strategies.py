@@ -52,21 +52,33 @@ ROUTE_WORDS = ("firing", "resolved", "all", "warning", "critical", "info", "metr
 @st.composite
 def odd_dates(draw: st.DrawFn) -> str:
     """ISO-8601-ish times at the edges: years 1 and 9999, +-14:00, leap seconds, no offset.
-    Half of them are the first or last day of the calendar, where an offset overflows."""
-    if draw(st.booleans()):
-        year, month_day = draw(st.sampled_from(((1, "01-01"), (9999, "12-31"))))
-    else:
-        year = draw(st.sampled_from((1, 2, 1969, 1970, 2024, 9998, 9999, 0, 10000)))
-        month_day = draw(st.sampled_from(("01-01", "12-31", "02-29", "02-30", "13-01", "00-00")))
+    Half of them are the first or last day of the calendar with an offset that takes the time
+    past it in UTC (where an unguarded conversion overflows)."""
     clock = draw(
-        st.sampled_from(
-            ("00:00:00", "23:59:59", "23:59:60", "24:00:00", "12:00", "00:00:00.999999")
-        )
+        st.sampled_from(("00:00:00", "23:59:59", "23:59:60", "24:00:00", "12:00", "00:00:00.5"))
     )
+    separator = draw(st.sampled_from(("T", " ", "t")))
+    if draw(st.booleans()):
+        day, offset = draw(
+            st.sampled_from(
+                (
+                    ("0001-01-01", "+14:00"),
+                    ("0001-01-01", "+23:59"),
+                    ("0001-01-01", "+00:01"),
+                    ("9999-12-31", "-14:00"),
+                    ("9999-12-31", "-23:59"),
+                )
+            )
+        )
+        clock = clock if clock not in ("23:59:59", "23:59:60", "24:00:00") else "00:00:00"
+        if day.startswith("9999"):
+            clock = "23:59:59"
+        return f"{day}{separator}{clock}{offset}"
+    year = draw(st.sampled_from((1, 2, 1969, 1970, 2024, 9998, 9999, 0, 10000)))
+    month_day = draw(st.sampled_from(("01-01", "12-31", "02-29", "02-30", "13-01", "00-00")))
     offset = draw(
         st.sampled_from(("", "Z", "+14:00", "-14:00", "+23:59", "-23:59", "+00:00", "+24:00"))
     )
-    separator = draw(st.sampled_from(("T", " ", "t")))
     return f"{year:04d}-{month_day}{separator}{clock}{offset}"
 
 
@@ -103,7 +115,7 @@ def url_encoded(draw: st.DrawFn, text: str) -> bytes:
         return "".join(f"%{byte:02X}" for byte in raw).encode()
     if how == "raw":
         return bytes(byte for byte in raw if byte not in b" #\r\n")
-    return quote(raw, safe=":+/,@").encode()
+    return quote(raw, safe=":/,@").encode()  # "+" escaped: raw, it reads as a space
 
 
 TOKEN_KEYS = ("token", "%74oken", "t%6Fken", "%74%6F%6B%65%6E", "TOKEN", "access_token", "token[]")

@@ -102,9 +102,9 @@ def test_query_parameters(
 
 
 @given(
-    before=st.one_of(odd_dates(), st.from_regex(r"[0-9a-f]{16}", fullmatch=True)).flatmap(
-        url_encoded
-    ),
+    before=st.one_of(
+        odd_dates(), odd_dates(), odd_dates(), st.from_regex(r"[0-9a-f]{16}", fullmatch=True)
+    ).flatmap(url_encoded),
     credentials=st.sampled_from(("viewer", "admin")),
 )
 def test_alert_cursor_dates(target: Target, before: bytes, credentials: str) -> None:

@@ -408,6 +408,7 @@ PINNED = {
     "deep login body": (b"POST", b"/login", [], b"[" * 2000 + b"]" * 2000),
     "deep ack body": (b"POST", b"/api/alerts/{id}/ack", ADMIN, b"[" * 5000 + b"]" * 5000),
     "%74oken in the query": (b"GET", b"/api/snapshot?%74oken=" + VIEWER_TOKEN.encode(), [], None),
+    ";token in the query": (b"GET", b"/api/snapshot?a=1;token=" + VIEWER_TOKEN.encode(), [], None),
 }
 
 
