@@ -11,12 +11,30 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from tests.docker_engine import DockerEngineProcess, missing_parts
 from tests.processes import GatewayProcess
 from tests.redis_server import RedisServerProcess, missing_redis
 from tests.servers import ThreadedServer
+
+# Hypothesis (the fuzz suite, tests/test_fuzz_http.py): `ci` is small, fixed and the same on
+# every run (CI starts from a clean clone, so no example database); HYPOTHESIS_PROFILE=long
+# explores at random, SSE_MONITOR_FUZZ_EXAMPLES examples per test (default 1000). No deadline:
+# a loaded machine makes a slow example, not a wrong one.
+FUZZ_SETTINGS = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("ci", max_examples=100, derandomize=True, **FUZZ_SETTINGS)
+settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("SSE_MONITOR_FUZZ_EXAMPLES", "1000")),
+    **FUZZ_SETTINGS,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # A gateway started by a test keeps its alerts in memory unless the test says where to keep
 # them (GatewayProcess gives each process a file of its own): no test writes into the checkout.
