@@ -13,8 +13,6 @@ from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -37,6 +35,7 @@ from sse_monitor.api import api_routes
 from sse_monitor.broadcaster import Broadcaster
 from sse_monitor.config import ConfigError, Settings
 from sse_monitor.containers import ContainerCollector
+from sse_monitor.cors import cors_middleware
 from sse_monitor.error_tracking import start_sentry
 from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
 from sse_monitor.lockout import Lockout, TooManyFailures
@@ -206,20 +205,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if has_page:
         routes.append(Mount("/static", StaticFiles(directory=static_dir), name="static"))
-    middleware = []
-    if settings.cors_origins:
-        # Credentials allowed, for EventSource's withCredentials: hence a list, never `*`.
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_credentials=True,
-                allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-                expose_headers=["Retry-After"],
-                max_age=600,
-            )
-        )
+    middleware = [cors_middleware(settings.cors_origins)] if settings.cors_origins else []
     handlers = {
         **EXCEPTION_HANDLERS,
         Unauthorized: unauthorized,
