@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import httpx
@@ -40,6 +40,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 POLL = 0.3  # the gateway's poll interval in these tests
 ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 REFRESH = 1.0  # the session list's refresh in these tests (?sessions_interval=)
+SLOW = {"SSE_MONITOR_POLL_INTERVAL": "30"}  # no tick comes between a push and the check
 PUSH_DEADLINE = 0.5  # a pushed change on the page, counted from before the POST
 
 expect.set_options(timeout=10_000)
@@ -247,6 +248,168 @@ async def test_a_pushed_session_shows_its_id_and_node_within_500_ms(
         assert all(0 <= delay < PUSH_DEADLINE for delay in delays), delays
         print(f"pushed change on the page: {[f'{d * 1000:.0f} ms' for d in delays]}")
         await page.close()
+
+
+# --- the count follows every change -----------------------------------------------------------
+
+# For each toast, as it is added: its text, and what the count and the newest change in the
+# recent list said at that moment (the observer runs at the end of the task that added it); and
+# each change of the count's text (performance.now()).
+WATCH_COUNT = """() => {
+  const count = document.querySelector('[data-testid=session-count]');
+  const recent = document.querySelector('[data-testid=session-events]');
+  const region = document.querySelector('[data-testid=toasts]');
+  const log = {counts: [{text: count.textContent, at: performance.now()}], toasts: []};
+  const logged = new WeakSet();
+  new MutationObserver(() => {
+    const now = performance.now();
+    if (log.counts.at(-1).text !== count.textContent) {
+      log.counts.push({text: count.textContent, at: now});
+    }
+    for (const toast of region.querySelectorAll('[data-testid=toast]')) {
+      if (logged.has(toast)) continue;
+      logged.add(toast);
+      log.toasts.push({
+        text: toast.textContent.replace(/\\s+/g, ' ').trim(),
+        count: count.textContent,
+        recent: recent.firstElementChild ? recent.firstElementChild.textContent : null,
+        at: now,
+      });
+    }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+  window.__countLog = log;
+}"""
+
+
+async def push_socket(kato: Kato) -> int:
+    """Once the gateway holds KATO's push socket: the simulated worker holding it."""
+
+    async def held() -> bool:
+        by_worker = (await sim(kato, "GET", "/_sim/stats")).json()["websockets_by_worker"]
+        return sum(by_worker) == 1
+
+    await wait_until(held, what="the gateway's push socket")
+    return await gateway_worker(kato)
+
+
+async def snapshot(gateway: GatewayProcess) -> dict[str, Any]:
+    """The latest metrics (what a tick published last, and what a joining tab is given)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"{gateway.url}/api/snapshot")
+    response.raise_for_status()
+    return response.json()
+
+
+async def test_the_count_moves_with_each_session_event_not_at_the_next_tick(
+    redis_kato: Kato, context: BrowserContext
+) -> None:
+    """Created, created, destroyed (pushed), with no tick between: when each toast appears the
+    count already says its "Total", as the recent list does."""
+    with GatewayProcess(redis_kato.url, env=SLOW) as gateway:
+        page = await open_page(context, f"{gateway.url}/")
+        count = hook(page, "session-count")
+        await expect(count).to_have_text("0")  # the first tick's figure, whenever it came
+        worker = await push_socket(redis_kato)
+        tick = (await snapshot(gateway))["timestamp"]
+        await page.evaluate(WATCH_COUNT)
+
+        first = await create(redis_kato, worker)
+        await create(redis_kato, worker)
+        await delete(redis_kato, first, worker)
+        await expect(count).to_have_text("1")
+        log = await wait_until(
+            lambda: page.evaluate("window.__countLog.toasts.length >= 3 && window.__countLog"),
+            what="three toasts",
+        )
+        assert (await snapshot(gateway))["timestamp"] == tick, "a tick came in between"
+
+        toasted = log["toasts"]
+        assert [re.search(r"Total: (\d+)", t["text"]).group(1) for t in toasted] == ["1", "2", "1"]
+        assert [t["count"] for t in toasted] == ["1", "2", "1"], toasted
+        assert [re.search(r"total (\d+)", t["recent"]).group(1) for t in toasted] == [
+            "1",
+            "2",
+            "1",
+        ]
+        # Each figure was on the count no later than its toast (the same task: no gap at all).
+        assert [c["text"] for c in log["counts"]] == ["0", "1", "2", "1"], log["counts"]
+        lags = [t["at"] - c["at"] for t, c in zip(toasted, log["counts"][1:], strict=True)]
+        assert all(0 <= lag < 200 for lag in lags), lags
+        await page.close()
+
+
+async def test_a_tab_joining_between_ticks_keeps_the_newer_count(
+    redis_kato: Kato, context: BrowserContext
+) -> None:
+    """A real older-after-newer order: a tab joining the shared stream is given the recent
+    changes, then the latest metrics, read before the last change. The count stays at the
+    change's figure; the replayed change is listed, not toasted."""
+    with GatewayProcess(redis_kato.url, env=SLOW) as gateway:
+        first = await open_page(context, f"{gateway.url}/")
+        await expect(hook(first, "session-count")).to_have_text("0")
+        worker = await push_socket(redis_kato)
+        session_id = await create(redis_kato, worker)
+        await expect(hook(first, "session-count")).to_have_text("1")
+        tick = await snapshot(gateway)
+        assert tick["sessions"]["active_count"] == 0, tick  # the latest metrics: older, 0
+
+        second = await open_page(context, f"{gateway.url}/")
+        item = second.locator(f"[data-testid=session-events] li[data-session-id='{session_id}']")
+        await expect(item).to_have_count(1)
+        await expect(hook(second, "push-state")).to_be_visible()  # the metrics are handled too
+        assert await hook(second, "session-count").text_content() == "1"
+        await expect(toasts(second)).to_have_count(0)
+        assert (await snapshot(gateway))["timestamp"] == tick["timestamp"], "a tick came"
+        await second.close()
+        await first.close()
+
+
+# A panel of the page's own module, fed readings in an order the stream does not produce.
+COUNT_ORDER = """async () => {
+  const { createSessionsPanel } = await import(new URL('static/js/sessions.js', document.baseURI));
+  const panel = document.querySelector('[aria-labelledby=sessions-title]').cloneNode(true);
+  const sessions = createSessionsPanel(panel);
+  const at = (seconds) => `2026-11-30T10:00:${seconds}+00:00`;
+  const step = (value, seconds, options) => {
+    const taken = sessions.setCount(value, at(seconds), options);
+    return [taken, panel.querySelector('[data-testid=session-count]').textContent,
+            panel.querySelector('[data-testid=session-source]').textContent];
+  };
+  const steps = [
+    step(6, '00.000000', {}),  // a tick
+    step(7, '01.000000'),  // a session event
+    step(6, '00.500000', {}),  // a tick read before it, arriving after it
+    step(8, '02.000400'),  // a session event...
+    step(7, '02.000200', {}),  // ... and a tick 200 µs older (the same millisecond)
+    step(5, '03', {}),  // a newer tick (a TTL expiry): the poll is the truth
+    step(9, '02.900000', {polled: true}),  // an older fallback answer
+    step(4, '04.000001', {polled: true}),  // a newer one
+  ];
+  sessions.forgetCountTime();  // a reset: another gateway process, its clock maybe behind
+  steps.push(step(3, '00.100000', {}));
+  return steps;
+}"""
+
+
+async def test_the_count_shows_the_newest_reading_whatever_their_order(
+    gateway: GatewayProcess, context: BrowserContext
+) -> None:
+    """Synthesized readings through the page's module (in Chromium): orders the real gateway
+    cannot be made to produce on demand (a tie within a millisecond, an older fallback answer)."""
+    page = await open_page(context, f"{gateway.url}/")
+    polled = "polled while the stream is down"
+    assert await page.evaluate(COUNT_ORDER) == [
+        [True, "6", ""],
+        [True, "7", ""],
+        [False, "7", ""],
+        [True, "8", ""],
+        [False, "8", ""],
+        [True, "5", ""],
+        [False, "5", ""],
+        [True, "4", polled],
+        [True, "3", ""],
+    ]
+    await page.close()
 
 
 # --- the session list -------------------------------------------------------------------------
