@@ -9,6 +9,7 @@ import itertools
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -25,6 +26,7 @@ from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess, free_port
 from tests.redis_server import RedisServerProcess, missing_redis
 from tests.servers import ThreadedServer
+from tests.sse_client import SSEStream
 from tests.test_page import hook, new_context, open_page, toasts
 from tests.test_page_access import VIEWER_TOKEN, log_in
 from tests.test_push import create, delete, gateway_worker, sim
@@ -410,6 +412,26 @@ async def test_the_count_shows_the_newest_reading_whatever_their_order(
         [True, "3", ""],
     ]
     await page.close()
+
+
+async def test_the_fallback_count_is_stamped_no_earlier_than_the_changes_it_counts(
+    redis_kato: Kato,
+) -> None:
+    """api/sessions/count moves with pushes between ticks: its timestamp must be as new, or the
+    page (which keeps the newest reading) would refuse it until the next tick."""
+    with GatewayProcess(redis_kato.url, env=SLOW) as gateway:
+        async with SSEStream(f"{gateway.url}/events?topics=metrics,sessions") as stream:
+            await stream.wait_for_event("metrics", lambda d: d["sessions"]["active_count"] == 0)
+            worker = await push_socket(redis_kato)
+            await create(redis_kato, worker)
+            change = (await stream.wait_for_event("session_event")).json()
+        async with httpx.AsyncClient(timeout=5) as client:
+            count = (await client.get(f"{gateway.url}/api/sessions/count")).json()
+        tick = await snapshot(gateway)
+    assert count["active_sessions"] == 1 == change["data"]["current_count"], (count, change)
+    changed_at = datetime.fromisoformat(change["timestamp"])
+    assert datetime.fromisoformat(tick["timestamp"]) < changed_at, "a tick came in between"
+    assert datetime.fromisoformat(count["timestamp"]) >= changed_at, (count, change)
 
 
 # --- the session list -------------------------------------------------------------------------
