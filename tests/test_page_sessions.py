@@ -502,6 +502,35 @@ async def test_the_session_list_pages_ten_at_a_time_and_refreshes(
         await page.close()
 
 
+async def test_a_session_change_reads_the_list_again_at_once(
+    listing_kato: Kato, redis_url: str, context: BrowserContext
+) -> None:
+    """The list refreshes every 30 s here, and the gateway polls every 30 s: a pushed change
+    reads it again at once (and once more if the gateway's shared 2 s read predates it); a
+    burst of changes reads it at most about once a second."""
+    requests = ListRequests(context)
+    env = {**SLOW, "KATO_REDIS_URL": redis_url}
+    with GatewayProcess(listing_kato.url, env=env) as gateway:
+        page = await open_page(context, f"{gateway.url}/?sessions_interval=30")
+        await expect(hook(page, "sessions-range")).to_have_text("No sessions")
+        await expect(hook(page, "session-count")).to_have_text("0")
+        worker = await push_socket(listing_kato)
+
+        session_id = await create(listing_kato, worker)
+        await expect(hook(page, "session-count")).to_have_text("1")
+        await expect_listed(page, [session_id], timeout=5)
+        await expect(hook(page, "sessions-range")).to_have_text(span(1, 1, 1))
+
+        burst_at = time.monotonic()
+        ids = [await create(listing_kato, worker) for _ in range(5)]
+        await expect(hook(page, "session-count")).to_have_text("6")
+        await expect_listed(page, [*ids[::-1], session_id], timeout=5)
+        window = time.monotonic() - burst_at
+        reads = requests.since(burst_at)
+        assert len(reads) <= window + 2, (window, reads)
+        await page.close()
+
+
 async def test_without_kato_redis_url_the_list_is_not_shown(
     gateway: GatewayProcess, context: BrowserContext
 ) -> None:

@@ -149,6 +149,7 @@ function onEvent({ name, id, data, replayed }) {
     // The count moves with the change (not at the next tick), unless a later reading is shown.
     sessions.setCount(data.data.current_count, data.timestamp);
     const added = sessions.add(id, data);
+    if (added) sessionList.changed(data.timestamp);
     const recent = now - skewMs - new Date(data.timestamp).getTime() < TOAST_IF_NEWER_THAN_MS;
     if (added && !replayed && recent) toasts.show(sessionToast(data));
   } else if (name === "reset") {
