@@ -9,8 +9,9 @@ import itertools
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import httpx
@@ -25,6 +26,7 @@ from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess, free_port
 from tests.redis_server import RedisServerProcess, missing_redis
 from tests.servers import ThreadedServer
+from tests.sse_client import SSEStream
 from tests.test_page import hook, new_context, open_page, toasts
 from tests.test_page_access import VIEWER_TOKEN, log_in
 from tests.test_push import create, delete, gateway_worker, sim
@@ -40,6 +42,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 POLL = 0.3  # the gateway's poll interval in these tests
 ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 REFRESH = 1.0  # the session list's refresh in these tests (?sessions_interval=)
+SLOW = {"SSE_MONITOR_POLL_INTERVAL": "30"}  # no tick comes between a push and the check
 PUSH_DEADLINE = 0.5  # a pushed change on the page, counted from before the POST
 
 expect.set_options(timeout=10_000)
@@ -249,6 +252,188 @@ async def test_a_pushed_session_shows_its_id_and_node_within_500_ms(
         await page.close()
 
 
+# --- the count follows every change -----------------------------------------------------------
+
+# For each toast, as it is added: its text, and what the count and the newest change in the
+# recent list said at that moment (the observer runs at the end of the task that added it); and
+# each change of the count's text (performance.now()).
+WATCH_COUNT = """() => {
+  const count = document.querySelector('[data-testid=session-count]');
+  const recent = document.querySelector('[data-testid=session-events]');
+  const region = document.querySelector('[data-testid=toasts]');
+  const log = {counts: [{text: count.textContent, at: performance.now()}], toasts: []};
+  const logged = new WeakSet();
+  new MutationObserver(() => {
+    const now = performance.now();
+    if (log.counts.at(-1).text !== count.textContent) {
+      log.counts.push({text: count.textContent, at: now});
+    }
+    for (const toast of region.querySelectorAll('[data-testid=toast]')) {
+      if (logged.has(toast)) continue;
+      logged.add(toast);
+      log.toasts.push({
+        text: toast.textContent.replace(/\\s+/g, ' ').trim(),
+        count: count.textContent,
+        recent: recent.firstElementChild ? recent.firstElementChild.textContent : null,
+        at: now,
+      });
+    }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+  window.__countLog = log;
+}"""
+
+
+async def push_socket(kato: Kato) -> int:
+    """Once the gateway holds KATO's push socket: the simulated worker holding it."""
+
+    async def held() -> bool:
+        by_worker = (await sim(kato, "GET", "/_sim/stats")).json()["websockets_by_worker"]
+        return sum(by_worker) == 1
+
+    await wait_until(held, what="the gateway's push socket")
+    return await gateway_worker(kato)
+
+
+async def snapshot(gateway: GatewayProcess) -> dict[str, Any]:
+    """The latest metrics (what a tick published last, and what a joining tab is given)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"{gateway.url}/api/snapshot")
+    response.raise_for_status()
+    return response.json()
+
+
+async def test_the_count_moves_with_each_session_event_not_at_the_next_tick(
+    redis_kato: Kato, context: BrowserContext
+) -> None:
+    """Created, created, destroyed (pushed), with no tick between: when each toast appears the
+    count already says its "Total", as the recent list does."""
+    with GatewayProcess(redis_kato.url, env=SLOW) as gateway:
+        page = await open_page(context, f"{gateway.url}/")
+        count = hook(page, "session-count")
+        await expect(count).to_have_text("0")  # the first tick's figure, whenever it came
+        worker = await push_socket(redis_kato)
+        tick = (await snapshot(gateway))["timestamp"]
+        await page.evaluate(WATCH_COUNT)
+
+        first = await create(redis_kato, worker)
+        await create(redis_kato, worker)
+        await delete(redis_kato, first, worker)
+        await expect(count).to_have_text("1")
+        log = await wait_until(
+            lambda: page.evaluate("window.__countLog.toasts.length >= 3 && window.__countLog"),
+            what="three toasts",
+        )
+        assert (await snapshot(gateway))["timestamp"] == tick, "a tick came in between"
+
+        toasted = log["toasts"]
+        assert [re.search(r"Total: (\d+)", t["text"]).group(1) for t in toasted] == ["1", "2", "1"]
+        assert [t["count"] for t in toasted] == ["1", "2", "1"], toasted
+        assert [re.search(r"total (\d+)", t["recent"]).group(1) for t in toasted] == [
+            "1",
+            "2",
+            "1",
+        ]
+        # Each figure was on the count no later than its toast (the same task: no gap at all).
+        assert [c["text"] for c in log["counts"]] == ["0", "1", "2", "1"], log["counts"]
+        lags = [t["at"] - c["at"] for t, c in zip(toasted, log["counts"][1:], strict=True)]
+        assert all(0 <= lag < 200 for lag in lags), lags
+        await page.close()
+
+
+async def test_a_tab_joining_between_ticks_keeps_the_newer_count(
+    redis_kato: Kato, context: BrowserContext
+) -> None:
+    """A real older-after-newer order: a tab joining the shared stream is given the recent
+    changes, then the latest metrics, read before the last change. The count stays at the
+    change's figure; the replayed change is listed, not toasted."""
+    with GatewayProcess(redis_kato.url, env=SLOW) as gateway:
+        first = await open_page(context, f"{gateway.url}/")
+        await expect(hook(first, "session-count")).to_have_text("0")
+        worker = await push_socket(redis_kato)
+        session_id = await create(redis_kato, worker)
+        await expect(hook(first, "session-count")).to_have_text("1")
+        tick = await snapshot(gateway)
+        assert tick["sessions"]["active_count"] == 0, tick  # the latest metrics: older, 0
+
+        second = await open_page(context, f"{gateway.url}/")
+        item = second.locator(f"[data-testid=session-events] li[data-session-id='{session_id}']")
+        await expect(item).to_have_count(1)
+        await expect(hook(second, "push-state")).to_be_visible()  # the metrics are handled too
+        assert await hook(second, "session-count").text_content() == "1"
+        await expect(toasts(second)).to_have_count(0)
+        assert (await snapshot(gateway))["timestamp"] == tick["timestamp"], "a tick came"
+        await second.close()
+        await first.close()
+
+
+# A panel of the page's own module, fed readings in an order the stream does not produce.
+COUNT_ORDER = """async () => {
+  const { createSessionsPanel } = await import(new URL('static/js/sessions.js', document.baseURI));
+  const panel = document.querySelector('[aria-labelledby=sessions-title]').cloneNode(true);
+  const sessions = createSessionsPanel(panel);
+  const at = (seconds) => `2026-11-30T10:00:${seconds}+00:00`;
+  const step = (value, seconds, options) => {
+    const taken = sessions.setCount(value, at(seconds), options);
+    return [taken, panel.querySelector('[data-testid=session-count]').textContent,
+            panel.querySelector('[data-testid=session-source]').textContent];
+  };
+  const steps = [
+    step(6, '00.000000', {}),  // a tick
+    step(7, '01.000000'),  // a session event
+    step(6, '00.500000', {}),  // a tick read before it, arriving after it
+    step(8, '02.000400'),  // a session event...
+    step(7, '02.000200', {}),  // ... and a tick 200 µs older (the same millisecond)
+    step(5, '03', {}),  // a newer tick (a TTL expiry): the poll is the truth
+    step(9, '02.900000', {polled: true}),  // an older fallback answer
+    step(4, '04.000001', {polled: true}),  // a newer one
+  ];
+  sessions.forgetCountTime();  // a reset: another gateway process, its clock maybe behind
+  steps.push(step(3, '00.100000', {}));
+  return steps;
+}"""
+
+
+async def test_the_count_shows_the_newest_reading_whatever_their_order(
+    gateway: GatewayProcess, context: BrowserContext
+) -> None:
+    """Synthesized readings through the page's module (in Chromium): orders the real gateway
+    cannot be made to produce on demand (a tie within a millisecond, an older fallback answer)."""
+    page = await open_page(context, f"{gateway.url}/")
+    polled = "polled while the stream is down"
+    assert await page.evaluate(COUNT_ORDER) == [
+        [True, "6", ""],
+        [True, "7", ""],
+        [False, "7", ""],
+        [True, "8", ""],
+        [False, "8", ""],
+        [True, "5", ""],
+        [False, "5", ""],
+        [True, "4", polled],
+        [True, "3", ""],
+    ]
+    await page.close()
+
+
+async def test_the_fallback_count_is_stamped_no_earlier_than_the_changes_it_counts(
+    redis_kato: Kato,
+) -> None:
+    """api/sessions/count moves with pushes between ticks: its timestamp must be as new, or the
+    page (which keeps the newest reading) would refuse it until the next tick."""
+    with GatewayProcess(redis_kato.url, env=SLOW) as gateway:
+        async with SSEStream(f"{gateway.url}/events?topics=metrics,sessions") as stream:
+            await stream.wait_for_event("metrics", lambda d: d["sessions"]["active_count"] == 0)
+            worker = await push_socket(redis_kato)
+            await create(redis_kato, worker)
+            change = (await stream.wait_for_event("session_event")).json()
+        async with httpx.AsyncClient(timeout=5) as client:
+            count = (await client.get(f"{gateway.url}/api/sessions/count")).json()
+        tick = await snapshot(gateway)
+    assert count["active_sessions"] == 1 == change["data"]["current_count"], (count, change)
+    changed_at = datetime.fromisoformat(change["timestamp"])
+    assert datetime.fromisoformat(tick["timestamp"]) < changed_at, "a tick came in between"
+    assert datetime.fromisoformat(count["timestamp"]) >= changed_at, (count, change)
+
+
 # --- the session list -------------------------------------------------------------------------
 
 
@@ -294,26 +479,59 @@ async def test_the_session_list_pages_ten_at_a_time_and_refreshes(
         await expect_listed(page, newest_first[20:])
         await expect(hook(page, "sessions-range")).to_have_text(span(21, 23, 23))
         await expect(following).to_be_disabled()
-        on_last_page = time.monotonic()
 
-        # A session created meanwhile: at the next refresh it is the newest, and the last page
-        # has one more row (the gateway also keeps a read for 2 s).
+        # A session created meanwhile (its session_event reads the list again, else the next
+        # refresh does): it is the newest, and the last page has one more row.
         newest = await listing_kato.create_session("node-new")
         await expect(hook(page, "sessions-range")).to_have_text(span(21, 24, 24), timeout=6000)
         await expect_listed(page, [newest, *newest_first][20:])
         await expect(following).to_be_disabled()
+
+        # Read every REFRESH seconds while nothing else happens (the last page, untouched).
+        on_last_page = time.monotonic()
+        refreshes = await wait_until(
+            lambda: len(r := [at for at, url in requests.since(on_last_page)]) >= 3 and r,
+            timeout=3 * REFRESH + 5,
+            what="three refreshes of the last page",
+        )
+        assert all("offset=20" in url for _, url in requests.since(on_last_page)), requests.seen
+        gaps = [b - a for a, b in itertools.pairwise(refreshes)]
+        assert all(REFRESH * 0.5 < gap < REFRESH * 1.6 for gap in gaps), gaps
         await prev.click()
         await prev.click()
         await expect(hook(page, "sessions-range")).to_have_text(span(1, 10, 24))
         await expect_listed(page, [newest, *newest_first][:10])
         await expect(rows(page).first.locator(".node")).to_have_text("node-new")
-
-        # Read every REFRESH seconds while nothing else happened (the last page, untouched).
-        refreshes = [at for at, url in requests.since(on_last_page) if "offset=20" in url]
-        assert len(refreshes) >= 2, requests.seen
-        gaps = [b - a for a, b in itertools.pairwise(refreshes)]
-        assert all(REFRESH * 0.5 < gap < REFRESH * 1.6 for gap in gaps), gaps
         assert all("limit=10" in url for _, url in requests.seen), requests.seen
+        await page.close()
+
+
+async def test_a_session_change_reads_the_list_again_at_once(
+    listing_kato: Kato, redis_url: str, context: BrowserContext
+) -> None:
+    """The list refreshes every 30 s here, and the gateway polls every 30 s: a pushed change
+    reads it again at once (and once more if the gateway's shared 2 s read predates it); a
+    burst of changes reads it at most about once a second."""
+    requests = ListRequests(context)
+    env = {**SLOW, "KATO_REDIS_URL": redis_url}
+    with GatewayProcess(listing_kato.url, env=env) as gateway:
+        page = await open_page(context, f"{gateway.url}/?sessions_interval=30")
+        await expect(hook(page, "sessions-range")).to_have_text("No sessions")
+        await expect(hook(page, "session-count")).to_have_text("0")
+        worker = await push_socket(listing_kato)
+
+        session_id = await create(listing_kato, worker)
+        await expect(hook(page, "session-count")).to_have_text("1")
+        await expect_listed(page, [session_id], timeout=5)
+        await expect(hook(page, "sessions-range")).to_have_text(span(1, 1, 1))
+
+        burst_at = time.monotonic()
+        ids = [await create(listing_kato, worker) for _ in range(5)]
+        await expect(hook(page, "session-count")).to_have_text("6")
+        await expect_listed(page, [*ids[::-1], session_id], timeout=5)
+        window = time.monotonic() - burst_at
+        reads = requests.since(burst_at)
+        assert len(reads) <= window + 2, (window, reads)
         await page.close()
 
 

@@ -72,7 +72,9 @@ const fallback = createFallbackPoller({
   url: new URL("api/sessions/count", document.baseURI),
   intervalMs: FALLBACK_SECONDS * 1000,
   onCount: (body) => {
-    if (!live) sessions.setCount(body.active_sessions, { polled: true, stale: body.stale });
+    if (!live) {
+      sessions.setCount(body.active_sessions, body.timestamp, { polled: true, stale: body.stale });
+    }
   },
   onUnauthorized: () => access.show("login"),
 });
@@ -138,15 +140,20 @@ function onEvent({ name, id, data, replayed }) {
     lastDataAt = now;
     skewMs = now - new Date(data.timestamp).getTime();
     kato.render(data, now);
-    sessions.setCount(data.sessions.active_count, { stale: data.stale });
+    sessions.setCount(data.sessions.active_count, data.timestamp, { stale: data.stale });
     sessions.setPush(data.sessions.push);
     showAge();
   } else if (name === "containers") {
     containers.render(data, now);
   } else if (name === "session_event") {
+    // The count moves with the change (not at the next tick), unless a later reading is shown.
+    sessions.setCount(data.data.current_count, data.timestamp);
     const added = sessions.add(id, data);
+    if (added) sessionList.changed(data.timestamp);
     const recent = now - skewMs - new Date(data.timestamp).getTime() < TOAST_IF_NEWER_THAN_MS;
     if (added && !replayed && recent) toasts.show(sessionToast(data));
+  } else if (name === "reset") {
+    sessions.forgetCountTime();
   } else if (name === "alerts") {
     alerts.setState(data);
   } else if (name === "alert") {
@@ -154,8 +161,8 @@ function onEvent({ name, id, data, replayed }) {
     const recent = now - skewMs - new Date(data.started_at).getTime() < TOAST_IF_NEWER_THAN_MS;
     if (added && data.transition === "fired" && !replayed && recent) toasts.show(alertToast(data));
   }
-  // "reset" (the gateway restarted, or this page was away too long) needs nothing here: the
-  // current state follows it, and the changes already listed did happen.
+  // After a "reset" (the gateway restarted, or this page was away too long) the current state
+  // follows, and the changes already listed did happen: only the count's clock starts afresh.
 }
 
 let storedId = null;

@@ -3,12 +3,15 @@
 // becomes visible again). Only where the gateway has KATO_REDIS_URL: otherwise the panel stays
 // hidden and a one-line note in the sessions panel says how to turn it on. A failed read (503:
 // Redis unreachable) shows why and keeps the last list, marked stale; a 401 asks for a login
-// (onUnauthorized) and stops refreshing until resume().
+// (onUnauthorized) and stops refreshing until resume(). A session change (changed()) reads it
+// at once rather than at the next refresh, and again shortly while the gateway still answers
+// with a read taken before the change (it shares one Redis read for 2 s).
 
 import { DASH, age, clock, duration, shortId } from "./format.js";
 import { retryAfterSeconds } from "./retry-after.js";
 
 const LIMIT = 10;
+const CATCH_UP_MS = 1000; // after a read older than the last change: the next one, soon
 
 export function createSessionList({
   panel,
@@ -32,9 +35,14 @@ export function createSessionList({
   let fetches = 0; // only the newest fetch's answer is used
   let locked = false; // a 401: nothing to read until someone logs in
   let started = false;
+  let reading = false; // a read in flight (its answer checks `wanted`)
+  let lastReadAt = -Infinity; // when the last read started (epoch ms)
+  let wanted = -Infinity; // the last session change (epoch ms, the gateway's): read after it
+  let due = Infinity; // when the timer reads next (epoch ms)
 
   function schedule(delayMs) {
     clearTimeout(timer);
+    due = Date.now() + Math.max(0, delayMs);
     timer = setTimeout(refresh, Math.max(0, delayMs));
   }
 
@@ -42,6 +50,7 @@ export function createSessionList({
   async function refresh() {
     clearTimeout(timer);
     timer = null;
+    due = Infinity;
     if (locked || document.visibilityState === "hidden") return;
     fetches += 1;
     const mine = fetches;
@@ -50,6 +59,8 @@ export function createSessionList({
     url.searchParams.set("limit", String(LIMIT));
     let response = null;
     let answer = null;
+    reading = true;
+    lastReadAt = Date.now();
     try {
       response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
       answer = await response.json().catch(() => null);
@@ -57,6 +68,7 @@ export function createSessionList({
       response = null; // the gateway did not answer
     }
     if (mine !== fetches) return; // a newer read (a page change) answers instead
+    reading = false;
     let delayMs = intervalMs;
     if (response?.ok && answer && answer.available === false) {
       showOff(answer.error);
@@ -67,6 +79,7 @@ export function createSessionList({
         return refresh();
       }
       show(answer);
+      if (Date.parse(answer.read_at) < wanted) delayMs = Math.min(delayMs, CATCH_UP_MS);
     } else if (response?.status === 401) {
       locked = true;
       fail("log in to see it");
@@ -218,6 +231,18 @@ export function createSessionList({
     start() {
       started = true;
       refresh();
+    },
+    /** A session was created or destroyed at `timestamp` (the gateway's): read the list now
+     * (at most one read a CATCH_UP_MS), unless a read is in flight (its answer checks), the
+     * list shown was read after it, or the list is off or failing (it keeps its schedule). */
+    changed(timestamp) {
+      const at = Date.parse(timestamp);
+      if (!(at > wanted)) return;
+      wanted = at;
+      if (!started || locked || reading || !last || panel.dataset.stale === "true") return;
+      if (Date.parse(last.read_at) >= at) return;
+      const delayMs = lastReadAt + CATCH_UP_MS - Date.now();
+      if (Date.now() + delayMs < due) schedule(delayMs);
     },
     /** After a login: read again at once. */
     resume() {

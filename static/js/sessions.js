@@ -1,6 +1,11 @@
 // The sessions panel: the active count (from the stream, or polled while it is down), whether
 // KATO's push channel is live (metrics.sessions.push), and the last ten session changes: a
 // pushed change names its session and node, a change found by the poll only says so.
+//
+// The count has three sources: each session_event (at once), each metrics tick, and the
+// fallback poll. They do not arrive in the order they were read (a tick taken before a push can
+// arrive after it, e.g. in a tab joining the shared stream), so each reading carries the
+// gateway's timestamp and the count shows the newest reading, never an older one.
 
 import { icons } from "./icons.js";
 import { DASH, clock, shortId } from "./format.js";
@@ -14,11 +19,23 @@ export function createSessionsPanel(panel) {
   const list = panel.querySelector("[data-testid=session-events]");
   const empty = panel.querySelector("[data-testid=session-events-empty]");
   const seen = new Set();
+  let countReadAt = -Infinity; // when the count shown was read (gateway clock, µs)
 
-  function setCount(value, { polled = false, stale = false } = {}) {
+  /** A count read at `timestamp` (ISO-8601, the gateway's); false, and nothing shown, if the
+   * count shown was read later. */
+  function setCount(value, timestamp, { polled = false, stale = false } = {}) {
+    const readAt = microseconds(timestamp);
+    if (readAt < countReadAt) return false;
+    if (!Number.isNaN(readAt)) countReadAt = readAt;
     count.textContent = typeof value === "number" ? String(value) : DASH;
     source.textContent = polled ? "polled while the stream is down" : stale ? "last known" : "";
     panel.dataset.stale = String(stale);
+    return true;
+  }
+
+  /** The gateway restarted (a `reset`): its clock may be behind the last one's. */
+  function forgetCountTime() {
+    countReadAt = -Infinity;
   }
 
   /** metrics.sessions.push: {state: live | connecting | down | off, since, error, messages}. */
@@ -58,7 +75,16 @@ export function createSessionsPanel(panel) {
     return true;
   }
 
-  return { setCount, setPush, add };
+  return { setCount, forgetCountTime, setPush, add };
+}
+
+/** An ISO-8601 time as microseconds since the epoch. The gateway writes microseconds and
+ * Date.parse keeps milliseconds only: a push and a tick in the same millisecond would tie. */
+function microseconds(iso) {
+  const parts = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(.*)$/.exec(String(iso));
+  if (!parts) return NaN;
+  const [, whole, fraction = "", zone] = parts;
+  return Date.parse(whole + zone) * 1000 + Number(fraction.padEnd(6, "0").slice(0, 6));
 }
 
 /** Which session, on which node (pushed changes), or that the poll found it. */
