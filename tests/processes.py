@@ -56,20 +56,23 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """How the gateway is started: the project's own CLI (a subclass may run another)."""
+        return [
+            sys.executable,
+            "-m",
+            "sse_monitor",
+            "serve",
+            "--port",
+            str(self.port),
+            "--kato-url",
+            self.kato_url,
+        ]
+
     def start(self, timeout: float = 20) -> Self:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    *self.prefix,
-                    sys.executable,
-                    "-m",
-                    "sse_monitor",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--kato-url",
-                    self.kato_url,
-                ],
+                [*self.prefix, *self.command()],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
