@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
@@ -129,3 +129,34 @@ class GatewayProcess:
         self.log_path.unlink(missing_ok=True)
         if self._db_dir is not None:
             shutil.rmtree(self._db_dir, ignore_errors=True)
+
+
+class UvicornGateway(GatewayProcess):
+    """The gateway as `uvicorn sse_monitor.app:app --http <protocol>` runs it."""
+
+    def __init__(self, kato_url: str, http: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(kato_url, env={"KATO_URL": kato_url, **(env or {})})
+        self.http = http
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "sse_monitor.app:app",
+            "--http",
+            self.http,
+            "--port",
+            str(self.port),
+            "--timeout-graceful-shutdown",
+            "2",
+            "--no-proxy-headers",
+        ]
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The log's complete JSON lines (the last one may still be being written)."""
+        complete = self.log().split("\n")[:-1]
+        return [json.loads(line) for line in complete if line.startswith("{")]
+
+    def count(self, event: str) -> int:
+        return sum(1 for line in self.lines() if line["event"] == event)

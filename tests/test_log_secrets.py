@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import socket
 import time
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from sse_monitor.redact import MASK, Scrubber, scrub, scrub_query
 from tests.conftest import Kato
-from tests.processes import GatewayProcess
+from tests.processes import GatewayProcess, UvicornGateway
 
 VIEWER = "viewer-token-51c0e9a7b3d2f486"
 ADMIN = "admin-token-0d8e27f1a9c4b635"
@@ -149,16 +150,22 @@ def test_short_secrets_are_not_searched_for_by_value() -> None:
 # The gateway process, at debug level
 
 
-@pytest.fixture
-def debug_gateway(kato: Kato) -> GatewayProcess:
-    host = kato.url.removeprefix("http://")
+@pytest.fixture(params=["sse-monitor serve", "uvicorn --http h11", "uvicorn --http httptools"])
+def debug_gateway(kato: Kato, request: pytest.FixtureRequest) -> Iterator[GatewayProcess]:
+    """Our CLI (uvicorn picks httptools), and uvicorn's, as the Procfile runs it, with each of
+    its HTTP implementations (their error paths differ)."""
+    kato_url = f"http://{KATO_USERINFO}@{kato.url.removeprefix('http://')}"
     env = {
         "SSE_MONITOR_LOG_LEVEL": "debug",
         "SSE_MONITOR_TOKEN": VIEWER,
         "SSE_MONITOR_ADMIN_TOKEN": ADMIN,
         "SSE_MONITOR_AUTH_FAILURE_LIMIT": "1000",
     }
-    with GatewayProcess(f"http://{KATO_USERINFO}@{host}", env=env) as gateway:
+    if request.param.startswith("uvicorn"):
+        process: GatewayProcess = UvicornGateway(kato_url, request.param.split()[-1], env)
+    else:
+        process = GatewayProcess(kato_url, env=env)
+    with process as gateway:
         yield gateway
 
 

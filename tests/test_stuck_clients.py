@@ -6,49 +6,15 @@ each decides for itself what to log when an app ends a response early.
 
 from __future__ import annotations
 
-import json
 import socket
-import sys
 import time
-from typing import Any
 
 import pytest
 
 from tests.conftest import Kato
-from tests.processes import GatewayProcess
+from tests.processes import UvicornGateway
 
 STUCK_CLIENTS = 2
-
-
-class UvicornGateway(GatewayProcess):
-    """The gateway as `uvicorn sse_monitor.app:app --http <protocol>` runs it."""
-
-    def __init__(self, kato_url: str, http: str, env: dict[str, str]) -> None:
-        super().__init__(kato_url, env={"KATO_URL": kato_url, **env})
-        self.http = http
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "sse_monitor.app:app",
-            "--http",
-            self.http,
-            "--port",
-            str(self.port),
-            "--timeout-graceful-shutdown",
-            "2",
-            "--no-proxy-headers",
-        ]
-
-    def lines(self) -> list[dict[str, Any]]:
-        """The log's complete JSON lines (the last one may still be being written)."""
-        complete = self.log().split("\n")[:-1]
-        return [json.loads(line) for line in complete if line.startswith("{")]
-
-    def count(self, event: str) -> int:
-        return sum(1 for line in self.lines() if line["event"] == event)
 
 
 def stuck_client(port: int) -> socket.socket:
