@@ -39,7 +39,7 @@ from sse_monitor.cors import cors_middleware
 from sse_monitor.error_tracking import start_sentry
 from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
 from sse_monitor.lockout import Lockout, TooManyFailures
-from sse_monitor.logs import configure_logging
+from sse_monitor.logs import configure_logging, secrets_of
 from sse_monitor.poller import Poller
 from sse_monitor.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.redact import redact_url
@@ -219,7 +219,7 @@ def create_app(settings: Settings) -> Starlette:
 
 def app_from_env() -> Starlette:
     settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets_of(settings))
     if settings.sentry_dsn:
         start_sentry(
             settings.sentry_dsn,

@@ -13,7 +13,7 @@ import uvicorn
 from sse_monitor.app import create_app
 from sse_monitor.config import ConfigError, Settings
 from sse_monitor.error_tracking import start_sentry
-from sse_monitor.logs import configure_logging
+from sse_monitor.logs import configure_logging, secrets_of
 from sse_monitor.redact import redact_url
 
 log = structlog.get_logger("sse_monitor.cli")
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets_of(settings))
     if settings.sentry_dsn:
         start_sentry(
             settings.sentry_dsn,

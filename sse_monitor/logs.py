@@ -1,7 +1,9 @@
 """structlog setup: JSON lines when not on a terminal, readable lines otherwise.
 
-The standard library's loggers (uvicorn's among them) go through the same processors, so every
-line has one format, and every string value is scrubbed of URL credentials on its way out.
+The standard library's loggers (uvicorn's, and websockets' at debug level, among them) go
+through the same processors, so every line has one format, and every line is scrubbed on its
+way out, at every level: each value, however deep, before it is rendered, and the rendered line
+again (a secret inside an object's repr, or escaped by the renderer). See sse_monitor.redact.
 """
 
 from __future__ import annotations
@@ -12,17 +14,34 @@ from typing import Any
 
 import structlog
 
-from sse_monitor.redact import scrub
+from sse_monitor.config import Settings
+from sse_monitor.redact import Scrubber
 
 
-def _scrub_values(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    for key, value in event_dict.items():
-        if isinstance(value, str):
-            event_dict[key] = scrub(value)
-    return event_dict
+def secrets_of(settings: Settings) -> Scrubber:
+    """What must never be logged: the access tokens, and the credentials in KATO's URLs."""
+    return Scrubber.from_secrets(
+        tokens=(settings.viewer_token, settings.admin_token),
+        urls=(settings.kato_url, settings.kato_redis_url, settings.sentry_dsn),
+    )
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+class _ScrubbingRenderer:
+    """Scrubs each value before the renderer sees it, and the line it renders."""
+
+    def __init__(self, renderer: Any, scrubber: Scrubber) -> None:
+        self._renderer = renderer
+        self._scrubber = scrubber
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+        clean = {key: self._scrubber.value(value) for key, value in event_dict.items()}
+        return self._scrubber.text(self._renderer(logger, method, clean))
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", scrubber: Scrubber | None = None
+) -> None:
+    """Send every logger through structlog, masking `scrubber`'s secrets (see `secrets_of`)."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: Any = (
@@ -47,8 +66,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            _scrub_values,
-            renderer,
+            _ScrubbingRenderer(renderer, scrubber or Scrubber()),
         ],
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -8,13 +8,14 @@ Each stream is the request's own task plus one small task waiting for the client
 no task group, no per-write cancel scope, no generator. (sse-starlette's EventSourceResponse,
 used before, runs four tasks per stream and a cancel scope per send; at thousands of clients
 that was most of the memory per client and of the garbage the collector walks.) A write that
-blocks longer than the send timeout drops the client; a disconnect, an overflowing buffer or
-the server's shutdown each end the stream at once and free its place.
+blocks longer than the send timeout drops the client, its connection aborted; a disconnect, an
+overflowing buffer or the server's shutdown each end the stream at once and free its place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from sse_starlette.sse import AppStatus
@@ -40,6 +41,7 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 SHUTDOWN_POLL_SECONDS = 0.25
+ABORT_WAIT_SECONDS = 1.0
 
 
 class StreamResponse:
@@ -102,7 +104,8 @@ class StreamResponse:
                 await self._write(send, {"type": "http.response.body", "body": b""})
         except TimeoutError:
             reason = "stuck"
-            log.info("stream.dropped", reason="send_timeout", client=self.stream.client)
+            log.warning("stream.dropped", reason="send_timeout", client=self.stream.client)
+            await _abort_connection(receive)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -162,6 +165,29 @@ async def _close_on_disconnect(receive: Receive, subscription: Subscription) -> 
     while (await receive())["type"] != "http.disconnect":
         pass
     subscription.close("client")
+
+
+async def _abort_connection(receive: Receive) -> None:
+    """End a stuck client's connection now, discarding what it never read.
+
+    ASGI has no word for this. Returning mid-response instead makes uvicorn log an error and
+    close the transport gracefully, which waits to flush the buffered frames: for a client that
+    never reads, for ever (its memory held, and the server's shutdown kept waiting). uvicorn's
+    `receive` is a method of its request cycle, which holds the connection's transport; aborting
+    it is what uvicorn does itself when a write fails, and then it sees a client that went away
+    rather than an unfinished response. Under another server this does nothing.
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if not callable(abort):
+        return
+    abort()
+    # The server learns of it on the loop's next turn (connection_lost): wait for that, so
+    # that the request is marked disconnected before this app returns.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(ABORT_WAIT_SECONDS):
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
 
 async def close_streams_on_shutdown(broadcaster: Broadcaster) -> None:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
@@ -56,20 +56,23 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """How the gateway is started: the project's own CLI (a subclass may run another)."""
+        return [
+            sys.executable,
+            "-m",
+            "sse_monitor",
+            "serve",
+            "--port",
+            str(self.port),
+            "--kato-url",
+            self.kato_url,
+        ]
+
     def start(self, timeout: float = 20) -> Self:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    *self.prefix,
-                    sys.executable,
-                    "-m",
-                    "sse_monitor",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--kato-url",
-                    self.kato_url,
-                ],
+                [*self.prefix, *self.command()],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -126,3 +129,34 @@ class GatewayProcess:
         self.log_path.unlink(missing_ok=True)
         if self._db_dir is not None:
             shutil.rmtree(self._db_dir, ignore_errors=True)
+
+
+class UvicornGateway(GatewayProcess):
+    """The gateway as `uvicorn sse_monitor.app:app --http <protocol>` runs it."""
+
+    def __init__(self, kato_url: str, http: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(kato_url, env={"KATO_URL": kato_url, **(env or {})})
+        self.http = http
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "sse_monitor.app:app",
+            "--http",
+            self.http,
+            "--port",
+            str(self.port),
+            "--timeout-graceful-shutdown",
+            "2",
+            "--no-proxy-headers",
+        ]
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The log's complete JSON lines (the last one may still be being written)."""
+        complete = self.log().split("\n")[:-1]
+        return [json.loads(line) for line in complete if line.startswith("{")]
+
+    def count(self, event: str) -> int:
+        return sum(1 for line in self.lines() if line["event"] == event)

@@ -261,6 +261,9 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
     with GatewayProcess(kato.url, env=env) as gateway:
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: small window
+        # and small segments: the server's kernel sizes its send buffer by them (up to megabytes
+        # at loopback's 64 KiB), which took a minute to fill on a loaded machine
+        stuck.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
         stuck.connect(("127.0.0.1", gateway.port))
         stuck.sendall(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")  # and never reads
 
