@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kato_url: str = "http://localhost:8000"
+    kato_url: str = field(default="http://localhost:8000", repr=False)  # may hold credentials
     poll_interval: float = 3.0
     kato_timeout: float | None = None  # None: derived from the poll interval
     kato_push: bool = True  # follow KATO's /ws/events when it offers it
