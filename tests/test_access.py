@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import Kato
+from tests.hostile import RawResponse, build_request, exchange
 from tests.processes import GatewayProcess, free_port
-from tests.raw_http import raw_request
 from tests.test_startup import run_until_exit
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
@@ -268,6 +268,25 @@ def test_an_oversized_login_body_is_a_400(guarded: GatewayProcess) -> None:
 
 # --- hostile input (issue "Hostile input") --------------------------------------------------
 
+
+def raw_request(
+    port: int,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    method: bytes = b"GET",
+    body: bytes | None = None,
+) -> RawResponse:
+    """One request with exactly these header bytes (no client library would send them)."""
+    response = exchange(port, build_request(method, path.encode(), headers, body))
+    assert response is not None, "the gateway closed the connection without answering"
+    return response
+
+
+def body_of(response: RawResponse) -> object:
+    return json.loads(response.body)
+
+
 COOKIE_READERS = [("GET", "/api/access"), ("GET", "/api/snapshot"), ("GET", "/events")]
 SIGNATURE = "0" * 16 + "." + "0" * 64  # a nonce and an HMAC, well-formed but not signed
 FORGED_COOKIES = [
@@ -303,9 +322,9 @@ def test_a_forged_cookie_of_any_form_is_no_login(guarded: GatewayProcess, cookie
         answer = raw_request(guarded.port, path, [(b"Cookie", cookie)], method=method.encode())
         assert answer.status == (200 if path == "/api/access" else 401), (path, answer.body)
         if path == "/api/access":
-            assert answer.json() == {"enabled": True, "role": None, "session": False}
+            assert body_of(answer) == {"enabled": True, "role": None, "session": False}
     logout = raw_request(guarded.port, "/logout", [(b"Cookie", cookie)], method=b"POST")
-    assert logout.status == 200 and logout.json() == {"role": None}
+    assert logout.status == 200 and body_of(logout) == {"role": None}
     assert guarded.log().count("request.failed") == failures_before  # no 500 behind a 200
 
 
@@ -316,7 +335,7 @@ def test_a_valid_cookie_beside_forged_ones_still_logs_in(guarded: GatewayProcess
         f"sse_monitor_session={value}; sse_monitor_session=junk",
     ):
         answer = raw_request(guarded.port, "/api/access", [(b"Cookie", header.encode())])
-        assert answer.json() == {"enabled": True, "role": "viewer", "session": True}
+        assert body_of(answer) == {"enabled": True, "role": "viewer", "session": True}
     two_headers = [(b"Cookie", b"other=1"), (b"Cookie", f"sse_monitor_session={value}".encode())]
     answer = raw_request(guarded.port, "/api/snapshot", two_headers)
     assert answer.status == 200
@@ -344,8 +363,11 @@ def test_an_odd_authorization_header_is_a_401(
 ) -> None:
     answer = raw_request(guarded.port, "/api/snapshot", [(b"Authorization", authorization)])
     assert answer.status == 401
-    assert answer.json()["status"] == 401
-    assert answer.header("www-authenticate") == 'Bearer realm="sse-monitor"'
+    assert body_of(answer) in (
+        {"error": "this needs a token: log in, or send Authorization: Bearer", "status": 401},
+        {"error": "the token is not valid", "status": 401},
+    )
+    assert answer.header("www-authenticate") == b'Bearer realm="sse-monitor"'
 
 
 @pytest.mark.parametrize("query", ["token=%FF%FE", "token=%ED%A0%80", "token=" + "z" * 6000])
@@ -360,7 +382,7 @@ def test_a_hostile_host_header_cannot_break_a_login(guarded: GatewayProcess, hos
     headers = [(b"Host", host), (b"Content-Type", b"application/json")]
     answer = raw_request(guarded.port, "/login", headers, method=b"POST", body=body)
     assert answer.status == 200, answer.body
-    assert answer.json() == {"role": "viewer"}
+    assert body_of(answer) == {"role": "viewer"}
 
 
 @pytest.mark.parametrize("proto", [b"https", b"HTTPS", b"ftp, https", b"\xff", b"https" * 2000])
@@ -371,8 +393,8 @@ def test_x_forwarded_proto_from_a_client_is_not_believed(
     headers = [(b"X-Forwarded-Proto", proto), (b"Content-Type", b"application/json")]
     answer = raw_request(guarded.port, "/login", headers, method=b"POST", body=body)
     assert answer.status == 200
-    cookie = answer.header("set-cookie") or ""
-    assert "secure" not in cookie.lower()  # no trusted proxy: nobody to believe
+    cookie = answer.header("set-cookie") or b""
+    assert b"secure" not in cookie.lower()  # no trusted proxy: nobody to believe
 
 
 # Every redirect Starlette could make (a trailing slash, a folder under /static) would take its
@@ -397,7 +419,7 @@ def test_no_redirect_names_the_requested_host(guarded: GatewayProcess, path: str
     assert answer.header("location") is None
     assert not 300 <= answer.status < 400
     assert answer.status == 404
-    assert answer.json() == {"error": "Not Found", "status": 404}
+    assert body_of(answer) == {"error": "Not Found", "status": 404}
     assert VIEWER.encode() not in answer.body
 
 
