@@ -2,19 +2,28 @@
 
 A request proves its role with `Authorization: Bearer <token>`, with `?token=` (for curl), or
 with the cookie `POST /login` sets for the page (EventSource cannot send headers, but it sends
-cookies). The cookie holds the role, an expiry and an HMAC keyed by the token that granted it:
-never the token itself, and rotating a token ends its sessions. Tokens are compared in
-constant time and never written anywhere: not in a log line, an error, or a response. An
-address that presents too many wrong tokens is locked out for a while (`sse_monitor.lockout`).
+cookies). The cookie holds the role, an expiry, a random nonce (each login is a session of its
+own, so logging out and in again within a second is not refused as the revoked one) and an HMAC
+keyed by the token that granted it: never the token itself, and rotating a token ends its
+sessions. Tokens are compared in constant time and never written anywhere: not in a log line,
+an error, or a response. An address that presents too many wrong tokens is locked out for a
+while (`sse_monitor.lockout`). `POST /logout` revokes the cookie it ends
+(`sse_monitor.revocations`), so a copy taken before is refused too.
+
+Everything here reads headers a client chose: the parsers accept an exact shape, bounded in
+length, and treat anything else as absent, so no forged value can raise.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import structlog
@@ -22,16 +31,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sse_monitor.addresses import Network, client_address, is_within
+from sse_monitor.addresses import Network, UntrustedForwarding, client_address, is_within
 from sse_monitor.bodies import json_object, read_capped
 from sse_monitor.errors import BadRequest, json_error
 from sse_monitor.lockout import Lockout, TooManyFailures
+from sse_monitor.revocations import Revocations
 
 log = structlog.get_logger("sse_monitor.access")
 
 VIEWER, ADMIN = "viewer", "admin"
 COOKIE = "sse_monitor_session"
 MAX_LOGIN_BODY = 4096
+# A login cookie's exact shape: role, expiry (epoch seconds; 12 digits last until the year
+# 33658), nonce, hex HMAC-SHA256. ASCII only: str.isdigit() and int() accept other scripts'
+# digits, and int() refuses more than 4300 of them.
+SESSION_SHAPE = re.compile(
+    r"(admin|viewer)\.([0-9]{1,12})\.([0-9a-f]{16})\.([0-9a-f]{64})", re.ASCII
+)
+# Cookies of our name looked at per request: a browser sends two at most (one per path).
+MAX_SESSION_COOKIES = 4
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -44,6 +62,15 @@ class Forbidden(Exception):
     """A valid credential without the role this needs: 403."""
 
 
+@dataclass(frozen=True)
+class Session:
+    """A login cookie whose signature checked out."""
+
+    role: str
+    expires: int
+    signature: str
+
+
 class Access:
     def __init__(
         self,
@@ -52,13 +79,16 @@ class Access:
         *,
         login_ttl: float,
         lockout: Lockout,
+        revocations: Revocations,
         trusted_proxies: Iterable[Network] = (),
     ) -> None:
         self._viewer = viewer_token
         self._admin = admin_token
         self._login_ttl = int(login_ttl)
         self._lockout = lockout
+        self._revocations = revocations
         self._trusted = tuple(trusted_proxies)
+        self.forwarding = UntrustedForwarding(self._trusted)
         self.refused: Counter[str] = Counter()  # unauthorized / forbidden / locked_out
 
     @property
@@ -75,11 +105,9 @@ class Access:
         presented = _bearer(request) or request.query_params.get("token")
         if presented:
             return self._role_of_presented(presented, self._address(request))
-        cookie = request.cookies.get(COOKIE)
-        if cookie:
-            role = self._role_of_cookie(cookie)
-            if role is not None:
-                return role
+        session = self._session_of(request)
+        if session is not None:
+            return session.role
         if not self.enabled:
             return ADMIN
         return VIEWER if self._viewer is None else None
@@ -136,6 +164,11 @@ class Access:
         return response
 
     async def logout(self, request: Request) -> Response:
+        """Clears the cookie, and revokes it if it is a valid one: a copy of it (another tab,
+        a captured header) is refused from now on, until it expires."""
+        for session in self._sessions(request):
+            await self._revocations.revoke(session.signature, session.expires)
+            log.info("access.logout", client=self._address(request), role=session.role)
         response = JSONResponse({"role": None})
         response.headers.append("set-cookie", self._cookie("", request, max_age=0))
         return response
@@ -143,11 +176,14 @@ class Access:
     async def describe(self, request: Request) -> Response:
         """What this request may do, and whether a login cookie grants it (the page offers
         "Log out" only then)."""
-        cookie = request.cookies.get(COOKIE)
-        session = bool(cookie) and self._role_of_cookie(cookie or "") is not None
+        session = self._session_of(request) is not None
         return JSONResponse(
             {"enabled": self.enabled, "role": self.role(request), "session": session}
         )
+
+    def warnings(self) -> list[str]:
+        """Deployment mistakes seen so far (for /readyz)."""
+        return [self.forwarding.message] if self.forwarding.message else []
 
     # Tokens and sessions
 
@@ -185,17 +221,31 @@ class Access:
     def _session(self, role: str, expires: int) -> str:
         key = self._key(role)
         assert key is not None
-        return f"{role}.{expires}.{_sign(key, role, expires)}"
+        nonce = secrets.token_hex(8)
+        return f"{role}.{expires}.{nonce}.{_sign(key, role, expires, nonce)}"
 
-    def _role_of_cookie(self, value: str) -> str | None:
-        role, _, rest = value.partition(".")
-        expires_text, _, signature = rest.partition(".")
+    def _session_of(self, request: Request) -> Session | None:
+        return next(iter(self._sessions(request)), None)
+
+    def _sessions(self, request: Request) -> list[Session]:
+        """The request's valid, unexpired, unrevoked login cookies (a stale, forged or
+        malformed one is as good as absent)."""
+        found = (self._session_in(value) for value in _cookie_values(request, COOKIE))
+        return [session for session in found if session is not None]
+
+    def _session_in(self, value: str) -> Session | None:
+        shape = SESSION_SHAPE.fullmatch(value)
+        if shape is None:
+            return None
+        role, expires, nonce, signature = shape[1], int(shape[2]), shape[3], shape[4]
         key = self._key(role)
-        if key is None or not expires_text.isdigit() or int(expires_text) < time.time():
+        if key is None or expires < time.time():
             return None
-        if not hmac.compare_digest(_sign(key, role, int(expires_text)), signature):
+        if not hmac.compare_digest(_sign(key, role, expires, nonce), signature):
             return None
-        return role
+        if self._revocations.is_revoked(signature):
+            return None
+        return Session(role, expires, signature)
 
     def _cookie(self, value: str, request: Request, *, max_age: int | None = None) -> str:
         # No Path: the browser scopes it to the login URL's folder, so behind a proxy at
@@ -206,7 +256,7 @@ class Access:
 
     def _is_https(self, request: Request) -> bool:
         """Secure cookies over https, including https ended at a trusted proxy."""
-        if request.url.scheme == "https":
+        if request.scope.get("scheme") == "https":  # not request.url: it parses the Host
             return True
         peer = request.client.host if request.client else None
         if peer is None or not is_within(peer, self._trusted):
@@ -233,6 +283,21 @@ def _unauthorized(message: str) -> Response:
     return response
 
 
+def _cookie_values(request: Request, name: str) -> list[str]:
+    """Every value of the cookie `name`, in order, from the raw Cookie header(s); at most
+    MAX_SESSION_COOKIES. Parsed here rather than by request.cookies, which keeps only one
+    value per name and is lenient with syntax we should refuse."""
+    values = []
+    for header in request.headers.getlist("cookie"):
+        for pair in header.split(";"):
+            key, equals, value = pair.partition("=")
+            if equals and key.strip() == name:
+                values.append(value.strip())
+                if len(values) == MAX_SESSION_COOKIES:
+                    return values
+    return values
+
+
 def _bearer(request: Request) -> str | None:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
@@ -247,8 +312,8 @@ def _same(presented: str, token: str) -> bool:
     )
 
 
-def _sign(key: str, role: str, expires: int) -> str:
-    message = f"sse-monitor-session|{role}|{expires}".encode()
+def _sign(key: str, role: str, expires: int, nonce: str) -> str:
+    message = f"sse-monitor-session|{role}|{expires}|{nonce}".encode()
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 

@@ -130,6 +130,8 @@ def api_routes(
             "streams": broadcaster.subscriber_count,
             "kato_status": snapshot.get("kato", {}).get("status"),
             "last_poll": snapshot.get("timestamp"),
+            # Deployment mistakes (a proxy not trusted): they do not make it unready.
+            "warnings": access.warnings(),
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -27,6 +28,7 @@ from sse_monitor.access import (
     locked_out,
     unauthorized,
 )
+from sse_monitor.addresses import ForwardedForCheck
 from sse_monitor.alerts.api import alert_routes
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import load_rules
@@ -43,6 +45,7 @@ from sse_monitor.logs import configure_logging, secrets_of
 from sse_monitor.poller import Poller
 from sse_monitor.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.redact import redact_url
+from sse_monitor.revocations import SQLiteRevocations
 from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import KatoClient
 from sse_monitor.sources.kato_push import KatoPush, push_url
@@ -99,11 +102,13 @@ def create_app(settings: Settings) -> Starlette:
         observe_tick=prometheus.poll_duration.observe,
         push=push,
     )
+    revocations = SQLiteRevocations(settings.db_path)
     access = Access(
         settings.viewer_token,
         settings.admin_token,
         login_ttl=settings.login_ttl,
         lockout=Lockout(settings.auth_failure_limit, settings.auth_failure_window),
+        revocations=revocations,
         trusted_proxies=settings.trusted_proxies,
     )
     registry = StreamRegistry(settings.max_streams, settings.max_streams_per_client)
@@ -120,6 +125,7 @@ def create_app(settings: Settings) -> Starlette:
             max_streams=settings.max_streams,
         )
         await alerts.start()  # before the first poll: what fired before a restart is known
+        await revocations.open()  # before the first request: a logged-out cookie stays out
         tasks = [
             asyncio.create_task(poller.run(), name="poller"),
             asyncio.create_task(close_streams_on_shutdown(broadcaster), name="stream-shutdown"),
@@ -138,6 +144,7 @@ def create_app(settings: Settings) -> Starlette:
                     await task
             broadcaster.close_all()
             await alerts.aclose()
+            await revocations.aclose()
             await kato.aclose()
             if kato_sessions is not None:
                 await kato_sessions.aclose()
@@ -205,16 +212,23 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if has_page:
         routes.append(Mount("/static", StaticFiles(directory=static_dir), name="static"))
-    middleware = [cors_middleware(settings.cors_origins)] if settings.cors_origins else []
+    middleware = [Middleware(ForwardedForCheck, forwarding=access.forwarding)]
+    if settings.cors_origins:
+        middleware.append(cors_middleware(settings.cors_origins))
     handlers = {
         **EXCEPTION_HANDLERS,
         Unauthorized: unauthorized,
         Forbidden: forbidden,
         TooManyFailures: locked_out,
     }
-    return Starlette(
+    app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers
     )
+    # No slash redirects: Starlette builds their Location from the request's Host header and
+    # keeps the query string, so `/events/?token=...` would send the token to any host the
+    # client names. A path with a trailing slash is an unknown path (404 JSON) like any other.
+    app.router.redirect_slashes = False
+    return app
 
 
 def app_from_env() -> Starlette:

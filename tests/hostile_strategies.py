@@ -159,7 +159,8 @@ def header_bytes(text: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
 
 @st.composite
 def session_cookies(draw: st.DrawFn) -> bytes:
-    """sse_monitor_session=<role>.<expires>.<signature>, forged in every part."""
+    """sse_monitor_session=<role>.<expires>.<nonce>.<signature>, forged in every part (the
+    nonce sometimes left out: the shape before nonces)."""
     # Mostly a real role: only then does the gateway read the rest.
     role = draw(st.sampled_from(("viewer", "admin") * 4 + ("", "root", "viewer\x00", "ADMIN")))
     expires = draw(
@@ -171,7 +172,12 @@ def session_cookies(draw: st.DrawFn) -> bytes:
         )
     )
     signature = draw(st.one_of(st.from_regex(r"[0-9a-f]{64}", fullmatch=True), hostile_text()))
-    value = f"{role}.{expires}.{signature}"
+    nonce = draw(st.one_of(st.from_regex(r"[0-9a-f]{16}", fullmatch=True), hostile_text()))
+    value = (
+        f"{role}.{expires}.{nonce}.{signature}"
+        if draw(st.booleans())
+        else f"{role}.{expires}.{signature}"
+    )
     others = draw(
         st.lists(st.sampled_from(("a=b", "sse_monitor_session=", '"x"', "=;", "")), max_size=3)
     )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import Kato
+from tests.hostile import RawResponse, build_request, exchange
 from tests.processes import GatewayProcess, free_port
 from tests.test_startup import run_until_exit
 
@@ -133,10 +136,16 @@ def test_the_login_cookie(guarded: GatewayProcess) -> None:
     assert not any(a.startswith("path=") for a in attributes)  # scoped to the login's folder
     assert "secure" not in attributes  # plain http, and no trusted proxy says otherwise
     assert ADMIN not in header and VIEWER not in header
-    role, expires, signature = value.split(".")
+    role, expires, nonce, signature = value.split(".")
     assert role == "admin" and expires.isdigit() and re.fullmatch(r"[0-9a-f]{64}", signature)
-    # Forged: the role changed, or the signature altered: ignored, so no access.
-    for forged in (f"admin.{int(expires) + 999}.{signature}", f"admin.{expires}.{'0' * 64}"):
+    assert re.fullmatch(r"[0-9a-f]{16}", nonce)
+    # Forged: the expiry or the nonce changed, or the signature altered: ignored, so no access.
+    for forged in (
+        f"admin.{int(expires) + 999}.{nonce}.{signature}",
+        f"admin.{expires}.{'0' * 16}.{signature}",
+        f"admin.{expires}.{nonce}.{'0' * 64}",
+        f"admin.{expires}.{signature}",  # the shape before nonces
+    ):
         cookies = httpx.Cookies({"sse_monitor_session": forged})
         assert call(guarded, "read", cookies=cookies).status_code == 401
     cookies = httpx.Cookies({"sse_monitor_session": value})
@@ -255,3 +264,211 @@ def test_an_oversized_login_body_is_a_400(guarded: GatewayProcess) -> None:
     answer = httpx.post(f"{guarded.url}/login", content=body(), timeout=10)
     assert answer.status_code == 400
     assert answer.json()["error"] == "the body must be at most 4096 bytes"
+
+
+# --- hostile input (issue "Hostile input") --------------------------------------------------
+
+
+def raw_request(
+    port: int,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    method: bytes = b"GET",
+    body: bytes | None = None,
+) -> RawResponse:
+    """One request with exactly these header bytes (no client library would send them)."""
+    response = exchange(port, build_request(method, path.encode(), headers, body))
+    assert response is not None, "the gateway closed the connection without answering"
+    return response
+
+
+def body_of(response: RawResponse) -> object:
+    return json.loads(response.body)
+
+
+COOKIE_READERS = [("GET", "/api/access"), ("GET", "/api/snapshot"), ("GET", "/events")]
+SIGNATURE = "0" * 16 + "." + "0" * 64  # a nonce and an HMAC, well-formed but not signed
+FORGED_COOKIES = [
+    b"sse_monitor_session=admin." + b"9" * 5000 + b"." + SIGNATURE.encode(),  # int() limit
+    b"sse_monitor_session=viewer." + b"1" * 4301 + b".x",
+    b"sse_monitor_session=admin.\xc2\xb2." + SIGNATURE.encode(),  # a superscript 2, UTF-8
+    b"sse_monitor_session=admin.\xb2\xb3." + SIGNATURE.encode(),  # latin-1 digits
+    b"sse_monitor_session=admin.\xd9\xa1\xd9\xa2." + SIGNATURE.encode(),  # Arabic-Indic digits
+    b"sse_monitor_session=" + b"x" * 8000,
+    b"sse_monitor_session=" + b"." * 2000,
+    b"sse_monitor_session=admin.1.2.3.4.5",
+    b"sse_monitor_session=..",
+    b"sse_monitor_session=.",
+    b"sse_monitor_session=",
+    b"sse_monitor_session=admin..",
+    b"sse_monitor_session=root.99999999999." + SIGNATURE.encode(),
+    b'sse_monitor_session="admin.1.2"',
+    b"sse_monitor_session=admin.-1." + SIGNATURE.encode(),
+    b"sse_monitor_session=admin.1e9." + SIGNATURE.encode(),
+    b"sse_monitor_session=%61dmin.99999999999." + SIGNATURE.encode(),
+    b"sse_monitor_session",
+    b";;;=;==;sse_monitor_session;=sse_monitor_session",
+    b"sse_monitor_session=a; sse_monitor_session=b; sse_monitor_session=c; " * 50,
+    b"\xff\xfe=\xff; sse_monitor_session=\xe9\xe9",
+    b'a="unterminated; sse_monitor_session=x',
+]
+
+
+@pytest.mark.parametrize("cookie", FORGED_COOKIES, ids=range(len(FORGED_COOKIES)))
+def test_a_forged_cookie_of_any_form_is_no_login(guarded: GatewayProcess, cookie: bytes) -> None:
+    failures_before = guarded.log().count("request.failed")
+    for method, path in COOKIE_READERS:
+        answer = raw_request(guarded.port, path, [(b"Cookie", cookie)], method=method.encode())
+        assert answer.status == (200 if path == "/api/access" else 401), (path, answer.body)
+        if path == "/api/access":
+            assert body_of(answer) == {"enabled": True, "role": None, "session": False}
+    logout = raw_request(guarded.port, "/logout", [(b"Cookie", cookie)], method=b"POST")
+    assert logout.status == 200 and body_of(logout) == {"role": None}
+    assert guarded.log().count("request.failed") == failures_before  # no 500 behind a 200
+
+
+def test_a_valid_cookie_beside_forged_ones_still_logs_in(guarded: GatewayProcess) -> None:
+    value = login(guarded, VIEWER).cookies["sse_monitor_session"]
+    for header in (
+        f"sse_monitor_session=admin.{'9' * 5000}.x; sse_monitor_session={value}",
+        f"sse_monitor_session={value}; sse_monitor_session=junk",
+    ):
+        answer = raw_request(guarded.port, "/api/access", [(b"Cookie", header.encode())])
+        assert body_of(answer) == {"enabled": True, "role": "viewer", "session": True}
+    two_headers = [(b"Cookie", b"other=1"), (b"Cookie", f"sse_monitor_session={value}".encode())]
+    answer = raw_request(guarded.port, "/api/snapshot", two_headers)
+    assert answer.status == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        b"Basic dXNlcjpwYXNz",
+        b"Digest username=x",
+        b"Bearer",
+        b"Bearer ",
+        b"Bearer\tnot-a-token",
+        b"Bearer " + b"A" * 8000,
+        b"Bearer \xc3\xa9\xc3\xa9\xc3\xa9-utf8-token",
+        b"Bearer \xe9\xff\xfe-latin1-token",
+        b"Bearer a b c",
+        b"bEaReR ,,,",
+        b"\xff\xff \xff",
+        b"Negotiate " + b"=" * 3000,
+    ],
+)
+def test_an_odd_authorization_header_is_a_401(
+    guarded: GatewayProcess, authorization: bytes
+) -> None:
+    answer = raw_request(guarded.port, "/api/snapshot", [(b"Authorization", authorization)])
+    assert answer.status == 401
+    assert body_of(answer) in (
+        {"error": "this needs a token: log in, or send Authorization: Bearer", "status": 401},
+        {"error": "the token is not valid", "status": 401},
+    )
+    assert answer.header("www-authenticate") == b'Bearer realm="sse-monitor"'
+
+
+@pytest.mark.parametrize("query", ["token=%FF%FE", "token=%ED%A0%80", "token=" + "z" * 6000])
+def test_an_odd_query_token_is_a_401(guarded: GatewayProcess, query: str) -> None:
+    answer = raw_request(guarded.port, f"/api/snapshot?{query}", [])
+    assert answer.status == 401
+
+
+@pytest.mark.parametrize("host", [b"[", b"evil.example:notaport", b"\xff\xfe", b"a]b[c"])
+def test_a_hostile_host_header_cannot_break_a_login(guarded: GatewayProcess, host: bytes) -> None:
+    body = json.dumps({"token": VIEWER}).encode()
+    headers = [(b"Host", host), (b"Content-Type", b"application/json")]
+    answer = raw_request(guarded.port, "/login", headers, method=b"POST", body=body)
+    assert answer.status == 200, answer.body
+    assert body_of(answer) == {"role": "viewer"}
+
+
+@pytest.mark.parametrize("proto", [b"https", b"HTTPS", b"ftp, https", b"\xff", b"https" * 2000])
+def test_x_forwarded_proto_from_a_client_is_not_believed(
+    guarded: GatewayProcess, proto: bytes
+) -> None:
+    body = json.dumps({"token": VIEWER}).encode()
+    headers = [(b"X-Forwarded-Proto", proto), (b"Content-Type", b"application/json")]
+    answer = raw_request(guarded.port, "/login", headers, method=b"POST", body=body)
+    assert answer.status == 200
+    cookie = answer.header("set-cookie") or b""
+    assert b"secure" not in cookie.lower()  # no trusted proxy: nobody to believe
+
+
+# Every redirect Starlette could make (a trailing slash, a folder under /static) would take its
+# Location from the Host header: with `?token=` in it, the token goes to the named host.
+NO_REDIRECT_PATHS = [
+    "/events/?token=" + VIEWER,
+    "/api/snapshot/?token=" + VIEWER,
+    "/api/?token=" + VIEWER,
+    "/login/",
+    "/static",
+    "/static/",
+    "/static/js",
+    "/static/js/",
+    "//evil.example/events",
+    "/healthz/",
+]
+
+
+@pytest.mark.parametrize("path", NO_REDIRECT_PATHS)
+def test_no_redirect_names_the_requested_host(guarded: GatewayProcess, path: str) -> None:
+    answer = raw_request(guarded.port, path, [(b"Host", b"evil.example")])
+    assert answer.header("location") is None
+    assert not 300 <= answer.status < 400
+    assert answer.status == 404
+    assert body_of(answer) == {"error": "Not Found", "status": 404}
+    assert VIEWER.encode() not in answer.body
+
+
+# --- logout revokes -------------------------------------------------------------------------
+
+
+def refused_everywhere(gateway: GatewayProcess, value: str) -> None:
+    """The cookie `value` grants nothing: 401 on the stream and a read, no role on /api/access."""
+    cookies = httpx.Cookies({"sse_monitor_session": value})
+    assert call(gateway, "stream", cookies=cookies).status_code == 401
+    assert call(gateway, "read", cookies=cookies).status_code == 401
+    access = httpx.get(f"{gateway.url}/api/access", cookies=cookies).json()
+    assert access == {"enabled": True, "role": None, "session": False}
+
+
+def test_logout_revokes_the_cookie_even_across_a_restart(module_kato: str, tmp_path: Path) -> None:
+    env = {
+        "SSE_MONITOR_TOKEN": VIEWER,
+        "SSE_MONITOR_ADMIN_TOKEN": ADMIN,
+        "SSE_MONITOR_DB": str(tmp_path / "gateway.db"),
+    }
+    with GatewayProcess(module_kato, env=env) as gateway:
+        captured = login(gateway, ADMIN).cookies["sse_monitor_session"]
+        kept = login(gateway, VIEWER).cookies["sse_monitor_session"]  # another browser
+        cookies = httpx.Cookies({"sse_monitor_session": captured})
+        assert call(gateway, "read", cookies=cookies).status_code == 200
+        logout = httpx.post(f"{gateway.url}/logout", cookies=cookies)
+        assert logout.status_code == 200 and logout.json() == {"role": None}
+        assert "max-age=0" in logout.headers["set-cookie"].lower()
+        refused_everywhere(gateway, captured)
+        again = httpx.post(f"{gateway.url}/logout", cookies=cookies)  # already revoked: no-op
+        assert again.status_code == 200
+        fresh = login(gateway, ADMIN).cookies["sse_monitor_session"]
+        assert fresh != captured
+        fresh_cookies = httpx.Cookies({"sse_monitor_session": fresh})
+        assert call(gateway, "read", cookies=fresh_cookies).status_code == 200
+        assert gateway.logged_events("access.logout") == ["access.logout"]
+    with GatewayProcess(module_kato, env=env, port=gateway.port) as restarted:
+        refused_everywhere(restarted, captured)
+        for value, role in ((fresh, "admin"), (kept, "viewer")):
+            cookies = httpx.Cookies({"sse_monitor_session": value})
+            assert call(restarted, "stream", cookies=cookies).status_code == 200
+            access = httpx.get(f"{restarted.url}/api/access", cookies=cookies).json()
+            assert access == {"enabled": True, "role": role, "session": True}
+
+
+def test_logout_without_a_valid_cookie_just_clears_it(guarded: GatewayProcess) -> None:
+    forged = f"admin.99999999999.{'0' * 16}.{'0' * 64}"
+    for cookies in (None, httpx.Cookies({"sse_monitor_session": forged})):
+        logout = httpx.post(f"{guarded.url}/logout", cookies=cookies)
+        assert logout.status_code == 200 and logout.json() == {"role": None}
+        assert "max-age=0" in logout.headers["set-cookie"].lower()

@@ -133,10 +133,10 @@ def test_odd_methods_on_protected_routes_without_a_token(
 # Cookies
 
 
-def signed(key: str, role: str, expires: int) -> bytes:
-    message = f"sse-monitor-session|{role}|{expires}".encode()
+def signed(key: str, role: str, expires: int, nonce: str = "0123456789abcdef") -> bytes:
+    message = f"sse-monitor-session|{role}|{expires}|{nonce}".encode()
     signature = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-    return f"sse_monitor_session={role}.{expires}.{signature}".encode()
+    return f"sse_monitor_session={role}.{expires}.{nonce}.{signature}".encode()
 
 
 FORGED = {
@@ -148,6 +148,8 @@ FORGED = {
     "expiry changed": signed(ADMIN_TOKEN, "admin", 10**10).replace(
         b".10000000000.", b".9999999999."
     ),
+    "nonce changed": signed(ADMIN_TOKEN, "admin", 10**10).replace(b".0123", b".1123"),
+    "no nonce (the shape before nonces)": b"sse_monitor_session=admin.9999999999." + b"0" * 64,
     "4301 digits": b"sse_monitor_session=admin." + b"9" * 4301 + b"." + b"0" * 64,
     "non-ASCII signature": "sse_monitor_session=admin.9999999999.é".encode(),
 }

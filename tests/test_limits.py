@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
-from sse_monitor.addresses import client_address, parse_networks
+from sse_monitor.addresses import MAX_HOPS, client_address, parse_networks
 from tests.conftest import Kato
+from tests.nginx import ShippedNginx, skip_without_nginx
 from tests.processes import GatewayProcess
 from tests.sse_client import SSEStream
 
@@ -123,3 +125,98 @@ def test_client_addresses() -> None:
     assert client_address("127.0.0.1", {"x-forwarded-for": "10.0.0.5"}, proxies) == "10.0.0.5"
     assert client_address("127.0.0.1", {"x-forwarded-for": "garbage"}, proxies) == "127.0.0.1"
     assert client_address("::1", {}, parse_networks("::1")) == "::1"
+
+
+GARBAGE_HOPS = [
+    "1.2.3.4, , ,x, [::1]:80, 999.1.1.1",
+    "1.2.3.4, [::1]:80",
+    "1.2.3.4, 198.51.100.7:8080",
+    "1.2.3.4, 999.1.1.1",
+    "1.2.3.4, \xe9\xff",
+    "1.2.3.4, unknown",
+    "1.2.3.4, 10.0.0.1/8",
+    ",,,,",
+    "",
+    "x" * 10_000,
+]
+
+
+def test_garbage_in_x_forwarded_for_is_never_believed() -> None:
+    proxies = parse_networks("127.0.0.1, 10.0.0.0/8")
+    for forwarded in GARBAGE_HOPS:
+        headers = {"x-forwarded-for": forwarded}
+        assert client_address("127.0.0.1", headers, proxies) == "127.0.0.1", forwarded
+        assert client_address("192.0.2.1", headers, proxies) == "192.0.2.1", forwarded
+    empty = {"x-forwarded-for": "1.2.3.4, ,,,"}  # HTTP lists: empty elements are no element
+    assert client_address("127.0.0.1", empty, proxies) == "1.2.3.4"
+    scoped = {"x-forwarded-for": "fe80::1%eth0"}
+    assert client_address("127.0.0.1", scoped, proxies) == "fe80::1%eth0"  # an address
+
+
+def test_a_huge_x_forwarded_for_reads_only_the_last_hops() -> None:
+    proxies = parse_networks("10.0.0.0/8")
+    hops = ["198.51.100.1"] + ["10.0.0.1"] * 100_000
+    assert client_address("10.0.0.2", {"x-forwarded-for": ", ".join(hops)}, proxies) == "10.0.0.1"
+    near = ["198.51.100.1"] + ["10.0.0.1"] * (MAX_HOPS - 1)
+    headers = {"x-forwarded-for": ", ".join(near)}
+    assert client_address("10.0.0.2", headers, proxies) == "198.51.100.1"
+
+
+async def test_a_trusted_proxy_passing_garbage_counts_on_its_own_address(kato: Kato) -> None:
+    env = {"SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1", "SSE_MONITOR_ADMIN_TOKEN": ADMIN}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        url = f"{gateway.url}/events"
+        async with SSEStream(url, headers={"X-Forwarded-For": GARBAGE_HOPS[0]}) as stream:
+            await stream.wait_for_event("metrics")
+            assert (await streams(gateway))["by_client"] == {"127.0.0.1": 1}
+        await open_count_becomes(gateway, 0)
+
+
+# --- a proxy that is not trusted --------------------------------------------------------------
+
+UNTRUSTED = "proxy.untrusted_forwarded_for"
+
+
+def readyz(url: str) -> httpx.Response:
+    return httpx.get(f"{url}/readyz", timeout=10)
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_warns_once(kato: Kato) -> None:
+    with GatewayProcess(kato.url) as gateway:
+        assert readyz(gateway.url).json()["warnings"] == []
+        httpx.get(f"{gateway.url}/healthz")  # no header: no warning
+        assert gateway.logged_events(UNTRUSTED) == []
+        for path in ("/healthz", "/api/snapshot", "/readyz", "/api/nope", "/api/access"):
+            httpx.get(f"{gateway.url}{path}", headers={"X-Forwarded-For": "198.51.100.7"})
+        answer = readyz(gateway.url)
+        assert answer.status_code == 200  # a warning, not unreadiness
+        [warning] = answer.json()["warnings"]
+        assert "SSE_MONITOR_TRUSTED_PROXIES" in warning and "127.0.0.1" in warning
+        # Each request's log line is written before its answer: all are in the file by now.
+        lines = [json.loads(line) for line in gateway.log().splitlines() if UNTRUSTED in line]
+        assert len(lines) == 1
+        assert lines[0]["level"] == "warning"
+        assert lines[0]["peer"] == "127.0.0.1"
+        assert lines[0]["setting"] == "SSE_MONITOR_TRUSTED_PROXIES"
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_does_not_warn(kato: Kato) -> None:
+    with GatewayProcess(kato.url, env={"SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1"}) as gateway:
+        for _ in range(3):
+            httpx.get(f"{gateway.url}/healthz", headers={"X-Forwarded-For": "198.51.100.7"})
+        assert readyz(gateway.url).json()["warnings"] == []
+        assert gateway.logged_events(UNTRUSTED) == []
+
+
+def test_behind_the_shipped_nginx_without_the_setting_it_warns(kato: Kato) -> None:
+    skip_without_nginx()
+    with GatewayProcess(kato.url) as gateway, ShippedNginx(gateway.port) as nginx:
+        answer = readyz(nginx.url)
+        assert answer.status_code == 200
+        [warning] = answer.json()["warnings"]
+        assert "SSE_MONITOR_TRUSTED_PROXIES=127.0.0.1" in warning
+        assert gateway.logged_events(UNTRUSTED) == [UNTRUSTED]
+    env = {"SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1"}
+    with GatewayProcess(kato.url, env=env) as gateway, ShippedNginx(gateway.port) as nginx:
+        assert readyz(nginx.url).json()["warnings"] == []
+        assert gateway.logged_events(UNTRUSTED) == []

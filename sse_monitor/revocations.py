@@ -1,0 +1,129 @@
+"""Login cookies ended by `POST /logout`, refused until they would have expired anyway.
+
+A cookie is named by its signature (an HMAC over its role and expiry, so unique to it). The
+set lives in memory, so a request pays one dict lookup and no I/O; it is also written to the
+SQLite file SSE_MONITOR_DB (a table of its own beside the alerts), from a dedicated thread as
+the alert store does, and read back at start-up, so a restart does not bring a revoked cookie
+back. Entries are dropped once their cookie has expired. Only a valid cookie can be revoked,
+which takes a valid token to obtain, so junk cannot fill the set; a cap bounds it all the same.
+
+`Revocations` is the interface `Access` uses: a store shared by several gateways (Redis) can
+stand in for `SQLiteRevocations` later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from sse_monitor.alerts.store import StoreError
+
+log = structlog.get_logger("sse_monitor.revocations")
+
+T = TypeVar("T")
+
+# Logins are cheap for whoever holds a token; past this many live revocations the one whose
+# cookie expires first is forgotten (and a warning logged) rather than memory growing forever.
+MAX_REVOKED = 100_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    signature TEXT PRIMARY KEY,
+    expires INTEGER NOT NULL
+);
+"""
+
+
+class Revocations(Protocol):
+    def is_revoked(self, signature: str) -> bool: ...
+
+    async def revoke(self, signature: str, expires: int) -> None: ...
+
+
+class SQLiteRevocations:
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_revoked: int = MAX_REVOKED,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._max = max_revoked
+        self._clock = clock
+        self._revoked: dict[str, int] = {}  # signature -> the cookie's expiry (epoch seconds)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revocations")
+        self._db: sqlite3.Connection | None = None
+
+    def is_revoked(self, signature: str) -> bool:
+        return signature in self._revoked
+
+    async def open(self) -> None:
+        """Load the revocations still in force (and delete the others)."""
+        self._revoked = await self._run(self._open, int(self._clock()))
+        log.info("revocations.loaded", count=len(self._revoked))
+
+    async def revoke(self, signature: str, expires: int) -> None:
+        """Refused from now on (before the write), and on disk when this returns."""
+        now = int(self._clock())
+        if expires < now or signature in self._revoked:
+            return
+        self._prune(now)
+        if len(self._revoked) >= self._max:
+            forgotten = min(self._revoked, key=self._revoked.__getitem__)
+            del self._revoked[forgotten]
+            log.warning("revocations.full", max_revoked=self._max)
+        self._revoked[signature] = expires
+        await self._run(self._write, signature, expires, now)
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _prune(self, now: int) -> None:
+        for signature in [s for s, expires in self._revoked.items() if expires < now]:
+            del self._revoked[signature]
+
+    # In the store's thread
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def _open(self, now: int) -> dict[str, int]:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.executescript(SCHEMA)
+            db.execute("DELETE FROM revoked_sessions WHERE expires < ?", (now,))
+            rows = db.execute(
+                "SELECT signature, expires FROM revoked_sessions ORDER BY expires DESC LIMIT ?",
+                (self._max,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the revocations: {exc}") from None
+        self._db = db
+        return dict(rows)
+
+    def _write(self, signature: str, expires: int, now: int) -> None:
+        if self._db is None:
+            raise StoreError(f"{self.path}: the revocations are not open")
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM revoked_sessions WHERE expires < ?", (now,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO revoked_sessions (signature, expires) VALUES (?, ?)",
+                (signature, expires),
+            )
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
