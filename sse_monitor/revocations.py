@@ -70,7 +70,8 @@ class SQLiteRevocations:
         log.info("revocations.loaded", count=len(self._revoked))
 
     async def revoke(self, signature: str, expires: int) -> None:
-        """Refused from now on (before the write), and on disk when this returns."""
+        """Refused from now on (before the write), and on disk when this returns, unless the
+        disk fails: then in memory only, and logged."""
         now = int(self._clock())
         if expires < now or signature in self._revoked:
             return
@@ -80,7 +81,12 @@ class SQLiteRevocations:
             del self._revoked[forgotten]
             log.warning("revocations.full", max_revoked=self._max)
         self._revoked[signature] = expires
-        await self._run(self._write, signature, expires, now)
+        try:
+            await self._run(self._write, signature, expires, now)
+        except (sqlite3.Error, StoreError) as exc:
+            # The logout still holds in this process; only a restart would forget it. The
+            # client is not to blame (no 500 for it): ours to log.
+            log.error("revocations.write_failed", path=self.path, error=str(exc))
 
     async def aclose(self) -> None:
         if self._db is not None:

@@ -92,3 +92,16 @@ async def test_an_unusable_file_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not-a-db"):
         await store.open()
     await store.aclose()
+
+
+async def test_a_failed_write_still_refuses_the_cookie_and_raises_nothing(tmp_path: Path) -> None:
+    """A full or read-only disk must not turn a logout into a 500: the cookie is refused in this
+    process all the same, and the failure is logged (ours, not the client's)."""
+    store = SQLiteRevocations(str(tmp_path / "gateway.db"))
+    await store.open()
+    assert store._db is not None
+    await store._run(store._db.execute, "PRAGMA query_only = ON")  # every write now fails
+    await store.revoke("sig", NOW * 2)
+    assert store.is_revoked("sig")
+    await store.aclose()
+    assert rows(tmp_path / "gateway.db") == {}
