@@ -14,6 +14,7 @@ SSE_MONITOR_FUZZ_E2E_EXAMPLES (end to end; default 12). A bench-style run:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -28,8 +29,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from sse_monitor.broadcaster import Broadcaster
+from sse_monitor.containers import LIFECYCLE, ContainerCollector
+from sse_monitor.events import Event, to_json
 from sse_monitor.poller import Poller
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import (
     HEALTH_STATUSES,
     MAX_SESSION_COUNT,
@@ -434,3 +438,175 @@ def test_a_real_gateway_survives_generated_answers(
             assert snapshot["kato"]["status"] == "healthy"  # /health stands
         assert_clean(fuzzed_gateway, client)
         serve(client, "all", None)
+
+
+# The Docker engine: generated stats, inspect and list answers through the real collector
+# (DockerEngine's filtering, the collector's sampling and figures), in-process: the SDK's API
+# object is replaced by one that answers with the generated documents.
+
+uints = st.integers(min_value=0, max_value=2**64 - 1)
+STAMP = "2026-11-25T12:00:00.123456789Z"
+
+
+def obj(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A JSON object of these fields (each good, garbage or missing), or garbage itself."""
+    return st.one_of(
+        st.builds(document, st.fixed_dictionaries({k: field(v) for k, v in fields.items()})),
+        json_values,
+    )
+
+
+stats_documents = obj(
+    read=st.just(STAMP) | st.just("2026-11-25T12:00:03Z"),
+    cpu_stats=obj(
+        cpu_usage=obj(total_usage=uints, percpu_usage=st.lists(uints, max_size=3)),
+        system_cpu_usage=uints,
+        online_cpus=st.integers(min_value=1, max_value=64),
+    ),
+    memory_stats=obj(usage=uints, limit=uints, stats=obj(inactive_file=uints)),
+    networks=st.dictionaries(st.text(max_size=5), obj(rx_bytes=uints, tx_bytes=uints), max_size=2),
+    blkio_stats=obj(
+        io_service_bytes_recursive=st.lists(
+            obj(op=st.sampled_from(["read", "Write", "total"]), value=uints), max_size=3
+        )
+    ),
+    pids_stats=obj(current=uints),
+)
+inspect_documents = obj(
+    Id=st.just("f" * 64),
+    Name=st.just("/kato"),
+    RestartCount=uints,
+    State=obj(
+        Status=st.sampled_from(["running", "exited"]),
+        Running=st.booleans(),
+        Restarting=st.booleans(),
+        OOMKilled=st.booleans(),
+        StartedAt=st.just(STAMP),
+        Health=obj(Status=st.sampled_from(["healthy", "starting"])),
+    ),
+    Config=obj(Image=st.just("kato:3.10.1")),
+    HostConfig=obj(NanoCpus=uints, CpuQuota=st.integers(), CpuPeriod=st.integers()),
+)
+list_entries = (
+    st.lists(
+        obj(
+            Id=st.just("f" * 64),
+            Names=st.just(["/kato"]) | st.lists(json_values, max_size=2),
+            Image=st.just("kato:3.10.1"),
+            Labels=st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+        ),
+        max_size=3,
+    )
+    | json_values
+)
+
+
+class GeneratedApi:
+    """The SDK's low-level API object, answering with generated documents."""
+
+    def __init__(self, entries: Any, inspected: Any, stats: list[Any]) -> None:
+        self.entries, self.inspected, self.stats_answers = entries, inspected, stats
+
+    def containers(self, **_: Any) -> Any:
+        return self.entries
+
+    def inspect_container(self, container_id: str) -> Any:
+        return self.inspected
+
+    def stats(self, container_id: str, **_: Any) -> Any:
+        return self.stats_answers.pop(0) if self.stats_answers else {}
+
+
+class GeneratedEngine(DockerEngine):
+    def __init__(self, api: GeneratedApi) -> None:
+        super().__init__()
+        self.api = api
+
+    def _api(self) -> Any:
+        return self.api
+
+
+def check_figures(container: dict[str, Any]) -> None:
+    for key in ("cpu_percent", "cpu_limit_percent", "cpu_limit", "restart_count", "pids"):
+        value = container[key]
+        assert value is None or (math.isfinite(value) and value >= 0), (key, value)
+    for group in ("memory", "network", "block_io"):
+        for key, value in (container[group] or {}).items():
+            assert value is None or (math.isfinite(value) and value >= 0), (group, key, value)
+    assert isinstance(container["status"], str) and len(container["status"]) <= 32
+
+
+@FAST
+@given(list_entries, inspect_documents, st.lists(stats_documents, min_size=2, max_size=2))
+def test_the_collector_reads_any_engine_answer(entries: Any, inspected: Any, stats: list) -> None:
+    published: list[Event] = []
+    engine = GeneratedEngine(GeneratedApi(entries, inspected, list(stats)))
+    selection = Selection(names=("kato",))
+    collector = ContainerCollector(engine, selection, interval=1.0, publish=published.append)
+
+    async def two_rounds() -> dict[str, Any] | None:
+        await collector.sample()
+        await collector.sample()  # with a previous sample: CPU and rates
+        return collector.snapshot()
+
+    try:
+        snapshot = asyncio.run(two_rounds())
+    finally:
+        collector._executor.shutdown(wait=True)
+    assert snapshot is not None and snapshot["available"] is True
+    to_json(snapshot)  # encodable: no NaN, no infinity, no surrogates
+    assert "kato" in {c["name"] for c in snapshot["containers"]}  # watched: listed, never dropped
+    for container in snapshot["containers"]:
+        check_figures(container)
+    assert not published  # sampling never makes a container_event
+
+
+engine_events = obj(
+    Action=st.sampled_from([*LIFECYCLE, "health_status: healthy", "exec_start: sh"]),
+    status=st.sampled_from(list(LIFECYCLE)),
+    id=st.just("f" * 64),
+    timeNano=st.integers(min_value=0, max_value=2**70),
+    Actor=obj(
+        ID=st.just("f" * 64),
+        Attributes=obj(
+            name=st.sampled_from(["kato", "other"]),
+            image=st.just("kato:3.10.1"),
+            exitCode=st.sampled_from(["0", "137", "-1"]) | st.text(max_size=5),
+        ),
+    ),
+)
+
+
+@FAST
+@given(engine_events)
+def test_only_a_real_lifecycle_event_of_a_watched_container_is_published(raw: Any) -> None:
+    published: list[Event] = []
+    engine = GeneratedEngine(GeneratedApi([], {}, []))
+    collector = ContainerCollector(
+        engine, Selection(names=("kato",)), interval=1.0, publish=published.append
+    )
+
+    async def deliver() -> None:
+        if isinstance(raw, dict):
+            collector._on_engine_event(raw)
+        for task in list(collector._refreshes):
+            await task
+
+    try:
+        asyncio.run(deliver())
+    finally:
+        collector._executor.shutdown(wait=True)
+    actor = raw.get("Actor") if isinstance(raw, dict) else None
+    attributes = actor.get("Attributes") if isinstance(actor, dict) else None
+    name = attributes.get("name") if isinstance(attributes, dict) else None
+    kind = None
+    if isinstance(raw, dict):
+        kind = raw["Action"] if raw.get("Action") is not None else raw.get("status")
+    action = kind.partition(":")[0] if isinstance(kind, str) else None
+    if published:
+        (event,) = published
+        assert name == "kato" and action in LIFECYCLE
+        assert event.data["container"] == "kato" and event.data["action"] == action
+        to_json(event.data)
+    else:
+        assert name != "kato" or action not in LIFECYCLE or not isinstance(kind, str)
