@@ -28,12 +28,15 @@ from sse_monitor.sources.docker import (
     Selection,
     block_io_bytes,
     container_name,
+    count,
     cpu_percent,
     iter_events,
+    mapping,
     memory,
     network_bytes,
     online_cpus,
     pids,
+    text,
 )
 
 log = structlog.get_logger("sse_monitor.containers")
@@ -128,7 +131,11 @@ class ContainerCollector:
             if isinstance(result, BaseException):
                 continue  # removed between the list and the read: the next round tells
             inspected, stats = result
-            figures = self._figures(entry, inspected, stats)
+            try:
+                figures = self._figures(entry, inspected, stats)
+            except Exception as exc:  # an answer no reader foresaw: this container is unknown
+                log.warning("containers.odd_answer", id=entry["Id"][:12], error=repr(exc)[:200])
+                figures = {**missing(container_name(entry)), "status": "unknown"}
             containers[figures["name"]] = figures
         for name in self._selection.names:
             containers.setdefault(name, missing(name))
@@ -138,13 +145,13 @@ class ContainerCollector:
 
     def _read(self, entry: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """In a worker thread: inspect, and stats for a container that has a live process."""
-        inspected = self._engine.inspect(entry["Id"])
-        state = inspected.get("State") or {}
+        inspected = mapping(self._engine.inspect(entry["Id"]))
+        state = mapping(inspected.get("State"))
         stats = None
-        if state.get("Running") and not state.get("Restarting"):
+        if state.get("Running") is True and not state.get("Restarting"):
             with contextlib.suppress(docker.errors.APIError):
                 stats = self._engine.stats(entry["Id"])
-        return inspected, stats
+        return inspected, stats if isinstance(stats, Mapping) else None
 
     def _figures(
         self,
@@ -152,7 +159,7 @@ class ContainerCollector:
         inspected: Mapping[str, Any],
         stats: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        container_id = str(inspected.get("Id") or entry["Id"])
+        container_id = text(inspected.get("Id"), 128) or entry["Id"]
         figures = describe(entry, inspected)
         if stats is None:
             self._previous.pop(container_id, None)
@@ -239,7 +246,9 @@ class ContainerCollector:
             self._stream = stream
         try:
             for raw in iter_events(stream):
-                nano = int(raw.get("timeNano") or 0)
+                if not isinstance(raw, Mapping):
+                    continue  # not an event: nothing to publish
+                nano = _event_nano(raw)
                 if nano and nano <= self._last_event_nano:
                     continue  # seen before the reconnect
                 if nano:
@@ -254,12 +263,14 @@ class ContainerCollector:
 
     def _on_engine_event(self, raw: Mapping[str, Any]) -> None:
         """On the event loop: publish a watched container's lifecycle change at once."""
-        action, _, detail = str(raw.get("Action") or raw.get("status") or "").partition(":")
+        # `Action`, or the older `status` when there is none; an odd one is no event at all
+        kind = text(raw.get("Action") if raw.get("Action") is not None else raw.get("status"), 64)
+        action, _, detail = (kind or "").partition(":")
         if action not in LIFECYCLE:
             return
-        actor = raw.get("Actor") or {}
-        attributes = actor.get("Attributes") or {}
-        name = str(attributes.get("name") or "")
+        actor = mapping(raw.get("Actor"))
+        attributes = mapping(actor.get("Attributes"))
+        name = text(attributes.get("name"), 128) or ""
         if not name or not self._selection.matches(name, attributes):
             return
         if action == "oom":
@@ -269,20 +280,20 @@ class ContainerCollector:
             self._out_of_memory.add(name)
         elif action in ("start", "restart"):
             self._out_of_memory.discard(name)
-        nano = int(raw.get("timeNano") or 0)
+        nano = _event_nano(raw)
         moment = datetime.fromtimestamp(nano / 1e9, UTC) if nano else utc_now()
         status = LIFECYCLE[action]
         health = detail.strip() if action == "health_status" else None
-        exit_code = attributes.get("exitCode")
+        exit_code = text(attributes.get("exitCode"), 12) or ""
         data = {
             "timestamp": iso(moment),
             "container": name,
-            "id": str(actor.get("ID") or raw.get("id") or "")[:12],
-            "image": attributes.get("image"),
+            "id": text(actor.get("ID"), 12) or text(raw.get("id"), 12) or "",
+            "image": text(attributes.get("image"), 256),
             "action": action,
             "status": status,
             "health": health,
-            "exit_code": int(exit_code) if str(exit_code or "").lstrip("-").isdigit() else None,
+            "exit_code": int(exit_code) if exit_code.lstrip("-").isdigit() else None,
         }
         self._publish(Event("container_event", data, durable=True))
         self._apply_event(name, status, health)
@@ -313,10 +324,11 @@ class ContainerCollector:
         """Re-read one container's state (restart count, health, start time) after an event."""
         loop = asyncio.get_running_loop()
         try:
-            inspected = await loop.run_in_executor(self._executor, self._engine.inspect, name)
+            answer = await loop.run_in_executor(self._executor, self._engine.inspect, name)
         except (EngineUnavailable, docker.errors.APIError):
             return
-        fresh = describe({"Names": [f"/{name}"], "Id": inspected.get("Id", "")}, inspected)
+        inspected = mapping(answer)
+        fresh = describe({"Names": [f"/{name}"], "Id": inspected.get("Id")}, inspected)
         current = self._containers.get(name)
         if current is None:
             self._containers[name] = fresh
@@ -353,21 +365,21 @@ _STATE_KEYS = ("status", "health", "restart_count", "started_at", "oom_killed")
 
 def describe(entry: Mapping[str, Any], inspected: Mapping[str, Any]) -> dict[str, Any]:
     """A container's identity and state, with no resource figures yet."""
-    state = inspected.get("State") or {}
-    config = inspected.get("Config") or {}
-    host = inspected.get("HostConfig") or {}
-    status = str(state.get("Status") or "unknown")
-    if state.get("Restarting"):
+    state = mapping(inspected.get("State"))
+    config = mapping(inspected.get("Config"))
+    host = mapping(inspected.get("HostConfig"))
+    status = text(state.get("Status"), 32) or "unknown"
+    if state.get("Restarting") is True:
         status = "restarting"
     return {
         "name": container_name(entry) if entry.get("Names") else _inspected_name(inspected),
-        "id": str(inspected.get("Id") or entry.get("Id") or "")[:12],
-        "image": config.get("Image") or entry.get("Image"),
+        "id": text(inspected.get("Id"), 12) or text(entry.get("Id"), 12) or "",
+        "image": text(config.get("Image"), 256) or text(entry.get("Image"), 256),
         "status": status,
-        "health": (state.get("Health") or {}).get("Status"),
-        "restart_count": inspected.get("RestartCount"),
+        "health": text(mapping(state.get("Health")).get("Status"), 32),
+        "restart_count": count(inspected.get("RestartCount")),
         "started_at": _engine_time(state.get("StartedAt")),
-        "oom_killed": bool(state.get("OOMKilled")),
+        "oom_killed": state.get("OOMKilled") is True,
         "cpu_limit": _cpu_limit(host),
         **_NO_FIGURES,
     }
@@ -415,10 +427,12 @@ def _rate(
     if previous is None:
         return None
     now, before = _read_seconds(current), _read_seconds(previous)
-    delta = network_bytes(current)[index] - network_bytes(previous)[index]
-    if now is None or before is None or now <= before or delta < 0:
-        return None  # no clock, or a counter reset (the container restarted)
-    return round(delta / (now - before), 1)
+    after, earlier = network_bytes(current)[index], network_bytes(previous)[index]
+    if now is None or before is None or now <= before or after is None or earlier is None:
+        return None  # no clock, or no counters
+    if after < earlier:
+        return None  # a counter reset (the container restarted)
+    return round((after - earlier) / (now - before), 1)
 
 
 def _read_seconds(sample: Mapping[str, Any]) -> float | None:
@@ -428,7 +442,7 @@ def _read_seconds(sample: Mapping[str, Any]) -> float | None:
 
 def _engine_time(value: Any) -> str | None:
     """The engine's RFC 3339 nanosecond times as ISO-8601 with an offset; its zero time is None."""
-    if not isinstance(value, str) or not value or value.startswith("0001-01-01"):
+    if not isinstance(value, str) or not value or len(value) > 64 or value.startswith("0001-01-01"):
         return None
     text = value.replace("Z", "+00:00")
     head, dot, rest = text.partition(".")
@@ -437,21 +451,31 @@ def _engine_time(value: Any) -> str | None:
         offset = rest[len(digits) :]
         text = f"{head}.{digits[:6].ljust(6, '0')}{offset}"
     try:
-        return iso(datetime.fromisoformat(text))
-    except ValueError:
+        return iso(datetime.fromisoformat(text).astimezone(UTC))
+    except (ValueError, OverflowError):
         return None
+
+
+def _event_nano(raw: Mapping[str, Any]) -> int:
+    """The event's time in nanoseconds since the epoch; 0 (unknown) unless a real moment."""
+    nano = count(raw.get("timeNano"))
+    return nano if nano is not None and nano < _YEAR_9999_NANO else 0
+
+
+_YEAR_9999_NANO = 253_402_300_799 * 10**9
 
 
 def _cpu_limit(host: Mapping[str, Any]) -> float | None:
     """The container's CPU limit in cores (`--cpus`, or a CFS quota), None when unlimited."""
-    nano = host.get("NanoCpus") or 0
+    nano = count(host.get("NanoCpus"))
     if nano:
         return nano / 1e9
-    quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0
-    if quota > 0 and period > 0:
+    quota, period = count(host.get("CpuQuota")), count(host.get("CpuPeriod"))
+    if quota and period:
         return round(quota / period, 3)
     return None
 
 
 def _inspected_name(inspected: Mapping[str, Any]) -> str:
-    return str(inspected.get("Name") or "").lstrip("/") or str(inspected.get("Id", ""))[:12]
+    name = (text(inspected.get("Name"), 128) or "").lstrip("/")
+    return name or text(inspected.get("Id"), 12) or ""

@@ -179,8 +179,8 @@ class Poller:
         health, metrics = self._health, self._metrics
         reachable = reading.health is not None
         errors = [error for error in (reading.health_error, reading.metrics_error) if error]
-        if reading.health is not None and reading.health.active_sessions is None:
-            errors.append("/health: KATO's health check failed; its session count is unknown")
+        if reading.health is not None:
+            errors.extend(reading.health.problems)  # odd fields, KATO's failed health check
         return {
             "timestamp": iso(now),
             "kato": {

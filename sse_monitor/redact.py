@@ -19,15 +19,17 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, url
 
 MASK = "***"
 
-# scheme://user:password@host -> scheme://***@host, anywhere in a text.
-_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]+@")
+# scheme://user:password@host -> scheme://***@host, anywhere in a text. Anchored on "://",
+# not on the scheme: a scheme pattern is tried from every letter of a long run of letters, and
+# scrubbing then takes quadratic time (minutes for the 1 MB answer a broken KATO may send).
+_CREDENTIALS_IN_URL = re.compile(r"://[^\s/@]+@")
 
-# A query parameter after ?, & or ; (Python's parser splits only at &; a ; may still carry
-# one to a log). The value runs to the next & so that a ; inside a token is masked with it;
-# values of other parameters are searched again for a parameter hidden in them.
-_QUERY_PARAMETER = re.compile(
-    r"(?P<sep>[?&;])(?P<key>[^=&;?#\s\"'<>]{1,64})=(?P<value>[^&\s\"'#<>]*)"
-)
+# Where a query parameter starts, after ?, & or ; (Python's parser splits only at &; a ; may
+# still carry one to a log). A lookahead, so that a parameter hidden in another's value is
+# found too (`?a=;token=x`), in one pass: no recursion for a hostile URL to exhaust.
+_QUERY_PARAMETER = re.compile(r"(?=[?&;](?P<key>[^=&;?#\s\"'<>]{1,64})=)")
+# A value runs to the next &, so that a ; or ? inside a token is masked with it.
+_QUERY_VALUE = re.compile(r"[^&\s\"'#<>]*")
 # The gateway's own access tokens are accepted in the query string, for curl.
 SECRET_PARAMETERS = frozenset({"token", "access_token"})
 
@@ -51,7 +53,7 @@ MIN_SECRET_LENGTH = 4
 
 def scrub(text: str) -> str:
     """`text` with URL credentials, query-string tokens, secret headers and our cookie masked."""
-    text = _CREDENTIALS_IN_URL.sub(rf"\g<scheme>{MASK}@", text)
+    text = _CREDENTIALS_IN_URL.sub(f"://{MASK}@", text)
     text = scrub_query(text)
     text = _SECRET_HEADER.sub(rf"\g<name>\g<sep>{MASK}", text)
     text = _AUTH_SCHEME.sub(rf"\g<scheme> {MASK}", text)
@@ -65,13 +67,24 @@ def scrub_query(text: str) -> str:
     is compared, as often as it is encoded, and compared without case or padding.
     """
 
-    def replace(match: re.Match[str]) -> str:
-        sep, key, value = match["sep"], match["key"], match["value"]
-        if _decoded_key(key) in SECRET_PARAMETERS:
-            return f"{sep}{key}={MASK}"
-        return f"{sep}{key}={scrub_query(value)}"
-
-    return _QUERY_PARAMETER.sub(replace, text)
+    masked: list[tuple[int, int]] = []  # the spans of secret values, in order
+    for match in _QUERY_PARAMETER.finditer(text):
+        if _decoded_key(match["key"]) not in SECRET_PARAMETERS:
+            continue
+        start = match.end("key") + 1
+        end = _QUERY_VALUE.match(text, start).end()  # type: ignore[union-attr]
+        if masked and start <= masked[-1][1]:  # inside the value masked before
+            masked[-1] = (masked[-1][0], max(end, masked[-1][1]))
+        else:
+            masked.append((start, end))
+    if not masked:
+        return text
+    parts, last = [], 0
+    for start, end in masked:
+        parts += [text[last:start], MASK]
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def _decoded_key(key: str) -> str:

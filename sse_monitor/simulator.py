@@ -41,6 +41,8 @@ from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from sse_monitor.canned import CannedAnswer, parse_answer
+
 __all__ = [
     "ACTIVE_INDEX_KEY",
     "CONTROL_PREFIX",
@@ -69,7 +71,17 @@ ROUTE_TEMPLATES = (
 )
 CONTROL_PREFIX = "/_sim/"
 FAULT_ENDPOINTS = ("health", "metrics")
-FAULT_MODES = ("ok", "error", "garbage", "http500", "slow", "unhealthy", "degraded", "fallback")
+FAULT_MODES = (
+    "ok",
+    "error",
+    "garbage",
+    "http500",
+    "slow",
+    "unhealthy",
+    "degraded",
+    "fallback",
+    "serve",  # a canned answer the test gives (see sse_monitor.canned): hostile input
+)
 _HEALTH_ONLY_MODES = frozenset({"unhealthy", "degraded"})
 _METRICS_ONLY_MODES = frozenset({"fallback"})
 
@@ -110,6 +122,7 @@ class Fault:
 
     mode: str = "ok"
     delay: float = DEFAULT_SLOW_DELAY
+    answer: CannedAnswer | None = None  # what mode "serve" serves
 
 
 @dataclass
@@ -306,7 +319,14 @@ class SimulatedKato:
 
     # Faults, pinned figures, counters (the /_sim/ controls)
 
-    def set_fault(self, endpoint: str, mode: str, *, delay: float = DEFAULT_SLOW_DELAY) -> None:
+    def set_fault(
+        self,
+        endpoint: str,
+        mode: str,
+        *,
+        delay: float = DEFAULT_SLOW_DELAY,
+        answer: CannedAnswer | None = None,
+    ) -> None:
         """Make `endpoint` ("health", "metrics" or "all") misbehave; mode "ok" clears."""
         if endpoint not in (*FAULT_ENDPOINTS, "all"):
             raise ValueError(f"endpoint must be one of health, metrics, all; got {endpoint!r}")
@@ -314,6 +334,8 @@ class SimulatedKato:
             raise ValueError(f"mode must be one of {', '.join(FAULT_MODES)}; got {mode!r}")
         if not math.isfinite(delay) or delay < 0:
             raise ValueError("delay must be a non-negative number of seconds")
+        if (mode == "serve") != (answer is not None):
+            raise ValueError('mode "serve" (and only it) needs a response to serve')
         targets = FAULT_ENDPOINTS if endpoint == "all" else (endpoint,)
         if mode in _HEALTH_ONLY_MODES:
             if endpoint == "metrics":
@@ -324,7 +346,7 @@ class SimulatedKato:
                 raise ValueError(f"mode {mode!r} applies to /metrics only")
             targets = ("metrics",)
         for target in targets:
-            self._faults[target] = Fault(mode, delay)
+            self._faults[target] = Fault(mode, delay, answer)
 
     def fault(self, endpoint: str) -> Fault:
         return self._faults[endpoint]
@@ -861,9 +883,14 @@ def _worker(request: Request) -> _Worker:
     return worker
 
 
-async def _faulty_response(kato: SimulatedKato, endpoint: str) -> Response | None:
-    """Apply a transport-level fault; returns the response that replaces KATO's, if any."""
+async def _faulty_response(
+    kato: SimulatedKato, endpoint: str, own: Callable[[], dict[str, Any]]
+) -> Response | None:
+    """Apply a transport-level fault; returns the response that replaces KATO's, if any
+    (`own` is KATO's own answer, which a canned answer may patch)."""
     fault = kato.fault(endpoint)
+    if fault.mode == "serve" and fault.answer is not None:
+        return fault.answer.response(own)
     if fault.mode == "slow":
         await asyncio.sleep(fault.delay)
     elif fault.mode == "garbage":
@@ -875,16 +902,18 @@ async def _faulty_response(kato: SimulatedKato, endpoint: str) -> Response | Non
 
 async def health(request: Request) -> Response:
     kato = _kato(request)
-    if (faulty := await _faulty_response(kato, "health")) is not None:
+    worker = _worker(request)
+    if (faulty := await _faulty_response(kato, "health", lambda: kato.health(worker))) is not None:
         return faulty
-    return JSONResponse(kato.health(_worker(request)))
+    return JSONResponse(kato.health(worker))
 
 
 async def metrics(request: Request) -> Response:
     kato = _kato(request)
-    if (faulty := await _faulty_response(kato, "metrics")) is not None:
+    worker = _worker(request)
+    if faulty := await _faulty_response(kato, "metrics", lambda: kato.metrics(worker)):
         return faulty
-    return JSONResponse(kato.metrics(_worker(request)))
+    return JSONResponse(kato.metrics(worker))
 
 
 async def status(request: Request) -> Response:
@@ -991,8 +1020,9 @@ async def sim_fault(request: Request) -> Response:
     if isinstance(delay, bool) or not isinstance(delay, int | float):
         return _bad_request("delay must be a number of seconds")
     try:
+        answer = parse_answer(body["response"]) if "response" in body else None
         _kato(request).set_fault(
-            str(body.get("endpoint")), str(body.get("mode")), delay=float(delay)
+            str(body.get("endpoint")), str(body.get("mode")), delay=float(delay), answer=answer
         )
     except ValueError as exc:
         return _bad_request(str(exc))

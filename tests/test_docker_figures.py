@@ -185,3 +185,35 @@ def test_container_settings() -> None:
         Settings.from_env({"SSE_MONITOR_CONTAINERS": "a", "SSE_MONITOR_CONTAINER_LABEL": "x=y"})
     with pytest.raises(ConfigError, match="SSE_MONITOR_CONTAINER_STATS"):
         Settings.from_env({"SSE_MONITOR_CONTAINER_STATS": "sometimes"})
+
+
+@pytest.mark.parametrize(
+    "stats",
+    [
+        {"networks": {"eth0": "down"}, "blkio_stats": {"io_service_bytes_recursive": "x"}},
+        {"networks": [1], "memory_stats": {"usage": -5, "limit": 2**70}, "pids_stats": []},
+        {"networks": {"eth0": {"rx_bytes": "12", "tx_bytes": True}}, "cpu_stats": "busy"},
+        {"memory_stats": {"usage": 10, "limit": 0, "stats": {"inactive_file": 1.5}}},
+    ],
+)
+def test_odd_engine_figures_are_unknown_not_errors(stats: dict) -> None:
+    assert network_bytes(stats) == (None, None) or stats.get("networks") is None
+    assert block_io_bytes(stats) in ((None, None), (0, 0))
+    assert memory(stats)["percent"] is None
+    assert pids(stats) is None
+    assert cpu_percent(stats, stats) is None
+    assert online_cpus(stats) == 1
+
+
+def test_describe_survives_an_odd_inspect_answer() -> None:
+    inspected = {
+        "Id": 5,
+        "State": {"Status": {"x": 1}, "Running": "yes", "Health": "ok", "OOMKilled": "no"},
+        "Config": [],
+        "HostConfig": {"NanoCpus": "2", "CpuQuota": -1, "CpuPeriod": 100000},
+        "RestartCount": -3,
+    }
+    described = describe({"Id": "f" * 64, "Names": "kato"}, inspected)
+    assert described["status"] == "unknown" and described["health"] is None
+    assert described["restart_count"] is None and described["cpu_limit"] is None
+    assert described["oom_killed"] is False and described["id"] == "f" * 12

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -87,15 +88,17 @@ async def test_kato_health_check_failure_makes_the_count_unknown(simulated) -> N
     [
         ("/health", Response("<html>oops", media_type="text/html"), "not JSON"),
         ("/health", JSONResponse([1, 2]), "not a JSON object"),
-        ("/health", JSONResponse({**HEALTHY, "status": "fine"}), "unexpected status"),
-        ("/health", JSONResponse({**HEALTHY, "active_sessions": True}), "not a count"),
-        ("/health", JSONResponse({**HEALTHY, "active_sessions": -1}), "not a count"),
-        ("/health", JSONResponse({**HEALTHY, "active_sessions": None}), "not a count"),
+        ("/health", Response(b"", media_type="application/json"), "not JSON"),
+        ("/health", Response(b'{"status": "\xff"}', media_type="application/json"), "not JSON"),
+        ("/health", Response('{"a": 1', media_type="application/json"), "not JSON"),
+        ("/health", Response("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+        ("/health", JSONResponse(None), "not a JSON object"),
         ("/health", Response("Internal Server Error", status_code=500), "HTTP 500"),
         ("/health", Response("x" * (MAX_BODY_BYTES + 10)), "larger than"),
         ("/metrics", JSONResponse({"error": "boom"}), "reports an error: boom"),
         ("/metrics", JSONResponse({"resources": {}}), "collector failed"),
-        ("/metrics", JSONResponse({"rates": {}}), "resources is missing"),
+        ("/metrics", JSONResponse({"rates": {}}), "collector failed"),
+        ("/metrics", JSONResponse({"rates": 1, "resources": []}), "none of resources"),
         ("/metrics", Response("Internal Server Error", status_code=500), "HTTP 500"),
     ],
 )
@@ -106,6 +109,80 @@ async def test_odd_answers_are_failed_reads(odd, path: str, response: Response, 
     try:
         with pytest.raises(UpstreamError, match=message):
             await (client.health() if path == "/health" else client.metrics())
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("status", "fine", "unexpected status 'fine'"),
+        ("status", {"nested": ["x"]}, "unexpected status '<a JSON object of 1>'"),
+        ("active_sessions", True, "not a count"),
+        ("active_sessions", -1, "not a count"),
+        ("active_sessions", None, "not a count"),
+        ("active_sessions", 3.0, "not a count"),
+        ("active_sessions", "3", "not a count"),
+        ("active_sessions", 10**400, "not a count"),
+        ("issues", "disk full", "issues is not a list"),
+    ],
+)
+async def test_an_odd_health_field_spoils_only_itself(
+    odd, field: str, value: object, problem: str
+) -> None:
+    kato, url = odd
+    kato.answers["/health"] = Response(json.dumps({**HEALTHY, field: value}))
+    client = KatoClient(url, timeout=2)
+    try:
+        health = await client.health()
+    finally:
+        await client.aclose()
+    assert any(problem in text for text in health.problems), health.problems
+    assert health.uptime_seconds == 12.5  # the rest of the answer stands
+    if field == "active_sessions":
+        assert health.active_sessions is None and health.status == "healthy"
+    else:
+        assert health.active_sessions == 3
+    if field == "status":
+        assert health.status == "unknown"
+
+
+async def test_defect_8_a_huge_number_is_null_not_a_failed_read(odd) -> None:
+    """10**400 overflowed the finite check, and KATO turned unreachable for one field."""
+    kato, url = odd
+    huge = "1" + "0" * 400
+    kato.answers["/health"] = Response(
+        f'{{"status": "healthy", "issues": [], "active_sessions": 2, "uptime_seconds": {huge}}}'
+    )
+    kato.answers["/metrics"] = Response(
+        f'{{"resources": {{"cpu_percent": {huge}, "memory_percent": 5, "disk_percent": 1e999}},'
+        f' "performance": {{"total_requests": -{huge}0000}}, "rates": {{"requests_per_second": 2}},'
+        f' "error": null}}'
+    )
+    client = KatoClient(url, timeout=2)
+    try:
+        reading = await client.read()
+    finally:
+        await client.aclose()
+    assert reading.health_error is None and reading.metrics_error is None
+    assert reading.health is not None and reading.metrics is not None
+    assert reading.health.uptime_seconds is None and reading.health.active_sessions == 2
+    assert reading.metrics.resources == {
+        "cpu_percent": None,
+        "memory_percent": 5,
+        "disk_percent": None,
+    }
+    assert reading.metrics.performance["total_requests"] is None
+    assert reading.metrics.rates["requests_per_second"] == 2
+
+
+async def test_a_body_declared_too_large_is_refused_unread(odd) -> None:
+    kato, url = odd
+    kato.answers["/health"] = Response(b"{}", headers={"content-length": str(10**12)})
+    client = KatoClient(url, timeout=2)
+    try:
+        with pytest.raises(UpstreamError, match="larger than"):
+            await client.health()
     finally:
         await client.aclose()
 

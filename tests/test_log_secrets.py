@@ -63,6 +63,17 @@ def test_the_query_scrubber_decodes_each_key(query: str) -> None:
     assert f"={MASK}" in line
 
 
+def test_a_hostile_query_is_scrubbed_in_linear_time_without_recursion() -> None:
+    """Parameters nested in values (`?a=?a=...`) once recursed one level each: a 3 KB URL made
+    the log formatter raise RecursionError, and the access line became a logging traceback."""
+    nested = "?a=" * 300_000 + "?token=s3cret-value"
+    started = time.perf_counter()
+    scrubbed = scrub(nested)
+    assert "s3cret" not in scrubbed and scrubbed.endswith(f"token={MASK}")
+    assert scrub("/a?q=?token=abc&b=1") == f"/a?q=?token={MASK}&b=1"
+    assert time.perf_counter() - started < 20  # about 1 s here; quadratic would be hours
+
+
 def test_other_parameters_are_left_alone() -> None:
     line = access_line("topics=metrics&last_event_id=abc-1&tokens=3")
     assert scrub(line) == line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -670,3 +671,68 @@ def test_activity_under_uvicorn(serve: Serve) -> None:
     first = client.get("/metrics").json()
     wait_until(lambda: active_sessions(client) > 0)
     wait_until(lambda: client.get("/metrics").json()["resources"] != first["resources"])
+
+
+# Mode "serve": canned answers, for tests of hostile input
+
+
+def test_fault_serve_json_patch_and_raw(client: httpx.Client) -> None:
+    create(client)
+    set_fault(client, "health", "serve", response={"json": [1, None]})
+    assert client.get("/health").json() == [1, None]
+    set_fault(client, "health", "serve", response={"patch": {"uptime_seconds": "soon"}})
+    body = client.get("/health").json()
+    assert body["uptime_seconds"] == "soon" and body["active_sessions"] == 1  # the rest is KATO's
+    set_fault(client, "metrics", "serve", response={"patch": {"resources": {"cpu_percent": -1}}})
+    resources = client.get("/metrics").json()["resources"]
+    assert resources["cpu_percent"] == -1 and isinstance(resources["disk_percent"], float)
+    set_fault(
+        client,
+        "metrics",
+        "serve",
+        response={"base64": "/w==", "content_type": "application/octet-stream", "status": 203},
+    )
+    response = client.get("/metrics")
+    assert (response.status_code, response.content) == (203, b"\xff")
+    assert response.headers["content-type"] == "application/octet-stream"
+
+
+def test_fault_serve_nan_literals_and_huge_numbers(client: httpx.Client) -> None:
+    document = {"a": math.nan, "b": 10**400}
+    body = {"endpoint": "health", "mode": "serve", "response": {"json": document}}
+    assert client.post("/_sim/fault", content=json.dumps(body)).status_code == 200
+    text = client.get("/health").text
+    assert text == '{"a": NaN, "b": 1' + "0" * 400 + "}"
+
+
+def test_fault_serve_enormous_and_trickled_bodies(client: httpx.Client) -> None:
+    set_fault(client, "health", "serve", response={"text": "x" * 1000, "repeat": 5000})
+    assert len(client.get("/health").content) == 5_000_000
+    set_fault(client, "health", "serve", response={"text": "{}", "trickle": 0.1, "chunk_size": 1})
+    started = time.perf_counter()
+    assert client.get("/health").content == b"{}"
+    assert time.perf_counter() - started >= 0.2
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        None,
+        {},
+        {"json": 1, "text": "x"},
+        {"patch": [1]},
+        {"text": 1},
+        {"base64": "!!"},
+        {"json": 1, "status": 99},
+        {"json": 1, "repeat": 0},
+        {"json": 1, "trickle": -1},
+        {"json": 1, "content_type": 5},
+    ],
+)
+def test_fault_serve_bad_input_is_400(client: httpx.Client, response: Any) -> None:
+    body = {"endpoint": "health", "mode": "serve"}
+    if response is not None:
+        body["response"] = response
+    answer = client.post("/_sim/fault", json=body)
+    assert answer.status_code == 400, answer.text
+    assert isinstance(answer.json()["error"], str)
