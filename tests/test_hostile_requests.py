@@ -411,6 +411,8 @@ PINNED = {
     "deep ack body": (b"POST", b"/api/alerts/{id}/ack", ADMIN, b"[" * 5000 + b"]" * 5000),
     "%74oken in the query": (b"GET", b"/api/snapshot?%74oken=" + VIEWER_TOKEN.encode(), [], None),
     ";token in the query": (b"GET", b"/api/snapshot?a=1;token=" + VIEWER_TOKEN.encode(), [], None),
+    # The access line's scrubber once recursed per nested parameter: RecursionError in logging.
+    "parameters nested 3000 deep": (b"GET", b"/api/snapshot?" + b"a=?" * 3000, VIEWER, None),
 }
 
 
