@@ -88,6 +88,16 @@ class GatewayProcess:
                 raise TimeoutError(f"gateway not ready within {timeout} s:\n{self.log()}")
             time.sleep(0.05)
 
+    def wait_for_kato(self, status: str = "healthy", timeout: float = 10) -> Self:
+        """Wait until a tick has found KATO `status`. Ready only means that a tick completed:
+        on a loaded machine the first read may time out, a true (and passing) change."""
+        deadline = time.monotonic() + timeout
+        while httpx.get(f"{self.url}/readyz", timeout=5).json()["kato_status"] != status:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"KATO not {status} within {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
     def terminate(self) -> None:
         """SIGTERM, as a process manager sends it."""
         assert self.proc is not None
