@@ -76,7 +76,7 @@ def kato() -> Iterator[Kato]:
 @pytest.fixture
 def gateway(kato: Kato) -> Iterator[GatewayProcess]:
     with GatewayProcess(kato.url) as process:
-        yield process.wait_for_kato("healthy")  # its tests start from KATO answering
+        yield process
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

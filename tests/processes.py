@@ -33,9 +33,11 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         prefix: tuple[str, ...] = (),
+        kato_answers: bool = True,
     ):
         self.kato_url = kato_url
         self.prefix = prefix  # a command to run the gateway under (e.g. setpriv)
+        self.kato_answers = kato_answers  # start() waits for KATO's first answer
         self.port = port or free_port()
         self.env = {
             **os.environ,
@@ -80,7 +82,7 @@ class GatewayProcess:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
+                    return self.wait_for_kato() if self.kato_answers else self
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
@@ -88,13 +90,15 @@ class GatewayProcess:
                 raise TimeoutError(f"gateway not ready within {timeout} s:\n{self.log()}")
             time.sleep(0.05)
 
-    def wait_for_kato(self, status: str = "healthy", timeout: float = 10) -> Self:
-        """Wait until a tick has found KATO `status`. Ready only means that a tick completed:
-        on a loaded machine the first read may time out, a true (and passing) change."""
+    def wait_for_kato(self, timeout: float = 20) -> Self:
+        """Wait until a tick has had KATO's answer (whatever status it gave). Ready only means
+        that a tick completed: on a loaded machine the first read may time out, a true (and
+        passing) change, and a test starting then would see a KATO it did not set up."""
         deadline = time.monotonic() + timeout
-        while httpx.get(f"{self.url}/readyz", timeout=5).json()["kato_status"] != status:
+        while httpx.get(f"{self.url}/readyz", timeout=5).json()["kato_status"] == "unreachable":
             if time.monotonic() > deadline:
-                raise TimeoutError(f"KATO not {status} within {timeout} s:\n{self.log()}")
+                self.stop()
+                raise TimeoutError(f"KATO never answered within {timeout} s:\n{self.log()}")
             time.sleep(0.05)
         return self
 

@@ -343,7 +343,13 @@ async def test_a_new_client_gets_what_fires_now(kato: Kato, alerting: GatewayPro
 
 
 async def test_alerts_and_acks_survive_a_restart(kato: Kato, rules: Path, db: Path) -> None:
-    env = {"SSE_MONITOR_ALERT_RULES": str(rules), "SSE_MONITOR_DB": str(db)}
+    # KATO's reads get 0.4 s (not 0.16): a first read timing out on a loaded machine would be
+    # a true "unreachable", which resolves the restored alert before the test can see it.
+    env = {
+        "SSE_MONITOR_ALERT_RULES": str(rules),
+        "SSE_MONITOR_DB": str(db),
+        "SSE_MONITOR_POLL_INTERVAL": "0.5",
+    }
     await kato.fault("health", "degraded")
     with GatewayProcess(kato.url, env=env) as first:
         async with SSEStream(f"{first.url}/events") as stream:
