@@ -315,7 +315,8 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
             while await streams_open() == 2:
                 # Dropped once the socket buffers (megabytes) are full: a loaded machine fills
                 # them slowly, with fewer frames, smaller too (a timed-out read lists no issues).
-                assert time.monotonic() - started < 180, "the stuck client was never dropped"
+                # (100 s: the most pytest-timeout's 120 s per test leaves.)
+                assert time.monotonic() - started < 100, "the stuck client was never dropped"
                 seen = len(healthy.events)
                 await healthy.wait_for(lambda events, seen=seen: len(events) > seen, timeout=2)
             dropped_after = time.monotonic() - started
@@ -326,7 +327,7 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
         # The reader got every tick's frame on time while the other client was stuck.
         assert max(gaps) < 1.5, f"the reading client stalled for {max(gaps):.2f} s"
         assert '"stream.dropped"' in gateway.log()
-        assert dropped_after < 180
+        assert dropped_after < 100
 
 
 async def test_sigterm_ends_open_streams_within_two_seconds(kato: Kato) -> None:
