@@ -182,6 +182,13 @@ async def test_health_restarts_and_out_of_memory(kato: Kato, docker: DockerEngin
                 lambda d: (c := container(d, "hungry")) and c["oom_killed"],
                 timeout=15,
             )
+            # The engine's event and the sampled status come by separate paths, in no promised
+            # order: wait for the event, then two more ticks for a duplicate to show itself.
+            await stream.wait_for_event(
+                "container_event", lambda d: d["action"] == "oom", timeout=15
+            )
+            ticks = len(stream.of("containers"))
+            await stream.wait_for(lambda events: len(stream.of("containers")) >= ticks + 2)
             ooms = [e for e in stream.of("container_event") if e.json()["action"] == "oom"]
             restarts = [
                 e
@@ -235,8 +242,9 @@ async def test_ten_containers_do_not_delay_the_tick(
             await stream.wait_for(lambda events: len(stream.of("containers")) >= start + 15)
             arrivals = [e.arrived for e in stream.of("containers")[start:]]
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    # one containers event per 0.3 s tick, whatever the engine's 1 s sampling costs
-    assert max(gaps) < 0.3 * 1.7, f"a tick came {max(gaps):.2f} s after the one before"
+    # one containers event per 0.3 s tick, whatever the engine's 1 s sampling costs: a tick
+    # that waited for a sample would come 1 s late; a loaded machine's lateness stays below
+    assert max(gaps) < 0.9, f"a tick came {max(gaps):.2f} s after the one before"
     assert statistics.median(gaps) == pytest.approx(0.3, abs=0.05)
 
 
@@ -245,6 +253,8 @@ async def test_engine_killed_then_back(kato: Kato, docker: DockerEngineProcess) 
     with gateway_for(kato, docker, SSE_MONITOR_CONTAINERS="survivor") as gateway:
         async with SSEStream(f"{gateway.url}/events") as stream:
             await stream.wait_for_event("containers", lambda d: d["available"])
+            # A loaded machine can make the first read fail: count the changes from here on.
+            before = len(gateway.logged_events("docker.available", "docker.unavailable"))
             await asyncio.to_thread(docker.stop)
             down = await stream.wait_for_event(
                 "containers", lambda d: not d["available"], timeout=10
@@ -276,7 +286,11 @@ async def test_engine_killed_then_back(kato: Kato, docker: DockerEngineProcess) 
         log = gateway.log()
         changes = gateway.logged_events("docker.available", "docker.unavailable")
     # One line per change (only that far: a loaded machine can make a later read time out)
-    assert changes[:3] == ["docker.available", "docker.unavailable", "docker.available"], changes
+    assert changes[before - 1 : before + 2] == [
+        "docker.available",
+        "docker.unavailable",
+        "docker.available",
+    ], changes
     assert "Traceback" not in log
 
 

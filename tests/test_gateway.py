@@ -10,10 +10,12 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Kato
 from tests.processes import GatewayProcess
 from tests.sse_client import SSEEvent, SSEStream
+from tests.waiting import eventually
 
 POLL = 0.2  # the gateway's poll interval in these tests (see GatewayProcess)
 
@@ -125,11 +127,15 @@ async def test_kato_down_then_back(kato: Kato, gateway: GatewayProcess) -> None:
         await kato.create_session()
         await stream.wait_for_event("session_event")
 
+        # A loaded machine can make a 0.16 s read time out (a true change of its own) before
+        # the outage: count the outage's events and lines from here on.
+        before = len(gateway.logged_events("kato.reachable", "kato.unreachable"))
+        mark = len(stream.events)
         await kato.stop()
-        down = await stream.wait_for_event("upstream", lambda d: not d["reachable"])
+        down = await stream.wait_for_event("upstream", lambda d: not d["reachable"], since=mark)
         assert down.json()["error"]
         stale = await stream.wait_for_event(
-            "metrics", lambda d: d["kato"]["status"] == "unreachable"
+            "metrics", lambda d: d["kato"]["status"] == "unreachable", since=mark
         )
         assert stale.json()["stale"] is True
         assert stale.json()["sessions"]["active_count"] == 1  # last known, never 0
@@ -138,18 +144,18 @@ async def test_kato_down_then_back(kato: Kato, gateway: GatewayProcess) -> None:
             lambda events: (
                 sum(
                     1
-                    for e in events
+                    for e in events[mark:]
                     if e.event == "metrics" and e.json()["kato"]["status"] == "unreachable"
                 )
                 >= 5
             )
         )
-        assert len(stream.of("upstream")) == 1
+        assert [e.event for e in stream.events[mark:]].count("upstream") == 1
         assert len(stream.of("session_event")) == 1
 
         kato.state.create_session("during-outage")
         await kato.restart()
-        back = await stream.wait_for_event("upstream", lambda d: d["reachable"])
+        back = await stream.wait_for_event("upstream", lambda d: d["reachable"], since=mark)
         assert back.json()["previous_state_seconds"] > 0
         change = await stream.wait_for(lambda events: len(stream.of("session_event")) == 2)
         assert change
@@ -161,7 +167,11 @@ async def test_kato_down_then_back(kato: Kato, gateway: GatewayProcess) -> None:
     # One line per change: at start, the outage, the recovery. (Only that far: a loaded machine
     # can make a later 0.16 s health read time out, which is a true change of its own.)
     changes = gateway.logged_events("kato.reachable", "kato.unreachable")
-    assert changes[:3] == ["kato.reachable", "kato.unreachable", "kato.reachable"], changes
+    assert changes[before - 1 : before + 2] == [
+        "kato.reachable",
+        "kato.unreachable",
+        "kato.reachable",
+    ], changes
 
 
 @pytest.mark.parametrize("mode", ["garbage", "http500", "error", "slow"])
@@ -170,16 +180,18 @@ async def test_a_failing_health_answer_is_a_failed_poll(
 ) -> None:
     async with SSEStream(f"{gateway.url}/events") as stream:
         await stream.wait_for_event("metrics", lambda d: d["kato"]["status"] == "healthy")
+        mark = len(stream.events)
         await kato.fault("health", mode, delay=5)
         kato.state.create_session("hidden")
+        # KATO's health check failed ("error"): "unhealthy" is real, its session count (0) is
+        # not. The status is waited for: on a loaded machine a read can also time out, a true
+        # "unreachable" tick of its own.
+        status = "unhealthy" if mode == "error" else "unreachable"
         event = await stream.wait_for_event(
-            "metrics", lambda d: d["stale"] and d["error"], timeout=5
+            "metrics",
+            lambda d: d["stale"] and d["error"] and d["kato"]["status"] == status,
+            since=mark,
         )
-        if mode == "error":
-            # KATO's health check failed: "unhealthy" is real, its session count (0) is not
-            assert event.json()["kato"]["status"] == "unhealthy"
-        else:
-            assert event.json()["kato"]["status"] == "unreachable"
         assert event.json()["sessions"]["active_count"] == 0  # the last known count
         assert not stream.of("session_event")
         mark = len(stream.events)
@@ -200,15 +212,31 @@ async def test_a_failing_metrics_answer_keeps_the_last_figures_and_live_sessions
         await stream.wait_for_event(
             "metrics", lambda d: d["kato"]["resources"]["cpu_percent"] == 42
         )
+        mark = len(stream.events)
         await kato.fault("metrics", mode)
-        failing = await stream.wait_for_event("metrics", lambda d: d["stale"], timeout=8)
-        assert "/metrics" in failing.json()["error"]
-        assert failing.json()["kato"]["status"] == "healthy"
+        # Waited for from the fault on, not taken from the first stale tick: on a loaded
+        # machine a read can time out (a true stale tick of its own), even before the pin.
+        failing = await stream.wait_for_event(
+            "metrics",
+            lambda d: d["stale"] and "/metrics" in d["error"] and d["kato"]["status"] == "healthy",
+            since=mark,
+        )
         # KATO's fallback zeros are not shown as real figures: the last good ones stay
         assert failing.json()["kato"]["resources"]["cpu_percent"] == 42
         await kato.create_session()
         event = await stream.wait_for_event("session_event")
         assert event.json()["data"]["current_count"] == 1
+
+
+async def failed_reads(http: httpx.AsyncClient, gateway: GatewayProcess) -> dict[str, float]:
+    """The gateway's count of failed KATO reads, by source, from its /metrics."""
+    text = (await http.get(f"{gateway.url}/metrics")).text
+    return {
+        sample.labels["source"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "sse_monitor_upstream_errors_total"
+    }
 
 
 async def test_many_clients_share_one_poller(kato: Kato) -> None:
@@ -240,12 +268,23 @@ async def _many_clients_share_one_poller(kato: Kato, gateway: GatewayProcess) ->
     finally:
         await asyncio.gather(*(client.close() for client in clients))
     async with httpx.AsyncClient() as http:
-        polls = (await http.get(f"{gateway.url}/readyz")).json()["polls"]
-    counts = await kato.request_counts()
+
+        async def between_two_ticks() -> tuple[int, dict[str, int], dict[str, float]] | None:
+            """The counters read with no tick completing meanwhile (a loaded machine can
+            take longer than a tick between two reads)."""
+            polls = (await http.get(f"{gateway.url}/readyz")).json()["polls"]
+            counts = await kato.request_counts()
+            failed = await failed_reads(http, gateway)
+            again = (await http.get(f"{gateway.url}/readyz")).json()["polls"]
+            return (polls, counts, failed) if again == polls else None
+
+        read = await eventually(between_two_ticks, what="a read between two ticks")
+    polls, counts, failed = read
     # One /health and one /metrics per tick, whatever the number of clients; a tick may be
-    # in flight while the two counters are read.
-    assert polls - 1 <= counts["/health"] <= polls + 1
-    assert polls - 1 <= counts["/metrics"] <= polls + 1
+    # in flight while the counters are read, and a read that timed out on a loaded machine
+    # may never have reached KATO.
+    assert polls - 1 - failed["kato_health"] <= counts["/health"] <= polls + 1
+    assert polls - 1 - failed["kato_metrics"] <= counts["/metrics"] <= polls + 1
     assert counts.get("/sessions/count", 0) == 0
 
 
@@ -253,10 +292,12 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
     # Big frames (a long issues list) and fast ticks fill the stuck client's buffers quickly.
     kato.state.set_health_issues([f"issue {n} " + "x" * 480 for n in range(20)])
     # (a KATO read that times out would make small frames: give it all of the short tick)
+    # A stuck client that held the others up would stall them for the send timeout (3 s),
+    # well past the 1.5 s gap allowed below, which a loaded machine's scheduling never reaches.
     env = {
         "SSE_MONITOR_POLL_INTERVAL": "0.05",
         "SSE_MONITOR_KATO_TIMEOUT": "0.049",
-        "SSE_MONITOR_SEND_TIMEOUT": "1",
+        "SSE_MONITOR_SEND_TIMEOUT": "3",
     }
     with GatewayProcess(kato.url, env=env) as gateway:
         stuck = socket.socket()
@@ -275,7 +316,10 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
                 return (await http.get(f"{gateway.url}/readyz")).json()["streams"]
 
             while await streams_open() == 2:
-                assert time.monotonic() - started < 60, "the stuck client was never dropped"
+                # Dropped once the socket buffers (megabytes) are full: a loaded machine fills
+                # them slowly, with fewer frames, smaller too (a timed-out read lists no issues).
+                # (100 s: the most pytest-timeout's 120 s per test leaves.)
+                assert time.monotonic() - started < 100, "the stuck client was never dropped"
                 seen = len(healthy.events)
                 await healthy.wait_for(lambda events, seen=seen: len(events) > seen, timeout=2)
             dropped_after = time.monotonic() - started
@@ -284,9 +328,9 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
         gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
         assert len(arrivals) > 20
         # The reader got every tick's frame on time while the other client was stuck.
-        assert max(gaps) < 0.5, f"the reading client stalled for {max(gaps):.2f} s"
+        assert max(gaps) < 1.5, f"the reading client stalled for {max(gaps):.2f} s"
         assert '"stream.dropped"' in gateway.log()
-        assert dropped_after < 60
+        assert dropped_after < 100
 
 
 async def test_sigterm_ends_open_streams_within_two_seconds(kato: Kato) -> None:
@@ -315,7 +359,14 @@ async def test_sigterm_ends_open_streams_within_two_seconds(kato: Kato) -> None:
         gateway.stop()
 
 
-async def test_json_endpoints(kato: Kato, gateway: GatewayProcess) -> None:
+async def test_json_endpoints(kato: Kato) -> None:
+    # The history is asserted exactly: a 1 s tick gives KATO reads 0.8 s, so a loaded machine
+    # cannot turn a slow answer into a true (but unwanted here) unreachable/reachable pair.
+    with GatewayProcess(kato.url, env={"SSE_MONITOR_POLL_INTERVAL": "1"}) as gateway:
+        await _json_endpoints(kato, gateway)
+
+
+async def _json_endpoints(kato: Kato, gateway: GatewayProcess) -> None:
     async with httpx.AsyncClient(base_url=gateway.url) as http:
         count = (await http.get("/api/sessions/count")).json()
         assert count["active_sessions"] == 0 and count["stale"] is False

@@ -55,7 +55,7 @@ async def test_reads_health_and_metrics_from_kato(simulated) -> None:
     state, url = simulated
     state.reset()
     state.create_session("a")
-    client = KatoClient(url, timeout=2)
+    client = KatoClient(url, timeout=10)
     try:
         reading = await client.read()
     finally:
@@ -73,7 +73,7 @@ async def test_kato_health_check_failure_makes_the_count_unknown(simulated) -> N
     state.reset()
     state.create_session("a")
     state.set_fault("health", "error")
-    client = KatoClient(url, timeout=2)
+    client = KatoClient(url, timeout=10)
     try:
         health = await client.health()
     finally:
@@ -105,7 +105,7 @@ async def test_kato_health_check_failure_makes_the_count_unknown(simulated) -> N
 async def test_odd_answers_are_failed_reads(odd, path: str, response: Response, message: str):
     kato, url = odd
     kato.answers[path] = response
-    client = KatoClient(url, timeout=2)
+    client = KatoClient(url, timeout=10)
     try:
         with pytest.raises(UpstreamError, match=message):
             await (client.health() if path == "/health" else client.metrics())
@@ -199,7 +199,7 @@ async def test_non_finite_and_odd_figures_become_null(odd) -> None:
         ' "performance": {"error_rate": 0.5}, "rates": {"requests_per_second": 2}, "error": null}',
         media_type="application/json",
     )
-    client = KatoClient(url, timeout=2)
+    client = KatoClient(url, timeout=10)
     try:
         metrics = await client.metrics()
     finally:

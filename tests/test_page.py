@@ -126,7 +126,8 @@ async def test_page_shows_the_live_count(
 
 async def test_unknown_count_and_unreachable_kato(context: BrowserContext) -> None:
     """A gateway that has never reached KATO: the count is unknown, not 0."""
-    with GatewayProcess(f"http://127.0.0.1:{free_port()}", env=ENV) as gateway:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    with GatewayProcess(nowhere, env=ENV, kato_answers=False) as gateway:
         page = await open_page(context, f"{gateway.url}/")
         await expect(hook(page, "kato-status")).to_have_attribute("data-status", "unreachable")
         await expect(hook(page, "session-count")).to_have_text("—")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Kato
 from tests.processes import GatewayProcess
 from tests.sse_client import SSEStream
+from tests.waiting import eventually
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
 
@@ -32,6 +31,10 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+async def streams_open(gateway: GatewayProcess, count: int) -> bool:
+    return value(await scrape(gateway), "sse_monitor_streams_open") == count
+
+
 async def test_the_counters_move(kato: Kato) -> None:
     env = {"SSE_MONITOR_TOKEN": VIEWER, "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "2"}
     with GatewayProcess(kato.url, env=env) as gateway:
@@ -50,14 +53,13 @@ async def test_the_counters_move(kato: Kato) -> None:
             assert value(during, "sse_monitor_streams_open") == 2
             assert value(during, "sse_monitor_streams_open_by_topic", topic="sessions") == 2
             assert value(during, "sse_monitor_streams_open_by_topic", topic="metrics") == 1
-        for _ in range(100):  # the two streams' places are freed once the gateway sees them go
-            if value(await scrape(gateway), "sse_monitor_streams_open") == 0:
-                break
-            await asyncio.sleep(0.05)
+        # The streams' places are freed once the gateway sees them go: on its own time.
+        await eventually(lambda: streams_open(gateway, 0), what="the two streams to be freed")
         async with SSEStream(url) as watcher:
             await watcher.wait_for_event("metrics")
             await kato.fault("health", "http500")
             await watcher.wait_for_event("upstream", lambda d: not d["reachable"])
+        await eventually(lambda: streams_open(gateway, 0), what="the watcher to be freed")
         after = await scrape(gateway)
 
     def moved(name: str, **labels: str) -> float:

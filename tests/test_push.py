@@ -14,6 +14,7 @@ from tests.conftest import Kato
 from tests.processes import GatewayProcess
 from tests.servers import ThreadedServer
 from tests.sse_client import SSEStream
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -60,10 +61,12 @@ async def delete(kato: Kato, session_id: str, worker: int) -> None:
 async def live_stream(redis_kato: Kato) -> AsyncIterator[tuple[GatewayProcess, SSEStream]]:
     env = {"SSE_MONITOR_POLL_INTERVAL": "30"}  # a poll far too slow to explain what we see
     with GatewayProcess(redis_kato.url, env=env) as gateway:
+        # The socket may open after the first tick, and the next `metrics` (which would say
+        # "live") is 30 s away: the gateway's own line says when the push is live.
+        await eventually(
+            lambda: gateway.logged_events("kato_push.live"), what="the push socket to be live"
+        )
         async with SSEStream(f"{gateway.url}/events") as stream:
-            await stream.wait_for_event(
-                "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
-            )
             yield gateway, stream
 
 
@@ -122,7 +125,12 @@ async def test_a_change_seen_by_both_channels_is_counted_once(redis_kato: Kato) 
                 "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
             )
             worker = await gateway_worker(redis_kato)
-            ids = [await create(redis_kato, worker) for _ in range(3)]
+            # One change at a time: which channel tells first is not promised (a poll may
+            # land between a change and its push), and one poll must not see two changes.
+            ids = []
+            for count in (1, 2, 3):
+                ids.append(await create(redis_kato, worker))
+                await stream.wait_for(lambda e, n=count: len(stream.of("session_event")) >= n)
             await delete(redis_kato, ids[0], worker)
             await stream.wait_for(lambda e: len(stream.of("session_event")) >= 4)
             # Many polls later, each of which also saw these changes: still four events.
@@ -159,6 +167,10 @@ async def test_push_dropped_polling_continues_and_push_comes_back(redis_kato: Ka
                 since=mark,
             )
             worker = await gateway_worker(redis_kato)
+            # The poll made blind (failing /health reads leave the count unknown), so that it
+            # cannot tell this change before the push does: the event can only be pushed.
+            await redis_kato.fault("health", "http500")
+            await stream.wait_for_event("upstream", lambda d: not d["reachable"])
             mark = len(stream.events)
             await create(redis_kato, worker)
             pushed = await stream.wait_for_event("session_event", since=mark, timeout=2)

@@ -410,16 +410,19 @@ def test_sessions_are_counted_by_the_simulator_api() -> None:
 # Caches and workers
 
 
-def test_metrics_cache_lags_then_catches_up(serve: Serve) -> None:
-    client = serve(SimulatedKato(metrics_cache_seconds=0.75))
+def test_metrics_cache_lags_then_catches_up(serve: Serve, clock: FakeClock) -> None:
+    # On the fake clock: on a loaded machine 0.75 s of real time can pass between two reads,
+    # and the cache would expire before the lag is seen.
+    client = serve(SimulatedKato(clock=clock, metrics_cache_seconds=0.75))
     assert client.get("/metrics").json()["sessions"]["active"] == 0
     assert client.get("/sessions/count").json() == {"active_session_count": 0}
     create(client)
     assert active_sessions(client) == 1  # /health is never cached
     assert client.get("/metrics").json()["sessions"]["active"] == 0
     assert client.get("/sessions/count").json() == {"active_session_count": 0}
-    wait_until(lambda: client.get("/metrics").json()["sessions"]["active"] == 1)
-    wait_until(lambda: client.get("/sessions/count").json()["active_session_count"] == 1)
+    clock.advance(0.75)
+    assert client.get("/metrics").json()["sessions"]["active"] == 1
+    assert client.get("/sessions/count").json() == {"active_session_count": 1}
 
 
 def test_metrics_cache_expires_after_exactly_its_ttl(serve: Serve, clock: FakeClock) -> None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from tests.conftest import Kato
 from tests.processes import GatewayProcess, free_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Procfile's command finds uvicorn on PATH, as a platform would in the app's environment.
@@ -81,18 +81,22 @@ def test_procfile_web_command_serves_the_app_from_the_environment() -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    answers: list[int] = []
+
+    def ready() -> httpx.Response | None:
+        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+        except httpx.TransportError:
+            return None  # not listening yet
+        answers.append(answer.status_code)
+        return answer if answer.status_code == 200 else None
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "not listening within 20 s"
-                time.sleep(0.05)
-        assert ready.status_code == 200
-        assert ready.json()["kato_status"] == "unreachable"
+        # Ready once the first tick has completed: until then /readyz says 503, and only that.
+        answer = wait_until(ready, timeout=20, what="/readyz to answer 200")
+        assert set(answers[:-1]) <= {503}, answers
+        assert answer.json()["kato_status"] == "unreachable"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         output = proc.communicate(timeout=10)[0].decode()
