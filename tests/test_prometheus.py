@@ -97,9 +97,8 @@ async def test_process_figures_and_tasks_follow_the_streams(kato: Kato) -> None:
             during = await scrape(gateway)
             assert value(during, "sse_monitor_asyncio_tasks") >= idle_tasks + 4
             assert value(during, "process_open_fds") >= value(before, "process_open_fds") + 2
-        for _ in range(100):  # the streams' tasks end once the gateway sees the clients go
-            after = await scrape(gateway)
-            if value(after, "sse_monitor_asyncio_tasks") <= idle_tasks:
-                break
-            await asyncio.sleep(0.05)
-        assert value(after, "sse_monitor_asyncio_tasks") <= idle_tasks
+
+        async def tasks_back_to_idle() -> bool:  # once the gateway sees the clients go
+            return value(await scrape(gateway), "sse_monitor_asyncio_tasks") <= idle_tasks
+
+        await eventually(tasks_back_to_idle, what="the streams' tasks to end")
