@@ -49,6 +49,8 @@ from sse_monitor.sources.kato import (
 from tests.processes import GatewayProcess
 from tests.servers import ThreadedServer
 
+pytestmark = pytest.mark.fuzz
+
 FUZZ_EXAMPLES = int(os.environ.get("SSE_MONITOR_FUZZ_EXAMPLES", "250"))
 E2E_EXAMPLES = int(os.environ.get("SSE_MONITOR_FUZZ_E2E_EXAMPLES", "12"))
 BASELINE = 2  # sessions KATO really has: a garbage 0 would announce two destroyed
