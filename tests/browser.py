@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,22 +45,6 @@ def playwright_or_skip() -> Any:
 async def launch(playwright: Playwright) -> Browser:
     """Debian's Chromium (never a downloaded one)."""
     return await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-
-
-async def wait_until(
-    predicate: Callable[[], Any], timeout: float = 10, what: str = "condition"
-) -> Any:
-    """Poll a cheap predicate (sync or async) until it is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -91,6 +91,16 @@ def kato() -> Iterator[Kato]:
         handle.server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_kato() -> Iterator[str]:
+    """One simulated KATO for a whole module (its URL), for tests that never change its state."""
+    server = ThreadedServer(create_simulator_app(SimulatedKato())).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def gateway(kato: Kato) -> Iterator[GatewayProcess]:
     with GatewayProcess(kato.url) as process:

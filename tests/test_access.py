@@ -35,18 +35,6 @@ TOKENS = {"viewer": VIEWER, "admin": ADMIN}
 
 
 @pytest.fixture(scope="module")
-def module_kato() -> Iterator[str]:
-    from sse_monitor.simulator import SimulatedKato, create_simulator_app
-    from tests.servers import ThreadedServer
-
-    server = ThreadedServer(create_simulator_app(SimulatedKato())).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def guarded(module_kato: str) -> Iterator[GatewayProcess]:
     env = {
         "SSE_MONITOR_TOKEN": VIEWER,

@@ -19,13 +19,14 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.browser import RequestLog, playwright_or_skip, wait_until
+from tests.browser import RequestLog, playwright_or_skip
 from tests.conftest import Kato
 from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess
 from tests.sse_client import SSEStream
 from tests.test_page import hook, new_context, toasts
 from tests.test_page_alerts import RULES, open_panel, rows
+from tests.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 
@@ -143,7 +144,7 @@ async def session_cookie(context: BrowserContext) -> dict[str, Any] | None:
 async def quiet(log: ExchangeLog, since: int, seconds: float, what: str) -> None:
     """A window in which the worker must make no stream request (it is waiting, as it should)."""
     deadline = time.monotonic() + seconds
-    await wait_until(
+    await eventually(
         lambda: len(log.streams()) > since or time.monotonic() > deadline,
         timeout=seconds + 5,
         what=what,
@@ -184,7 +185,7 @@ async def test_a_token_gateway_shows_the_login_form_and_never_keeps_the_token(
         await expect(hook(page, "logout")).to_be_hidden()
 
         # It waits for the login: no stream request, no count polled (every 1 s if it did).
-        await wait_until(lambda: log.attached, what="the request log on the shared worker")
+        await eventually(lambda: log.attached, what="the request log on the shared worker")
         await quiet(log, len(log.streams()), 4, "stream requests while waiting for a login")
         polls = [r for r in log.requests if "/api/sessions/count" in r.url]
         assert not polls, f"the count was polled while logged out: {polls}"
@@ -244,10 +245,10 @@ async def test_the_stream_subscribes_to_what_the_page_shows(
     gateway = token_gateway
     async with logged(browser, context, gateway.url) as log:
         page = await goto(context, f"{gateway.url}/")
-        await wait_until(lambda: log.attached, what="the request log on the shared worker")
+        await eventually(lambda: log.attached, what="the request log on the shared worker")
         await log_in(page, VIEWER_TOKEN)  # the stream opens now: the log sees it
         await expect(hook(page, "connection-state")).to_have_attribute("data-state", "live")
-        opened = await wait_until(
+        opened = await eventually(
             lambda: [e for e in log.streams() if e.kind == "EventSource" and e.status == 200],
             what="the page's EventSource in the request log",
         )
@@ -282,7 +283,7 @@ async def busy_page(
         await expect(state).to_have_text(
             re.compile(rf"^Gateway busy · retrying (in [1-{RETRY_AFTER}] s|now)\b")
         )
-        await wait_until(lambda: log.attached, what="the request log on the shared worker")
+        await eventually(lambda: log.attached, what="the request log on the shared worker")
         seen = len(log.streams())
 
         def refusals() -> list[Exchange]:
@@ -290,7 +291,7 @@ async def busy_page(
 
         # Two refusals seen whole (the EventSource's, then the fetch asking why), and the retry
         # after the second.
-        await wait_until(
+        await eventually(
             lambda: len(refusals()) >= 2 and log.streams()[-1].sent > refusals()[1].sent,
             timeout=3 * RETRY_AFTER + 5,
             what="two refused attempts and a retry",
@@ -401,7 +402,7 @@ async def test_fallback_polling_honours_retry_after_and_a_401_asks_for_a_login(
             await expect(page.locator("[aria-labelledby=kato-title]")).to_be_visible()
             # No more polling: several intervals in which nothing may be asked.
             deadline = time.monotonic() + 4 * interval
-            await wait_until(
+            await eventually(
                 lambda: len(polls) > 2 or time.monotonic() > deadline, what="a quiet interval"
             )
             assert len(polls) == 2, f"still polling after a 401: {polls}"

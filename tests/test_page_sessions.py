@@ -20,7 +20,7 @@ import pytest_asyncio
 
 import tests.redis_server
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
-from tests.browser import playwright_or_skip, wait_until
+from tests.browser import playwright_or_skip
 from tests.conftest import Kato
 from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess, free_port
@@ -31,6 +31,7 @@ from tests.test_page import hook, new_context, open_page, toasts
 from tests.test_page_access import VIEWER_TOKEN, log_in
 from tests.test_push import create, delete, gateway_worker, sim
 from tests.test_session_list import seed
+from tests.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 
@@ -123,7 +124,7 @@ async def expect_listed(page: Page, ids: list[str], timeout: float = 10) -> None
     async def shown() -> bool:
         return await listed(page) == ids
 
-    await wait_until(shown, timeout=timeout, what=f"the list to show {ids}")
+    await eventually(shown, timeout=timeout, what=f"the list to show {ids}")
 
 
 def short(session_id: str) -> str:
@@ -290,7 +291,7 @@ async def push_socket(kato: Kato) -> int:
         by_worker = (await sim(kato, "GET", "/_sim/stats")).json()["websockets_by_worker"]
         return sum(by_worker) == 1
 
-    await wait_until(held, what="the gateway's push socket")
+    await eventually(held, what="the gateway's push socket")
     return await gateway_worker(kato)
 
 
@@ -319,7 +320,7 @@ async def test_the_count_moves_with_each_session_event_not_at_the_next_tick(
         await create(redis_kato, worker)
         await delete(redis_kato, first, worker)
         await expect(count).to_have_text("1")
-        log = await wait_until(
+        log = await eventually(
             lambda: page.evaluate("window.__countLog.toasts.length >= 3 && window.__countLog"),
             what="three toasts",
         )
@@ -489,7 +490,7 @@ async def test_the_session_list_pages_ten_at_a_time_and_refreshes(
 
         # Read every REFRESH seconds while nothing else happens (the last page, untouched).
         on_last_page = time.monotonic()
-        refreshes = await wait_until(
+        refreshes = await eventually(
             lambda: len(r := [at for at, url in requests.since(on_last_page)]) >= 3 and r,
             timeout=3 * REFRESH + 5,
             what="three refreshes of the last page",
@@ -615,7 +616,7 @@ async def test_no_refresh_while_the_tab_is_hidden_and_one_at_once_when_shown(
     (headless Chromium never does: the test sets it and fires the event)."""
     requests = ListRequests(context)
     page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
-    await wait_until(lambda: len(requests.seen) >= 2, what="two refreshes of the list")
+    await eventually(lambda: len(requests.seen) >= 2, what="two refreshes of the list")
     await page.evaluate(
         """() => {
           Object.defineProperty(document, 'visibilityState',
@@ -626,7 +627,7 @@ async def test_no_refresh_while_the_tab_is_hidden_and_one_at_once_when_shown(
     hidden_at = time.monotonic()
     # A window of several refresh intervals in which nothing may be read (one in flight aside).
     deadline = hidden_at + 4 * REFRESH
-    await wait_until(
+    await eventually(
         lambda: len(requests.since(hidden_at + 0.2)) > 0 or time.monotonic() > deadline,
         timeout=4 * REFRESH + 5,
         what="a quiet window",
@@ -641,7 +642,7 @@ async def test_no_refresh_while_the_tab_is_hidden_and_one_at_once_when_shown(
           document.dispatchEvent(new Event('visibilitychange'));
         }"""
     )
-    await wait_until(lambda: requests.since(shown_at), what="a read once visible")
+    await eventually(lambda: requests.since(shown_at), what="a read once visible")
     assert requests.since(shown_at)[0][0] - shown_at < REFRESH / 2, "not at once"
     await page.close()
 
@@ -670,7 +671,7 @@ async def test_a_401_on_the_list_asks_for_a_login_then_it_reads_again(
         await expect(hook(page, "session-list-panel")).to_have_attribute("data-stale", "true")
         refused_at = time.monotonic()
         deadline = refused_at + 3 * REFRESH
-        await wait_until(
+        await eventually(
             lambda: requests.since(refused_at) or time.monotonic() > deadline,
             timeout=3 * REFRESH + 5,
             what="a quiet window",

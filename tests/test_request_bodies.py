@@ -34,18 +34,6 @@ AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 
 
 @pytest.fixture(scope="module")
-def module_kato() -> Iterator[str]:
-    from sse_monitor.simulator import SimulatedKato, create_simulator_app
-    from tests.servers import ThreadedServer
-
-    server = ThreadedServer(create_simulator_app(SimulatedKato())).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def open_gateway(module_kato: str) -> Iterator[GatewayProcess]:
     with GatewayProcess(module_kato) as gateway:
         yield gateway
