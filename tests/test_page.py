@@ -22,7 +22,6 @@ from tests.browser import (
     playwright_or_skip,
     redness,
     toast_log,
-    wait_until,
     watch_toasts,
 )
 from tests.conftest import Kato
@@ -30,6 +29,7 @@ from tests.docker_engine import DockerEngineProcess
 from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess, free_port
 from tests.sse_client import SSEStream
+from tests.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 
@@ -300,7 +300,7 @@ async def test_fallback_polling_while_the_stream_is_down(
         await expect(state).to_have_text(re.compile(r"Reconnecting \(attempt \d+\)|Offline"))
         await asyncio.to_thread(first.stop)
 
-        polls = await wait_until(
+        polls = await eventually(
             lambda: len(found := log.matching("/api/sessions/count", down_at)) >= 3 and found,
             timeout=3 * fallback + 2,
             what="three fallback requests to api/sessions/count",

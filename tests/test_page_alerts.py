@@ -18,13 +18,13 @@ from tests.browser import (
     playwright_or_skip,
     redness,
     toast_log,
-    wait_until,
     watch_toasts,
 )
 from tests.conftest import Kato
 from tests.nginx import NginxProcess, skip_without_nginx
 from tests.processes import GatewayProcess
 from tests.test_page import hook, new_context, open_page, settled, toasts
+from tests.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 
@@ -210,7 +210,7 @@ async def test_a_firing_alert_toasts_and_rings_the_bell(
 
     # Still there once a session toast's 5 s are over (waiting on the page's own clock), gone
     # after 10 s.
-    record = await wait_until(
+    record = await eventually(
         lambda: first_toast(toast_log(page), "alert-warning"), what="the warning toast in the log"
     )
     await page.wait_for_function(
@@ -386,7 +386,7 @@ async def test_a_page_opened_later_shows_the_alert_without_a_toast(
     first = await open_page(context, f"{gateway.url}/")
     await kato.fault("health", "degraded")
     await expect(toasts(first, "alert-warning")).to_have_count(1)
-    alert_id = await wait_until(
+    alert_id = await eventually(
         lambda: first.evaluate(
             "() => document.querySelector('[data-testid=alert-row]')?.dataset.id"
         ),
@@ -432,7 +432,7 @@ async def test_at_most_three_toasts_when_four_alerts_fire_at_once(
     await expect(hook(page, "alert-count")).to_have_text("4")
     shown = toasts(page)
     await expect(shown).to_have_count(3)
-    log = await wait_until(
+    log = await eventually(
         lambda: at_least(toast_log(page), 4), what="four alert toasts in the log"
     )
     assert log["max"] <= 3, f"{log['max']} toasts were visible at once: {log['toasts']}"
