@@ -46,10 +46,10 @@ TRUTH_SECONDS = 2.0  # how often the durable history is read
 STUCK_READ_SECONDS = 2.0  # a stuck client reads this long before it stops
 STUCK_EOF_SECONDS = 15.0  # once reading again, how long it waits for the end of the stream
 STUCK_RCVBUF = 4096  # a small receive buffer, so that the gateway's side fills sooner
-# A stuck client announces an Internet-sized segment: over loopback (MTU 64 KiB) the kernel
+# A stuck client announces a small segment: over loopback (MTU 64 KiB) the kernel
 # sizes the gateway's send buffer from the segment size, to megabytes, which a stream of a few
 # hundred bytes a second would take most of an hour to fill before a write could block.
-STUCK_MSS = 1460
+STUCK_MSS = 536  # the smallest the kernel takes (as tests/test_gateway.py does)
 EXAMPLES = 10  # failed checks kept in full, for the report
 _REASON = re.compile(rb'"reason":"([^"]*)"')
 
