@@ -101,6 +101,14 @@ def module_kato() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_gateway(module_kato: str) -> Iterator[GatewayProcess]:
+    """One default gateway for a module's read-only checks (bad parameters and the like): a
+    process start per parametrised case would be most of those tests' time."""
+    with GatewayProcess(module_kato) as process:
+        yield process
+
+
 @pytest.fixture
 def gateway(kato: Kato) -> Iterator[GatewayProcess]:
     with GatewayProcess(kato.url) as process:

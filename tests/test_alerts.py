@@ -238,8 +238,8 @@ async def test_an_ack_reaches_every_client_once(kato: Kato, alerting: GatewayPro
         (b'{"by": "a", "note": "' + b"x" * 20000 + b'"}', "the body must be at most"),
     ],
 )
-def test_a_bad_ack_body_is_a_400(gateway: GatewayProcess, body: bytes, message: str) -> None:
-    response = httpx.post(f"{gateway.url}/api/alerts/0123456789abcdef/ack", content=body)
+def test_a_bad_ack_body_is_a_400(module_gateway: GatewayProcess, body: bytes, message: str) -> None:
+    response = httpx.post(f"{module_gateway.url}/api/alerts/0123456789abcdef/ack", content=body)
     assert response.status_code == 400
     assert message in response.json()["error"]
 
@@ -257,9 +257,9 @@ def test_a_bad_ack_body_is_a_400(gateway: GatewayProcess, body: bytes, message: 
     ],
 )
 def test_bad_list_parameters_are_a_400(
-    gateway: GatewayProcess, params: dict, parameter: str
+    module_gateway: GatewayProcess, params: dict, parameter: str
 ) -> None:
-    response = httpx.get(f"{gateway.url}/api/alerts", params=params)
+    response = httpx.get(f"{module_gateway.url}/api/alerts", params=params)
     assert response.status_code == 400
     assert response.json()["parameter"] == parameter
 

@@ -434,9 +434,9 @@ async def test_kato_secrets_never_reach_clients(kato: Kato, gateway: GatewayProc
     ],
 )
 async def test_bad_input_gets_a_json_4xx(
-    gateway: GatewayProcess, path: str, status: int, parameter: str | None
+    module_gateway: GatewayProcess, path: str, status: int, parameter: str | None
 ) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=module_gateway.url) as http:
         response = await http.get(path)
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/json")

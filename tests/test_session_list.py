@@ -86,8 +86,10 @@ def test_pages_newest_first_with_the_total(kato: Kato, redis_url: str) -> None:
         ({"limit": "1.5"}, "limit"),
     ],
 )
-def test_bad_parameters_are_a_400(gateway: GatewayProcess, params: dict, parameter: str) -> None:
-    response = httpx.get(f"{gateway.url}/api/sessions", params=params)
+def test_bad_parameters_are_a_400(
+    module_gateway: GatewayProcess, params: dict, parameter: str
+) -> None:
+    response = httpx.get(f"{module_gateway.url}/api/sessions", params=params)
     assert response.status_code == 400
     assert response.json()["parameter"] == parameter
 

@@ -107,9 +107,9 @@ async def test_a_resumed_stream_is_replayed_only_its_topics(kato: Kato, tmp_path
 
 @pytest.mark.parametrize("topics", ["weather", "metrics,weather", "", ","])
 def test_an_unknown_topic_is_a_400_listing_the_valid_ones(
-    gateway: GatewayProcess, topics: str
+    module_gateway: GatewayProcess, topics: str
 ) -> None:
-    response = httpx.get(f"{gateway.url}/events", params={"topics": topics})
+    response = httpx.get(f"{module_gateway.url}/events", params={"topics": topics})
     assert response.status_code == 400
     body = response.json()
     assert body["parameter"] == "topics"
