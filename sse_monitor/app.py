@@ -36,7 +36,6 @@ from sse_monitor.alerts.store import AlertStore, StoreError
 from sse_monitor.api import api_routes
 from sse_monitor.broadcaster import Broadcaster
 from sse_monitor.config import ConfigError, Settings
-from sse_monitor.containers import ContainerCollector
 from sse_monitor.cors import cors_middleware
 from sse_monitor.error_tracking import start_sentry
 from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
@@ -46,7 +45,6 @@ from sse_monitor.poller import Poller
 from sse_monitor.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.redact import redact_url
 from sse_monitor.revocations import SQLiteRevocations
-from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import KatoClient
 from sse_monitor.sources.kato_push import KatoPush, push_url
 from sse_monitor.sources.kato_redis import KatoSessions
@@ -82,6 +80,10 @@ def create_app(settings: Settings) -> Starlette:
     kato = KatoClient(settings.kato_url, timeout=settings.upstream_timeout)
     collector = None
     if settings.container_stats:
+        # Imported only when used: the docker SDK (with requests) is a quarter of the start-up.
+        from sse_monitor.containers import ContainerCollector
+        from sse_monitor.sources.docker import DockerEngine, Selection
+
         collector = ContainerCollector(
             DockerEngine(timeout=max(settings.poll_interval, 5.0)),
             Selection(names=settings.watched_names, label=settings.container_label),
