@@ -559,7 +559,8 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(samples: list[Sample], latency: dict[int, dict[int, int]], path: Path) -> bool:
+def plot(samples: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> bool:
+    """Draws a run from its JSON parts (samples, per-minute rows), so `--plot` can redraw one."""
     try:
         import matplotlib
 
@@ -567,8 +568,8 @@ def plot(samples: list[Sample], latency: dict[int, dict[int, int]], path: Path) 
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    minutes = [s.at / 60 for s in samples]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
+    minutes = [s["at"] / 60 for s in samples]
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4.5))
     panels = (
         ("gateway RSS (MiB)", (("rss_mib", "RSS"),)),
         ("open fds, asyncio tasks", (("fds", "fds"), ("tasks", "tasks"))),
@@ -576,21 +577,30 @@ def plot(samples: list[Sample], latency: dict[int, dict[int, int]], path: Path) 
     )
     for ax, (title, series) in zip(axes, panels, strict=False):
         for color, (key, label) in enumerate(series):
-            points = [(m, getattr(s, key)) for m, s in zip(minutes, samples, strict=True)]
+            points = [(m, s[key]) for m, s in zip(minutes, samples, strict=True)]
             points = [(m, v) for m, v in points if v is not None]
             if points:
                 ax.plot(*zip(*points, strict=True), "-", color=f"C{color}", label=label)
         ax.set_title(title)
         ax.set_ylim(bottom=0)
-    per_minute = sorted((m + 1, p99(h)) for m, h in latency.items() if p99(h) is not None)
-    if per_minute:
-        axes[3].plot(*zip(*per_minute, strict=True), "o-")
+    at = [row["minute"] for row in rows]
+    axes[3].plot(at, [row["p99_ms"] for row in rows], "o-")
     axes[3].set_title("`metrics` latency p99 per minute (ms)")
+    delivered = [row["delivered"] for row in rows]
+    per_minute = [b - a for a, b in zip([0, *delivered], delivered, strict=False)]
+    axes[4].plot(at, per_minute, "o-", color="C0", label="delivered per minute")
+    axes[4].set_ylim(bottom=0)
+    faults = axes[4].twinx()
+    faults.plot(at, [row["lost"] for row in rows], "s--", color="C3", label="lost (total)")
+    faults.plot(at, [row["duplicated"] for row in rows], "^:", color="C1", label="repeated (total)")
+    faults.set_ylim(bottom=0, top=max(1, *(row["lost"] + row["duplicated"] for row in rows)))
+    faults.legend(fontsize=8, loc="lower right")
+    axes[4].set_title("durable events to resuming clients")
     for ax in axes:
         ax.set_xlabel("minutes")
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="lower left" if ax is axes[4] else "best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -616,6 +626,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "socket buffers to fill first)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "soak-latest.md")
+    parser.add_argument("--plot", type=Path, help="only redraw the plot of a run's JSON file")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.minutes <= 0 or args.connect_rate < 0 or args.stuck < 0:
         parser.error(
@@ -632,6 +643,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot:
+        result = json.loads(args.plot.read_text())
+        return 0 if plot(result["samples"], result["minutes"], args.plot.with_suffix(".png")) else 1
     command = shlex.join(["python", os.path.relpath(__file__), *(argv or sys.argv[1:])])
     started = datetime.now(UTC)
     soak = Soak()
@@ -668,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    if plot(soak.samples, soak.latency, args.out.with_suffix(".png")):
+    if plot(result["samples"], rows, args.out.with_suffix(".png")):
         log(f"plot: {args.out.with_suffix('.png')}")
     log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0 if result["verdict"]["ok"] else 1
