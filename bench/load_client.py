@@ -156,16 +156,7 @@ class SSEConnection(asyncio.Protocol):
             del buffer[:pos]
 
     def _frame(self, frame: bytes, now: float) -> None:
-        event = b"message"
-        event_id: bytes | None = None
-        data: bytes | None = None
-        for line in frame.splitlines():
-            if line.startswith(b"data:"):
-                data = line[5:]
-            elif line.startswith(b"id:"):
-                event_id = line[3:].strip()
-            elif line.startswith(b"event:"):
-                event = line[6:].strip()
+        event, event_id, data = parse_frame(frame)
         if event != b"metrics" or event_id is None:
             return
         if self.shared.publish_time(event_id, data) is not None:
@@ -175,6 +166,21 @@ class SSEConnection(asyncio.Protocol):
         self.stopping = True
         if self.transport is not None:
             self.transport.close()
+
+
+def parse_frame(frame: bytes) -> tuple[bytes, bytes | None, bytes | None]:
+    """An SSE frame's event name (default `message`), id and (last) data line."""
+    event = b"message"
+    event_id: bytes | None = None
+    data: bytes | None = None
+    for line in frame.splitlines():
+        if line.startswith(b"data:"):
+            data = line[5:]
+        elif line.startswith(b"id:"):
+            event_id = line[3:].strip()
+        elif line.startswith(b"event:"):
+            event = line[6:].strip()
+    return event, event_id, data
 
 
 async def connect(

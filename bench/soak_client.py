@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from load_client import CONNECT_TIMEOUT, Shared, SSEConnection, _raise_fd_limit, _stdin_line
+from load_client import (
+    CONNECT_TIMEOUT,
+    Shared,
+    SSEConnection,
+    _raise_fd_limit,
+    _stdin_line,
+    parse_frame,
+)
 
 DURABLE = frozenset({b"session_event", b"upstream", b"container_event", b"alert"})
 AWAY_SECONDS = (1.0, 10.0)  # a client that left comes back after this long (uniform)
@@ -106,16 +113,7 @@ class SoakConnection(SSEConnection):
         self.soak.ended(self)
 
     def _frame(self, frame: bytes, now: float) -> None:
-        event = b"message"
-        event_id: bytes | None = None
-        data: bytes | None = None
-        for line in frame.splitlines():
-            if line.startswith(b"data:"):
-                data = line[5:]
-            elif line.startswith(b"id:"):
-                event_id = line[3:].strip()
-            elif line.startswith(b"event:"):
-                event = line[6:].strip()
+        event, event_id, data = parse_frame(frame)
         seq = seq_of(event_id) if event_id else None
         if seq is None:
             return
