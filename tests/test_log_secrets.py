@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from sse_monitor.redact import MASK, Scrubber, scrub, scrub_query
 from tests.conftest import Kato
 from tests.processes import GatewayProcess, UvicornGateway
+from tests.waiting import wait_until
 
 VIEWER = "viewer-token-51c0e9a7b3d2f486"
 ADMIN = "admin-token-0d8e27f1a9c4b635"
@@ -181,10 +182,7 @@ def debug_gateway(kato: Kato, request: pytest.FixtureRequest) -> Iterator[Gatewa
 
 
 def wait_for_text(gateway: GatewayProcess, text: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in gateway.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s"
-        time.sleep(0.05)
+    wait_until(lambda: text in gateway.log(), timeout, what=f"{text!r} to be logged")
 
 
 def send_every_way(gateway: GatewayProcess, token: str) -> list[str]:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import math
 import os
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +47,7 @@ from sse_monitor.sources.kato import (
 )
 from tests.processes import GatewayProcess
 from tests.servers import ThreadedServer
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.fuzz
 
@@ -364,11 +364,12 @@ def serve(client: httpx.Client, endpoint: str, response: dict[str, Any] | None) 
 def next_snapshot(gateway: GatewayProcess, client: httpx.Client) -> dict[str, Any]:
     """The snapshot of a tick that started after now: two poll counts later."""
     start = client.get(f"{gateway.url}/readyz").json()["polls"]
-    deadline = time.monotonic() + 15
-    while client.get(f"{gateway.url}/readyz").json()["polls"] < start + 2:
+
+    def two_ticks_later() -> bool:
         assert gateway.proc is not None and gateway.proc.poll() is None, gateway.log()
-        assert time.monotonic() < deadline, "the gateway stopped ticking"
-        time.sleep(0.05)
+        return client.get(f"{gateway.url}/readyz").json()["polls"] >= start + 2
+
+    wait_until(two_ticks_later, 15, what="the gateway to go on ticking")
     return client.get(f"{gateway.url}/api/snapshot").json()
 
 
