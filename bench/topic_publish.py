@@ -14,8 +14,8 @@ import argparse
 import statistics
 import time
 
-from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.events import Event
+from sse_monitor.bus.event import Event
+from sse_monitor.bus.fanout import Broadcaster
 
 ALERT = Event("alert", {"id": "3f9a0c1d2e4b5a69", "state": "firing", "message": "x" * 200})
 

@@ -19,7 +19,19 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sse_monitor.access import (
+from sse_monitor.alerts.manager import AlertManager
+from sse_monitor.alerts.rules import load_rules
+from sse_monitor.alerts.store import AlertStore, StoreError
+from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.error_tracking import start_sentry
+from sse_monitor.logs import configure_logging, secrets_of
+from sse_monitor.monitor.poller import Poller
+from sse_monitor.redact import redact_url
+from sse_monitor.settings import ConfigError, Settings
+from sse_monitor.sources.kato import KatoClient
+from sse_monitor.sources.kato_push import KatoPush, push_url
+from sse_monitor.sources.kato_redis import KatoSessions
+from sse_monitor.web.access import (
     VIEWER,
     Access,
     Forbidden,
@@ -28,28 +40,16 @@ from sse_monitor.access import (
     locked_out,
     unauthorized,
 )
-from sse_monitor.addresses import ForwardedForCheck
-from sse_monitor.alerts.api import alert_routes
-from sse_monitor.alerts.manager import AlertManager
-from sse_monitor.alerts.rules import load_rules
-from sse_monitor.alerts.store import AlertStore, StoreError
-from sse_monitor.api import api_routes
-from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.config import ConfigError, Settings
-from sse_monitor.cors import cors_middleware
-from sse_monitor.error_tracking import start_sentry
-from sse_monitor.errors import EXCEPTION_HANDLERS, json_error
-from sse_monitor.lockout import Lockout, TooManyFailures
-from sse_monitor.logs import configure_logging, secrets_of
-from sse_monitor.poller import Poller
-from sse_monitor.prometheus import GatewayCollector, PrometheusEndpoint
-from sse_monitor.redact import redact_url
-from sse_monitor.revocations import SQLiteRevocations
-from sse_monitor.sources.kato import KatoClient
-from sse_monitor.sources.kato_push import KatoPush, push_url
-from sse_monitor.sources.kato_redis import KatoSessions
-from sse_monitor.stream import EventStream, close_streams_on_shutdown
-from sse_monitor.streams import StreamRegistry
+from sse_monitor.web.addresses import ForwardedForCheck
+from sse_monitor.web.alert_api import alert_routes
+from sse_monitor.web.api import api_routes
+from sse_monitor.web.cors import cors_middleware
+from sse_monitor.web.errors import EXCEPTION_HANDLERS, json_error
+from sse_monitor.web.lockout import Lockout, TooManyFailures
+from sse_monitor.web.prometheus import GatewayCollector, PrometheusEndpoint
+from sse_monitor.web.registry import StreamRegistry
+from sse_monitor.web.revocations import SQLiteRevocations
+from sse_monitor.web.stream import EventStream, close_streams_on_shutdown
 
 log = structlog.get_logger("sse_monitor.app")
 
@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> Starlette:
     collector = None
     if settings.container_stats:
         # Imported only when used: the docker SDK (with requests) is a quarter of the start-up.
-        from sse_monitor.containers import ContainerCollector
+        from sse_monitor.monitor.containers import ContainerCollector
         from sse_monitor.sources.docker import DockerEngine, Selection
 
         collector = ContainerCollector(

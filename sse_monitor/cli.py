@@ -11,10 +11,10 @@ import structlog
 import uvicorn
 
 from sse_monitor.app import create_app
-from sse_monitor.config import ConfigError, Settings
 from sse_monitor.error_tracking import start_sentry
 from sse_monitor.logs import configure_logging, secrets_of
 from sse_monitor.redact import redact_url
+from sse_monitor.settings import ConfigError, Settings
 
 log = structlog.get_logger("sse_monitor.cli")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import structlog
 
-from sse_monitor.config import Settings
 from sse_monitor.redact import Scrubber
+from sse_monitor.settings import Settings
 
 
 def secrets_of(settings: Settings) -> Scrubber:

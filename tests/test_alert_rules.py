@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sse_monitor.alerts.metrics import METRICS
+from sse_monitor.alerts.metric_paths import METRICS
 from sse_monitor.alerts.rules import Rule, RulesError, load_rules, parse_rules
 from sse_monitor.durations import parse_duration
 

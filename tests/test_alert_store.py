@@ -13,7 +13,7 @@ from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import parse_rules
 from sse_monitor.alerts.store import AlertStore, StoreError
-from sse_monitor.broadcaster import Broadcaster
+from sse_monitor.bus.fanout import Broadcaster
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_monitor.alerts.metrics import METRICS_EVENT_PATHS, current_value
+from sse_monitor.alerts.metric_paths import METRICS_EVENT_PATHS, current_value
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from tests.conftest import Kato
 from tests.processes import GatewayProcess

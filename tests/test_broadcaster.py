@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from sse_monitor.broadcaster import Broadcaster, parse_event_id
-from sse_monitor.events import Event
+from sse_monitor.bus.event import Event
+from sse_monitor.bus.fanout import Broadcaster, parse_event_id
 
 
 def durable(n: int) -> Event:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sse_monitor.config import ConfigError, Settings
+from sse_monitor.settings import ConfigError, Settings
 
 
 def test_defaults() -> None:

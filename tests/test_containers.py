@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_monitor.alerts.metrics import CONTAINER_PATHS, CONTAINERS_PREFIX
+from sse_monitor.alerts.metric_paths import CONTAINER_PATHS, CONTAINERS_PREFIX
 from tests.conftest import Kato
 from tests.docker_engine import DockerEngineProcess
 from tests.processes import GatewayProcess

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sse_monitor.config import ConfigError, Settings
-from sse_monitor.containers import _engine_time, describe, missing, totals
+from sse_monitor.monitor.containers import _engine_time, describe, missing, totals
+from sse_monitor.settings import ConfigError, Settings
 from sse_monitor.sources.docker import (
     Selection,
     block_io_bytes,

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from sse_monitor.events import Event, encode_event, encode_frame, iso, utc_now
+from sse_monitor.bus.event import Event
+from sse_monitor.bus.sse import encode_event, encode_frame
+from sse_monitor.clock import iso, utc_now
 
 
 def parse_frame(raw: bytes) -> dict[str, str]:

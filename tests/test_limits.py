@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from sse_monitor.addresses import MAX_HOPS, client_address, parse_networks
+from sse_monitor.web.addresses import MAX_HOPS, client_address, parse_networks
 from tests.conftest import Kato
 from tests.nginx import ShippedNginx, skip_without_nginx
 from tests.processes import GatewayProcess

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sse_monitor.lockout import Lockout
+from sse_monitor.web.lockout import Lockout
 from tests.conftest import Kato
 from tests.processes import GatewayProcess
 

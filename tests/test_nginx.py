@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from sse_monitor.config import Settings
+from sse_monitor.settings import Settings
 from tests.conftest import Kato
 from tests.nginx import DEPLOY_CONF, ShippedNginx, skip_without_nginx
 from tests.processes import GatewayProcess

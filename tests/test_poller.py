@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.poller import Poller
-from sse_monitor.sessions import SessionTracker
+from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.monitor.poller import Poller
+from sse_monitor.monitor.sessions import SessionTracker
 from sse_monitor.sources.kato import KatoHealth, KatoMetrics, KatoReading
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

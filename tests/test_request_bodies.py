@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sse_monitor.bodies import json_object
-from sse_monitor.errors import BadRequest
+from sse_monitor.web.bodies import json_object
+from sse_monitor.web.errors import BadRequest
 from tests.processes import GatewayProcess
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sse_monitor.alerts.store import StoreError
-from sse_monitor.revocations import SQLiteRevocations
+from sse_monitor.web.revocations import SQLiteRevocations
 
 NOW = 1_800_000_000
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.events import TOPICS, Event
+from sse_monitor.bus.event import TOPICS, Event
+from sse_monitor.bus.fanout import Broadcaster
 from tests.conftest import Kato
 from tests.docker_engine import DockerEngineProcess
 from tests.processes import GatewayProcess

@@ -27,10 +27,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.containers import LIFECYCLE, ContainerCollector
-from sse_monitor.events import Event, to_json
-from sse_monitor.poller import Poller
+from sse_monitor.bus.event import Event
+from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.bus.sse import to_json
+from sse_monitor.monitor.containers import LIFECYCLE, ContainerCollector
+from sse_monitor.monitor.poller import Poller
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import (

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sse_monitor.alerts.alert import Alert, new_alert_id, stamp
-from sse_monitor.alerts.metrics import is_per_container, read_metric
+from sse_monitor.alerts.metric_paths import is_per_container, read_metric
 from sse_monitor.alerts.rules import CHANGE, Rule
 
 Key = tuple[str, str | None]  # (rule id, subject)

@@ -20,7 +20,8 @@ from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.lifecycle import Lifecycle, Transition
 from sse_monitor.alerts.rules import Rule
 from sse_monitor.alerts.store import AlertStore
-from sse_monitor.events import Event, utc_now
+from sse_monitor.bus.event import Event
+from sse_monitor.clock import utc_now
 
 log = structlog.get_logger("sse_monitor.alerts")
 

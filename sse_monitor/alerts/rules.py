@@ -21,9 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sse_monitor.alerts.metrics import check_metric
-from sse_monitor.config import ConfigError
+from sse_monitor.alerts.metric_paths import check_metric
 from sse_monitor.durations import parse_duration
+from sse_monitor.settings import ConfigError
 
 SEVERITIES = ("critical", "warning", "info")
 ORDERING = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}

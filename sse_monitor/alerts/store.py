@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sse_monitor.alerts.alert import Alert, stamp
-from sse_monitor.config import ConfigError
+from sse_monitor.settings import ConfigError
 
 T = TypeVar("T")
 

@@ -20,9 +20,9 @@ import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from sse_monitor.events import iso, utc_now
+from sse_monitor.clock import iso, utc_now
+from sse_monitor.monitor.sessions import PushedChange
 from sse_monitor.redact import redact_url
-from sse_monitor.sessions import PushedChange
 from sse_monitor.sources.kato import kato_time
 
 log = structlog.get_logger("sse_monitor.kato_push")

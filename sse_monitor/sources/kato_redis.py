@@ -20,7 +20,7 @@ import redis.asyncio as redis
 import structlog
 from redis.exceptions import RedisError
 
-from sse_monitor.events import iso, utc_now
+from sse_monitor.clock import iso, utc_now
 from sse_monitor.redact import redact_url
 from sse_monitor.sources.kato import kato_time
 

@@ -9,13 +9,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sse_monitor.access import ADMIN, VIEWER, Access
 from sse_monitor.alerts.alert import stamp
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import SEVERITIES
-from sse_monitor.bodies import json_object, read_capped
-from sse_monitor.errors import BadRequest, json_error
-from sse_monitor.parameters import choice_param, int_param
+from sse_monitor.web.access import ADMIN, VIEWER, Access
+from sse_monitor.web.bodies import json_object, read_capped
+from sse_monitor.web.errors import BadRequest, json_error
+from sse_monitor.web.parameters import choice_param, int_param
 
 STATE_FILTERS = ("firing", "resolved", "all")
 MAX_BODY_BYTES = 16 * 1024

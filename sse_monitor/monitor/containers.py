@@ -21,7 +21,8 @@ from typing import Any
 import docker.errors
 import structlog
 
-from sse_monitor.events import Event, iso, utc_now
+from sse_monitor.bus.event import Event
+from sse_monitor.clock import iso, utc_now
 from sse_monitor.sources.docker import (
     DockerEngine,
     EngineUnavailable,
@@ -39,7 +40,7 @@ from sse_monitor.sources.docker import (
     text,
 )
 
-log = structlog.get_logger("sse_monitor.containers")
+log = structlog.get_logger("sse_monitor.monitor.containers")
 
 # Engine actions published as container events; the status each one leaves the container in.
 LIFECYCLE: dict[str, str | None] = {

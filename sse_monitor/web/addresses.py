@@ -19,7 +19,7 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-log = structlog.get_logger("sse_monitor.addresses")
+log = structlog.get_logger("sse_monitor.web.addresses")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

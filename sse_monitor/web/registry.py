@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sse_monitor.broadcaster import Subscription
-from sse_monitor.events import TOPICS, iso, utc_now
+from sse_monitor.bus.event import TOPICS
+from sse_monitor.bus.fanout import Subscription
+from sse_monitor.clock import iso, utc_now
 
 
 @dataclass(frozen=True, slots=True)

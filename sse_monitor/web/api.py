@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sse_monitor.access import ADMIN, VIEWER, Access
-from sse_monitor.broadcaster import Broadcaster, Frame
-from sse_monitor.errors import json_error
-from sse_monitor.events import iso, utc_now
-from sse_monitor.parameters import event_id_param, int_param
-from sse_monitor.poller import ContainerSource, Poller
+from sse_monitor.bus.fanout import Broadcaster, Frame
+from sse_monitor.clock import iso, utc_now
+from sse_monitor.monitor.poller import ContainerSource, Poller
 from sse_monitor.sources.kato_redis import KatoSessions, SessionListError
-from sse_monitor.streams import StreamRegistry
+from sse_monitor.web.access import ADMIN, VIEWER, Access
+from sse_monitor.web.errors import json_error
+from sse_monitor.web.parameters import event_id_param, int_param
+from sse_monitor.web.registry import StreamRegistry
 
 ENABLE_SESSION_LIST = (
     "set KATO_REDIS_URL to KATO's Redis (e.g. redis://kato-redis:6379/0): the list is read "

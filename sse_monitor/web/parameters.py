@@ -6,7 +6,7 @@ import re
 
 from starlette.requests import Request
 
-from sse_monitor.errors import BadRequest
+from sse_monitor.web.errors import BadRequest
 
 MAX_EVENT_ID_LENGTH = 128
 MAX_NUMBER_LENGTH = 18  # digits: past any bound we use, and cheap to convert

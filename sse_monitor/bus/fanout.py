@@ -16,16 +16,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
-from sse_monitor.events import (
-    TOPICS,
-    Event,
-    encode_event,
-    encode_frame,
-    iso,
-    to_json,
-    topic_of,
-    utc_now,
-)
+from sse_monitor.bus.event import TOPICS, Event, topic_of
+from sse_monitor.bus.sse import encode_event, encode_frame, to_json
+from sse_monitor.clock import iso, utc_now
 
 _EVENT_ID = re.compile(r"^(?P<boot>[0-9a-f]{8,32})-(?P<seq>[0-9]{1,18})$")
 

@@ -23,15 +23,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sse_monitor.addresses import client_address
-from sse_monitor.broadcaster import Broadcaster, Subscription
-from sse_monitor.config import Settings
-from sse_monitor.errors import BadRequest, json_error
-from sse_monitor.events import TOPICS
-from sse_monitor.parameters import event_id_param
-from sse_monitor.streams import OpenStream, Refusal, StreamRegistry
+from sse_monitor.bus.event import TOPICS
+from sse_monitor.bus.fanout import Broadcaster, Subscription
+from sse_monitor.settings import Settings
+from sse_monitor.web.addresses import client_address
+from sse_monitor.web.errors import BadRequest, json_error
+from sse_monitor.web.parameters import event_id_param
+from sse_monitor.web.registry import OpenStream, Refusal, StreamRegistry
 
-log = structlog.get_logger("sse_monitor.stream")
+log = structlog.get_logger("sse_monitor.web.stream")
 
 PING = b": ping\n\n"
 HEADERS = [

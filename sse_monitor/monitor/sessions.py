@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sse_monitor.events import iso
+from sse_monitor.clock import iso
 
 CREATED, DESTROYED = "session_created", "session_destroyed"
 

@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from sse_monitor.errors import json_error
+from sse_monitor.web.errors import json_error
 
 REFUSED_PREFIX = "Disallowed CORS "
 

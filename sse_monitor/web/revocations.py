@@ -24,7 +24,7 @@ import structlog
 
 from sse_monitor.alerts.store import StoreError
 
-log = structlog.get_logger("sse_monitor.revocations")
+log = structlog.get_logger("sse_monitor.web.revocations")
 
 T = TypeVar("T")
 

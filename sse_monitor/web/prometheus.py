@@ -22,11 +22,11 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sse_monitor.access import Access
-from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.events import TOPICS
-from sse_monitor.poller import Poller
-from sse_monitor.streams import StreamRegistry
+from sse_monitor.bus.event import TOPICS
+from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.monitor.poller import Poller
+from sse_monitor.web.access import Access
+from sse_monitor.web.registry import StreamRegistry
 
 POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CLOSE_REASONS = ("lagging", "stuck", "client", "shutdown")

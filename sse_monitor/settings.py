@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from sse_monitor.addresses import Network, parse_networks
 from sse_monitor.durations import parse_duration
 from sse_monitor.redact import redact_url
+from sse_monitor.web.addresses import Network, parse_networks
 
 
 class ConfigError(ValueError):

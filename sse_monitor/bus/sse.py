@@ -1,60 +1,19 @@
-"""The `Event` type and its encoding to Server-Sent Events frame bytes.
+"""Server-Sent Events framing: an event (or a comment, a `retry:`) as the bytes on the wire.
 
-An event is encoded once, when it is published; every client is sent the same bytes.
+An event is encoded once, when the log takes it; every client is sent the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from sse_monitor.bus.event import Event
 
 # The SSE spec ends a line at CRLF, LF or CR, and nowhere else (not at U+2028, unlike
 # str.splitlines), so multi-line data is split on exactly these.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something to tell every client.
-
-    Durable events (session changes, upstream changes, ...) are kept in the history and replayed
-    to a client that resumes; the others are state snapshots, and a client that falls behind
-    only needs the newest one of each name.
-    """
-
-    name: str
-    data: Mapping[str, Any]
-    durable: bool = False
-
-
-# What a client can subscribe to (`GET /events?topics=`), and the events of each. Events of no
-# topic (`upstream`, `reset`) reach every client.
-TOPICS = ("metrics", "containers", "sessions", "alerts")
-TOPIC_OF = {
-    "metrics": "metrics",
-    "containers": "containers",
-    "container_event": "containers",
-    "session_event": "sessions",
-    "alert": "alerts",
-    "alerts": "alerts",
-}
-
-
-def topic_of(name: str) -> str | None:
-    return TOPIC_OF.get(name)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """ISO-8601 in UTC with an explicit offset, e.g. 2026-11-25T12:00:00.123456+00:00."""
-    return moment.astimezone(UTC).isoformat()
 
 
 def to_json(data: Any) -> str:

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-log = structlog.get_logger("sse_monitor.errors")
+log = structlog.get_logger("sse_monitor.web.errors")
 
 
 class BadRequest(Exception):

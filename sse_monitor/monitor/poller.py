@@ -15,12 +15,13 @@ from typing import Any, Protocol
 
 import structlog
 
-from sse_monitor.broadcaster import Broadcaster
-from sse_monitor.events import Event, iso, utc_now
-from sse_monitor.sessions import PushedChange, SessionTracker
+from sse_monitor.bus.event import Event
+from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.clock import iso, utc_now
+from sse_monitor.monitor.sessions import PushedChange, SessionTracker
 from sse_monitor.sources.kato import KatoHealth, KatoMetrics, KatoReading
 
-log = structlog.get_logger("sse_monitor.poller")
+log = structlog.get_logger("sse_monitor.monitor.poller")
 
 
 class KatoSource(Protocol):

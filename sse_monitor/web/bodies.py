@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from sse_monitor.errors import BadRequest
+from sse_monitor.web.errors import BadRequest
 
 _BOM = "\ufeff"
 MAX_NAME_ECHO = 40  # of a field's name, in an error: the client sent it, it can be long

@@ -7,8 +7,8 @@ own, so logging out and in again within a second is not refused as the revoked o
 keyed by the token that granted it: never the token itself, and rotating a token ends its
 sessions. Tokens are compared in constant time and never written anywhere: not in a log line,
 an error, or a response. An address that presents too many wrong tokens is locked out for a
-while (`sse_monitor.lockout`). `POST /logout` revokes the cookie it ends
-(`sse_monitor.revocations`), so a copy taken before is refused too.
+while (`sse_monitor.web.lockout`). `POST /logout` revokes the cookie it ends
+(`sse_monitor.web.revocations`), so a copy taken before is refused too.
 
 Everything here reads headers a client chose: the parsers accept an exact shape, bounded in
 length, and treat anything else as absent, so no forged value can raise.
@@ -31,13 +31,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sse_monitor.addresses import Network, UntrustedForwarding, client_address, is_within
-from sse_monitor.bodies import json_object, read_capped
-from sse_monitor.errors import BadRequest, json_error
-from sse_monitor.lockout import Lockout, TooManyFailures
-from sse_monitor.revocations import Revocations
+from sse_monitor.web.addresses import Network, UntrustedForwarding, client_address, is_within
+from sse_monitor.web.bodies import json_object, read_capped
+from sse_monitor.web.errors import BadRequest, json_error
+from sse_monitor.web.lockout import Lockout, TooManyFailures
+from sse_monitor.web.revocations import Revocations
 
-log = structlog.get_logger("sse_monitor.access")
+log = structlog.get_logger("sse_monitor.web.access")
 
 VIEWER, ADMIN = "viewer", "admin"
 COOKIE = "sse_monitor_session"
