@@ -15,22 +15,25 @@ import statistics
 import time
 
 from sse_monitor.bus.event import Event
-from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.bus.fanout import FanOut
+from sse_monitor.bus.memory import MemoryLog
 
 ALERT = Event("alert", {"id": "3f9a0c1d2e4b5a69", "state": "firing", "message": "x" * 200})
 
 
 def publish_seconds(subscribers: int, events: int, *, topics: tuple[str, ...] | None) -> float:
-    broadcaster = Broadcaster(history_size=100, client_buffer=events + 10)
+    log = MemoryLog(history_size=100)
+    fanout = FanOut(client_buffer=events + 10)
+    log.follow(fanout.deliver)
     for _ in range(subscribers - 1):
         if topics is None:
-            broadcaster.subscribe()
+            fanout.subscribe()
         else:
-            broadcaster.subscribe(topics=topics)
-    broadcaster.subscribe(topics=("alerts",))  # one client that does want alerts
+            fanout.subscribe(topics=topics)
+    fanout.subscribe(topics=("alerts",))  # one client that does want alerts
     started = time.perf_counter()
     for _ in range(events):
-        broadcaster.publish(ALERT)
+        log.append(ALERT)
     return (time.perf_counter() - started) / events
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sse_monitor.bus.event import TOPICS, Event
-from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.bus.event import TOPICS
 from tests.conftest import Kato
 from tests.docker_engine import DockerEngineProcess
 from tests.processes import GatewayProcess
@@ -117,25 +116,3 @@ def test_an_unknown_topic_is_a_400_listing_the_valid_ones(
     if "weather" in topics:
         assert body["valid_topics"] == list(TOPICS)
         assert "'weather'" in body["error"]
-
-
-def test_publishing_touches_only_the_subscribers_of_the_topic() -> None:
-    broadcaster = Broadcaster(history_size=10, client_buffer=10)
-    metrics_only = [broadcaster.subscribe(topics=("metrics",)) for _ in range(100)]
-    alerts_only = broadcaster.subscribe(topics=("alerts",))
-    everyone = broadcaster.subscribe()
-    for subscription in [*metrics_only, alerts_only, everyone]:
-        subscription._pending.clear()  # start from nothing queued
-    broadcaster.publish(Event("alert", {"id": "x"}, durable=True))
-    assert all(s.backlog == 0 for s in metrics_only)
-    assert alerts_only.backlog == everyone.backlog == 1
-    assert broadcaster.subscribers_by_topic() == {
-        "metrics": 101,
-        "containers": 1,
-        "sessions": 1,
-        "alerts": 2,
-    }
-    broadcaster.publish(Event("upstream", {"reachable": False}, durable=True))
-    assert all(s.backlog == 1 for s in metrics_only)  # no topic: everyone
-    broadcaster.unsubscribe(everyone)
-    assert broadcaster.subscribers_by_topic()["containers"] == 0

@@ -1,51 +1,24 @@
-"""Fan-out: event ids, the replay history, and one bounded buffer per subscriber.
+"""The local fan-out: one bounded buffer per subscriber, fed by the log's live tail.
 
-`publish` is synchronous and never waits for a client: it encodes the event once, keeps it in the
-history if it is durable, and appends the same bytes to every subscriber's buffer. A subscriber
-that falls behind has its state snapshots coalesced to the newest; if its durable events would
-overflow, it is closed, and the client resumes from the history with `Last-Event-ID`.
+`deliver` is synchronous and never waits for a client: it hands the same encoded frame to every
+subscriber of its topic. A subscriber that falls behind has its state snapshots coalesced to the
+newest; if its durable events would overflow its buffer, it is closed, and the client resumes
+from the log's history with `Last-Event-ID`. Any log implementation feeds it (`EventLog.follow`).
+
+A subscription starts by holding what the tail delivers while its client's replay is read from
+the log (which may await); `start` then puts the replay first and keeps only the held frames the
+replay did not cover, by position, so a client gets every frame once and in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-import secrets
-import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from sse_monitor.bus.event import TOPICS, Event, topic_of
-from sse_monitor.bus.sse import encode_event, encode_frame, to_json
-from sse_monitor.clock import iso, utc_now
-
-_EVENT_ID = re.compile(r"^(?P<boot>[0-9a-f]{8,32})-(?P<seq>[0-9]{1,18})$")
-
-
-def new_boot_id() -> str:
-    """Names this process in every event id, so an id from an earlier process is recognised."""
-    return secrets.token_hex(4)
-
-
-def parse_event_id(text: str) -> tuple[str, int] | None:
-    """(boot, seq) of an id this gateway could have written, else None."""
-    match = _EVENT_ID.match(text)
-    if match is None:
-        return None
-    return match["boot"], int(match["seq"])
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Frame:
-    """A published event with its id and its SSE bytes, shared by every subscriber."""
-
-    seq: int
-    id: str
-    event: Event
-    data: bytes
-    topic: str | None = None  # None: for every subscriber
-    published_at: float = 0.0  # time.monotonic()
+from sse_monitor.bus.event import TOPICS
+from sse_monitor.bus.log import Frame, Replay
 
 
 @dataclass(slots=True)
@@ -75,9 +48,10 @@ class Subscription:
         self._latest_by_name: dict[str, Frame] = {}
         self._durable_pending = 0
         self._wakeup = asyncio.Event()
+        self.started = False  # False while the client's replay is being read
         self.closed_reason: str | None = None
-        # Set by the stream while it is idle with nothing pending: publishing then writes the
-        # frame to the client's socket at once, in the publisher's own loop over subscribers,
+        # Set by the stream while it is idle with nothing pending: delivering then writes the
+        # frame to the client's socket at once, in the fan-out's own loop over subscribers,
         # instead of waking the stream's task for it. It answers False when the socket cannot
         # take the frame now; the frame is then queued as usual (see StreamResponse.write_now).
         self.write_through: Callable[[bytes], bool] | None = None
@@ -89,12 +63,20 @@ class Subscription:
     def closed(self) -> bool:
         return self.closed_reason is not None
 
-    def preload(self, frames: Iterable[Frame]) -> None:
-        """Queue a client's first frames (replay or snapshot); they do not count as backlog."""
-        for frame in frames:
-            self._pending.append(frame)
-            if not frame.event.durable:
-                self._latest_by_name[frame.event.name] = frame
+    def start(self, replay: Replay) -> None:
+        """Queue the client's replay first, then what was delivered meanwhile and is newer.
+
+        The replay's frames do not count as backlog; the held frames keep their count.
+        """
+        held = [frame for frame in self._pending if frame.seq > replay.through]
+        self._pending = deque(frame for frame in replay.frames if self.wants(frame))
+        self._latest_by_name = {
+            frame.event.name: frame for frame in self._pending if not frame.event.durable
+        }
+        self._durable_pending = 0
+        self.started = True
+        for frame in held:
+            self._queue(frame)
         self._wakeup.set()
 
     def push(self, frame: Frame) -> None:
@@ -105,6 +87,9 @@ class Subscription:
                 self._stats.frames_sent += 1
                 return
             self.write_through = None  # until the stream is idle again
+        self._queue(frame)
+
+    def _queue(self, frame: Frame) -> None:
         if frame.event.durable:
             if self._durable_pending >= self._max_durable:
                 self.close("overflow")
@@ -117,7 +102,8 @@ class Subscription:
                 self._stats.frames_coalesced += 1
             self._latest_by_name[frame.event.name] = frame
         self._pending.append(frame)
-        self._wakeup.set()
+        if self.started:
+            self._wakeup.set()
 
     def close(self, reason: str) -> None:
         """End the stream; an overflowed client loses its backlog and resumes from the history."""
@@ -132,7 +118,7 @@ class Subscription:
 
     async def next_chunk(self) -> bytes | None:
         """Every pending frame as one chunk, waiting if there is none; None once closed."""
-        while not self._pending:
+        while not (self.started and self._pending):
             if self.closed:
                 return None
             self._wakeup.clear()
@@ -152,19 +138,14 @@ class Subscription:
 
     def lag_seconds(self, now: float) -> float:
         """How long the oldest frame not yet handed to the socket has waited."""
-        return max(0.0, now - self._pending[0].published_at) if self._pending else 0.0
+        return max(0.0, now - self._pending[0].appended_at) if self._pending else 0.0
 
 
-class Broadcaster:
-    """Assigns ids, keeps the history and the latest state, and feeds every subscription."""
+class FanOut:
+    """Every subscription of this process, by topic; fed one frame at a time by the log."""
 
-    def __init__(self, *, history_size: int, client_buffer: int, boot_id: str | None = None):
-        self.boot_id = boot_id or new_boot_id()
+    def __init__(self, *, client_buffer: int) -> None:
         self._client_buffer = client_buffer
-        self._seq = 0
-        self._history: deque[Frame] = deque(maxlen=history_size)
-        self._evicted_through = 0  # highest seq of a durable frame that left the history
-        self._latest: dict[str, Frame] = {}
         self._subscriptions: set[Subscription] = set()
         # Delivering an event costs work for the subscribers of its topic only.
         self._by_topic: dict[str, set[Subscription]] = {topic: set() for topic in TOPICS}
@@ -180,40 +161,15 @@ class Broadcaster:
     def subscriptions(self) -> list[Subscription]:
         return list(self._subscriptions)
 
-    def publish(self, event: Event) -> Frame:
-        self._seq += 1
-        event_id = f"{self.boot_id}-{self._seq}"
-        topic = topic_of(event.name)
-        data = encode_event(event, event_id)
-        frame = Frame(self._seq, event_id, event, data, topic, time.monotonic())
-        self.stats.published[event.name] += 1
-        if event.durable:
-            if len(self._history) == self._history.maxlen:
-                self._evicted_through = self._history[0].seq
-            self._history.append(frame)
-        else:
-            self._latest[event.name] = frame
+    def deliver(self, frame: Frame) -> None:
+        self.stats.published[frame.event.name] += 1
+        topic = frame.topic
         for subscription in self._subscriptions if topic is None else self._by_topic[topic]:
             subscription.push(frame)
-        return frame
 
-    def latest(self, name: str) -> Frame | None:
-        return self._latest.get(name)
-
-    def subscribe(
-        self, last_event_id: str | None = None, topics: Collection[str] = TOPICS
-    ) -> Subscription:
-        """Register a client for some topics, its first frames already queued.
-
-        With no id: the current state. With an id of ours, still covered by the history: every
-        durable event after it and the newer state, in order. Otherwise: a `reset` event and the
-        current state. Runs without awaiting, so no event can fall between replay and live.
-        """
+    def subscribe(self, topics: Collection[str] = TOPICS) -> Subscription:
+        """Register a client for some topics; it holds what it is delivered until `start`."""
         subscription = Subscription(self._client_buffer, frozenset(topics), self.stats)
-        frames, reset_reason = self.frames_after(last_event_id)
-        if reset_reason is not None:
-            frames = [self._reset_frame(reset_reason), *self._latest_frames()]
-        subscription.preload(frame for frame in frames if subscription.wants(frame))
         self._subscriptions.add(subscription)
         for topic in subscription.topics:
             self._by_topic[topic].add(subscription)
@@ -227,36 +183,3 @@ class Broadcaster:
     def close_all(self, reason: str = "shutdown") -> None:
         for subscription in list(self._subscriptions):
             subscription.close(reason)
-
-    def frames_after(self, last_event_id: str | None) -> tuple[list[Frame], str | None]:
-        """Durable frames after an id, with the newer state; or why the id cannot be resumed.
-
-        With no id, the current state alone. The reason, when there is one, is `unknown_id`
-        (another process, or not an id of ours) or `too_old` (the history no longer covers it).
-        """
-        if last_event_id is None:
-            return self._latest_frames(), None
-        parsed = parse_event_id(last_event_id)
-        if parsed is None or parsed[0] != self.boot_id or parsed[1] > self._seq:
-            return [], "unknown_id"
-        after = parsed[1]
-        if after < self._evicted_through:
-            return [], "too_old"
-        durable = [frame for frame in self._history if frame.seq > after]
-        state = [frame for frame in self._latest.values() if frame.seq > after]
-        return sorted([*durable, *state], key=lambda frame: frame.seq), None
-
-    def history(self) -> list[Frame]:
-        return list(self._history)
-
-    def _latest_frames(self) -> list[Frame]:
-        return sorted(self._latest.values(), key=lambda frame: frame.seq)
-
-    def _reset_frame(self, reason: str) -> Frame:
-        """Tells a client its id could not be resumed; its id marks the current head as seen."""
-        event = Event(
-            "reset", {"reason": reason, "boot": self.boot_id, "timestamp": iso(utc_now())}
-        )
-        event_id = f"{self.boot_id}-{self._seq}"
-        frame = encode_frame(id=event_id, event=event.name, data=to_json(event.data))
-        return Frame(self._seq, event_id, event, frame, None, time.monotonic())
