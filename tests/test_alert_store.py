@@ -13,7 +13,7 @@ from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import parse_rules
 from sse_monitor.alerts.store import AlertStore, StoreError
-from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.bus.event import Event
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -85,7 +85,7 @@ async def test_values_round_trip_and_retention_keeps_firing_alerts(tmp_path: Pat
     manager = AlertManager(
         (),
         AlertStore(str(path)),
-        Broadcaster(history_size=10, client_buffer=10).publish,
+        [].append,
         retention_seconds=12 * 3600,
         clock=lambda: NOW,
     )
@@ -103,23 +103,23 @@ async def test_a_restarted_manager_resolves_nothing_still_true(tmp_path: Path) -
     )
     degraded = {"kato": {"status": "degraded"}, "stale": False}
     path = str(tmp_path / "a.db")
-    first_events = Broadcaster(history_size=100, client_buffer=100)
-    first = AlertManager(rules, AlertStore(path), first_events.publish, retention_seconds=86400)
+    first_events: list[Event] = []
+    first = AlertManager(rules, AlertStore(path), first_events.append, retention_seconds=86400)
     await first.start()
     await first.evaluate(degraded, None)
     await first.aclose()
-    assert [f.event.data["transition"] for f in first_events.history()] == ["fired"]
+    assert [e.data["transition"] for e in first_events if e.durable] == ["fired"]
 
-    second_events = Broadcaster(history_size=100, client_buffer=100)
-    second = AlertManager(rules, AlertStore(path), second_events.publish, retention_seconds=86400)
+    second_events: list[Event] = []
+    second = AlertManager(rules, AlertStore(path), second_events.append, retention_seconds=86400)
     await second.start()
     for _ in range(3):
         await second.evaluate(degraded, None)
-    assert second_events.history() == []
-    state = second_events.latest("alerts")
-    assert state is not None and state.event.data["firing_count"] == 1
+    assert [e for e in second_events if e.durable] == []
+    state = [e for e in second_events if e.name == "alerts"][-1]
+    assert state.data["firing_count"] == 1
     await second.evaluate({"kato": {"status": "healthy"}, "stale": False}, None)
-    assert [f.event.data["transition"] for f in second_events.history()] == ["resolved"]
+    assert [e.data["transition"] for e in second_events if e.durable] == ["resolved"]
     await second.aclose()
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from sse_monitor.monitor.containers import _engine_time, describe, missing, totals
 from sse_monitor.settings import ConfigError, Settings
-from sse_monitor.sources.docker import (
-    Selection,
+from sse_monitor.sources.docker import Selection, engine_error
+from sse_monitor.sources.docker_figures import (
     block_io_bytes,
     cpu_percent,
-    engine_error,
+    describe,
+    engine_time,
     memory,
+    missing,
     network_bytes,
     online_cpus,
     pids,
+    totals,
 )
 
 
@@ -102,10 +104,10 @@ def test_network_and_block_io_sum_interfaces_and_operations() -> None:
 
 
 def test_engine_times_become_iso_with_an_offset() -> None:
-    assert _engine_time("2026-11-25T14:31:26.040651499Z") == "2026-11-25T14:31:26.040651+00:00"
-    assert _engine_time("2026-11-25T14:31:26Z") == "2026-11-25T14:31:26+00:00"
-    assert _engine_time("0001-01-01T00:00:00Z") is None
-    assert _engine_time("garbage") is None
+    assert engine_time("2026-11-25T14:31:26.040651499Z") == "2026-11-25T14:31:26.040651+00:00"
+    assert engine_time("2026-11-25T14:31:26Z") == "2026-11-25T14:31:26+00:00"
+    assert engine_time("0001-01-01T00:00:00Z") is None
+    assert engine_time("garbage") is None
 
 
 def test_describe_reads_state_health_restarts_and_limits() -> None:

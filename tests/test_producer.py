@@ -1,4 +1,5 @@
-"""Session change detection and what the poller publishes for each kind of reading."""
+"""Session change detection, what the KATO monitor appends for each kind of reading, and the
+poller's fixed-rate tick."""
 
 import asyncio
 import json
@@ -6,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sse_monitor.bus.fanout import Broadcaster
-from sse_monitor.monitor.poller import Poller
-from sse_monitor.monitor.sessions import SessionTracker
+from sse_monitor.bus.event import Event
+from sse_monitor.monitor.kato import KatoMonitor
+from sse_monitor.monitor.producer import Poller
+from sse_monitor.monitor.sessions import SessionMonitor, SessionTracker
 from sse_monitor.sources.kato import KatoHealth, KatoMetrics, KatoReading
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -97,29 +99,31 @@ DOWN = KatoReading(
 )
 
 
-def published(broadcaster: Broadcaster) -> list[tuple[str, dict]]:
-    subscription = broadcaster._subscriptions
-    assert len(subscription) == 1
-    (sub,) = subscription
-    frames = list(sub._pending)
-    sub._pending.clear()
-    sub._latest_by_name.clear()
-    sub._durable_pending = 0
-    return [(frame.event.name, json.loads(json.dumps(frame.event.data))) for frame in frames]
+class Appended(list[Event]):
+    """What a producer appended: the only thing a producer is given is `append`."""
+
+    def take(self) -> list[tuple[str, dict]]:
+        """The events appended since the last take, as (name, JSON data)."""
+        events = [(event.name, json.loads(json.dumps(event.data))) for event in self]
+        self.clear()
+        return events
+
+
+def kato_monitor(kato: object = None, *, announce: bool = True) -> tuple[KatoMonitor, Appended]:
+    appended = Appended()
+    sessions = SessionMonitor(appended.append, announce=announce)
+    return KatoMonitor(kato, appended.append, sessions), appended  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def setup() -> tuple[Poller, Broadcaster]:
-    broadcaster = Broadcaster(history_size=100, client_buffer=100)
-    broadcaster.subscribe()
-    poller = Poller(None, broadcaster, interval=3.0)  # type: ignore[arg-type]
-    return poller, broadcaster
+def setup() -> tuple[KatoMonitor, Appended]:
+    return kato_monitor()
 
 
 def test_publishes_metrics_every_tick_and_upstream_once(setup) -> None:
-    poller, broadcaster = setup
-    poller.apply(ok(), at(0))
-    events = published(broadcaster)
+    monitor, appended = setup
+    monitor.apply(ok(), at(0))
+    events = appended.take()
     assert [name for name, _ in events] == ["upstream", "metrics"]
     assert events[0][1]["reachable"] is True
     metrics = events[1][1]
@@ -127,16 +131,16 @@ def test_publishes_metrics_every_tick_and_upstream_once(setup) -> None:
     assert metrics["kato"]["resources"]["cpu_percent"] == 3.0
     assert metrics["sessions"] == {"active_count": 2, "push": {"state": "off"}}
     assert metrics["stale"] is False and metrics["error"] is None
-    poller.apply(ok(), at(3))
-    assert [name for name, _ in published(broadcaster)] == ["metrics"]
+    monitor.apply(ok(), at(3))
+    assert [name for name, _ in appended.take()] == ["metrics"]
 
 
 def test_outage_publishes_unreachable_once_and_no_session_event(setup) -> None:
-    poller, broadcaster = setup
-    poller.apply(ok(2), at(0))
-    published(broadcaster)
-    poller.apply(DOWN, at(3))
-    events = published(broadcaster)
+    monitor, appended = setup
+    monitor.apply(ok(2), at(0))
+    appended.take()
+    monitor.apply(DOWN, at(3))
+    events = appended.take()
     assert [name for name, _ in events] == ["upstream", "metrics"]
     assert events[0][1]["reachable"] is False
     assert events[0][1]["error"] == "/health: refused"
@@ -146,10 +150,10 @@ def test_outage_publishes_unreachable_once_and_no_session_event(setup) -> None:
     assert snapshot["sessions"]["active_count"] == 2  # last known, flagged stale, never 0
     assert snapshot["kato"]["resources"]["cpu_percent"] == 3.0
     assert snapshot["last_success"] == "2026-11-25T12:00:00+00:00"
-    poller.apply(DOWN, at(6))
-    assert [name for name, _ in published(broadcaster)] == ["metrics"]
-    poller.apply(ok(5), at(9))
-    events = published(broadcaster)
+    monitor.apply(DOWN, at(6))
+    assert [name for name, _ in appended.take()] == ["metrics"]
+    monitor.apply(ok(5), at(9))
+    events = appended.take()
     assert [name for name, _ in events] == ["upstream", "session_event", "metrics"]
     assert events[0][1]["previous_state_seconds"] == 6.0
     assert events[1][1]["data"]["previous_count"] == 2
@@ -157,14 +161,14 @@ def test_outage_publishes_unreachable_once_and_no_session_event(setup) -> None:
 
 
 def test_metrics_failure_alone_keeps_sessions_live(setup) -> None:
-    poller, broadcaster = setup
-    poller.apply(ok(1), at(0))
-    published(broadcaster)
+    monitor, appended = setup
+    monitor.apply(ok(1), at(0))
+    appended.take()
     reading = KatoReading(
         health=HEALTHY, metrics=None, metrics_error="/metrics: KATO reports an error: boom"
     )
-    poller.apply(reading, at(3))
-    events = published(broadcaster)
+    monitor.apply(reading, at(3))
+    events = appended.take()
     assert [name for name, _ in events] == ["session_event", "metrics"]
     snapshot = events[1][1]
     assert snapshot["kato"]["status"] == "healthy"
@@ -172,14 +176,14 @@ def test_metrics_failure_alone_keeps_sessions_live(setup) -> None:
     assert "boom" in snapshot["error"]
 
 
-def test_session_events_flag_off(setup) -> None:
-    _, broadcaster = setup
-    poller = Poller(None, broadcaster, interval=3.0, session_events=False)  # type: ignore[arg-type]
-    poller.apply(ok(1), at(0))
-    poller.apply(ok(4), at(3))
-    names = [name for name, _ in published(broadcaster)]
+def test_session_events_flag_off() -> None:
+    monitor, appended = kato_monitor(announce=False)
+    monitor.apply(ok(1), at(0))
+    monitor.apply(ok(4), at(3))
+    names = [name for name, _ in appended.take()]
     assert "session_event" not in names
-    assert poller.active_sessions == 4
+    assert monitor.snapshot is not None
+    assert monitor.snapshot["sessions"]["active_count"] == 4
 
 
 class ScriptedKato:
@@ -201,16 +205,16 @@ class ScriptedKato:
 
 
 async def test_an_exception_in_a_tick_does_not_end_the_loop() -> None:
-    broadcaster = Broadcaster(history_size=10, client_buffer=10)
     kato = ScriptedKato([RuntimeError("bug"), ok(3)])
-    poller = Poller(kato, broadcaster, interval=0.05)
+    monitor, appended = kato_monitor(kato)
+    poller = Poller(monitor, appended.append, interval=0.05)
     task = asyncio.create_task(poller.run())
     try:
         await asyncio.wait_for(kato.all_read.wait(), timeout=5)
     finally:
         task.cancel()
-    assert poller.snapshot is not None
-    assert poller.active_sessions == 3
+    assert monitor.snapshot is not None
+    assert monitor.snapshot["sessions"]["active_count"] == 3
 
 
 async def test_ticks_are_fixed_rate_even_when_reads_take_time() -> None:
@@ -227,7 +231,8 @@ async def test_ticks_are_fixed_rate_even_when_reads_take_time() -> None:
             await asyncio.sleep(0.24)  # the read's own duration, not a wait
             return ok()
 
-    poller = Poller(SlowKato(), Broadcaster(history_size=10, client_buffer=10), interval=0.3)
+    monitor, appended = kato_monitor(SlowKato())
+    poller = Poller(monitor, appended.append, interval=0.3)
     task = asyncio.create_task(poller.run())
     try:
         await asyncio.wait_for(six_started.wait(), timeout=10)

@@ -2,7 +2,7 @@
 and never makes a session event.
 
 Two layers. In-process, hypothesis throws thousands of generated bodies at the KATO client's
-parsing and folds each reading into a real Poller and Broadcaster (fast: no sockets). End to
+parsing and folds each reading into a real KATO monitor and memory log (fast: no sockets). End to
 end, generated answers are posted to the simulated KATO (`/_sim/fault` mode "serve") and a real
 gateway process reads them on its next ticks.
 
@@ -28,10 +28,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from sse_monitor.bus.event import Event
-from sse_monitor.bus.fanout import Broadcaster
+from sse_monitor.bus.log import Frame
+from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.bus.sse import to_json
 from sse_monitor.monitor.containers import LIFECYCLE, ContainerCollector
-from sse_monitor.monitor.poller import Poller
+from sse_monitor.monitor.kato import KatoMonitor
+from sse_monitor.monitor.sessions import SessionMonitor
 from sse_monitor.simulator import SimulatedKato, create_simulator_app
 from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import (
@@ -189,15 +191,17 @@ def metrics_or_error(content: bytes) -> KatoMetrics | UpstreamError:
         return exc
 
 
-def fold(reading: KatoReading) -> tuple[Poller, list[str]]:
-    """A real poller with a known count of BASELINE, then the reading: the events it made."""
-    broadcaster = Broadcaster(history_size=100, client_buffer=100)
-    poller = Poller(None, broadcaster, interval=3.0)  # type: ignore[arg-type]
+def fold(reading: KatoReading) -> tuple[KatoMonitor, list[str]]:
+    """A real KATO monitor with a known count of BASELINE, then the reading: the durable
+    events it appended to a real log."""
+    log = MemoryLog(history_size=100)
+    monitor = KatoMonitor(None, log.append, SessionMonitor(log.append))  # type: ignore[arg-type]
     good = KatoHealth("healthy", (), 1.0, BASELINE, 1.0)
-    poller.apply(KatoReading(health=good, metrics=None, metrics_error="x"), T0)
-    mark = len(broadcaster.history())
-    poller.apply(reading, T0)  # publishing encodes every event: it must be encodable
-    return poller, [frame.event.name for frame in broadcaster.history()[mark:]]
+    monitor.apply(KatoReading(health=good, metrics=None, metrics_error="x"), T0)
+    frames: list[Frame] = []
+    log.follow(frames.append)
+    monitor.apply(reading, T0)  # the log encodes every event: it must be encodable
+    return monitor, [frame.event.name for frame in frames if frame.event.durable]
 
 
 FAST = settings(
@@ -221,11 +225,12 @@ def test_any_health_body_is_a_reading_or_a_clear_failure(content: bytes) -> None
         count = result.active_sessions
         assert count is None or 0 <= count <= MAX_SESSION_COUNT
         reading = KatoReading(health=result, metrics=None, metrics_error="x")
-    poller, events = fold(reading)
+    monitor, events = fold(reading)
     if "session_event" in events:
         # Only a count that KATO really gave, and that differs from the last known one.
         assert isinstance(result, KatoHealth) and result.active_sessions not in (None, BASELINE)
-    assert poller.active_sessions in (BASELINE, getattr(result, "active_sessions", None))
+    count = monitor.snapshot["sessions"]["active_count"]
+    assert count in (BASELINE, getattr(result, "active_sessions", None))
 
 
 @FAST
@@ -244,9 +249,9 @@ def test_each_health_field_spoils_only_itself(doc: dict[str, Any]) -> None:
     assert health.active_sessions == (None if failed_check else count)
     if count is None:
         assert any("not a count" in problem for problem in health.problems)
-    poller, events = fold(KatoReading(health=health, metrics=None, metrics_error="x"))
+    monitor, events = fold(KatoReading(health=health, metrics=None, metrics_error="x"))
     assert ("session_event" in events) == (health.active_sessions not in (None, BASELINE))
-    snapshot = poller.snapshot
+    snapshot = monitor.snapshot
     assert snapshot is not None and snapshot["kato"]["status"] == health.status
     assert all(problem in snapshot["error"] for problem in health.problems)  # said, not hidden
 
@@ -262,8 +267,8 @@ def test_any_metrics_body_is_figures_or_a_clear_failure(content: bytes) -> None:
         for name in fields:
             value = getattr(result, section)[name]
             assert value is None or (math.isfinite(value) and value >= 0)
-    poller, events = fold(KatoReading(health=None, metrics=result, health_error="x"))
-    assert "session_event" not in events and poller.snapshot is not None
+    monitor, events = fold(KatoReading(health=None, metrics=result, health_error="x"))
+    assert "session_event" not in events and monitor.snapshot is not None
 
 
 @FAST
@@ -546,7 +551,7 @@ def test_the_collector_reads_any_engine_answer(entries: Any, inspected: Any, sta
     published: list[Event] = []
     engine = GeneratedEngine(GeneratedApi(entries, inspected, list(stats)))
     selection = Selection(names=("kato",))
-    collector = ContainerCollector(engine, selection, interval=1.0, publish=published.append)
+    collector = ContainerCollector(engine, selection, interval=1.0, append=published.append)
 
     async def two_rounds() -> dict[str, Any] | None:
         await collector.sample()
@@ -587,7 +592,7 @@ def test_only_a_real_lifecycle_event_of_a_watched_container_is_published(raw: An
     published: list[Event] = []
     engine = GeneratedEngine(GeneratedApi([], {}, []))
     collector = ContainerCollector(
-        engine, Selection(names=("kato",)), interval=1.0, publish=published.append
+        engine, Selection(names=("kato",)), interval=1.0, append=published.append
     )
 
     async def deliver() -> None:

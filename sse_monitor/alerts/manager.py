@@ -33,14 +33,14 @@ class AlertManager:
         self,
         rules: Iterable[Rule],
         store: AlertStore,
-        publish: Callable[[Event], object],
+        append: Callable[[Event], None],
         *,
         retention_seconds: float,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.lifecycle = Lifecycle(rules)
         self.store = store
-        self._publish = publish
+        self._append = append
         self._retention = timedelta(seconds=retention_seconds)
         self._clock = clock
         self._lock = asyncio.Lock()  # one change at a time: a poll's transitions, or an ack
@@ -48,7 +48,7 @@ class AlertManager:
         self._pruned_at: float | None = None
 
     async def start(self) -> None:
-        """Open the store, take back what was firing, and publish the state for new clients."""
+        """Open the store, take back what was firing, and append the state for new clients."""
         await self.store.open()
         await self._prune()
         restored = await self.store.firing()
@@ -67,7 +67,7 @@ class AlertManager:
             store=self.store.path,
             firing=len(restored) - len(orphans),
         )
-        self._publish_state(now)
+        self._append_state(now)
 
     async def evaluate(
         self, metrics: Mapping[str, Any] | None, containers: Mapping[str, Any] | None
@@ -88,7 +88,7 @@ class AlertManager:
             pending = frozenset((p.rule.id, p.subject) for p in self.lifecycle.pending())
             if transitions or pending != self._pending_keys:
                 self._pending_keys = pending
-                self._publish_state(now)
+                self._append_state(now)
         if self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
             await self._prune()
 
@@ -108,7 +108,7 @@ class AlertManager:
                 current.ack_note = alert.ack_note
             log.info("alert.acknowledged", id=alert.id, rule=alert.rule, by=by)
             self._announce(Transition("acknowledged", alert))
-            self._publish_state(self._clock())
+            self._append_state(self._clock())
             return alert
 
     def firing(self) -> list[Alert]:
@@ -120,9 +120,9 @@ class AlertManager:
 
     def _announce(self, transition: Transition) -> None:
         data = {**transition.alert.to_json(), "transition": transition.kind}
-        self._publish(Event("alert", data, durable=True))
+        self._append(Event("alert", data, durable=True))
 
-    def _publish_state(self, now: datetime) -> None:
+    def _append_state(self, now: datetime) -> None:
         firing = self.firing()
         pending = sorted(self.lifecycle.pending(), key=lambda p: (p.since, p.rule.id))
         data = {
@@ -141,7 +141,7 @@ class AlertManager:
                 for p in pending
             ],
         }
-        self._publish(Event("alerts", data))
+        self._append(Event("alerts", data))
 
     async def _prune(self) -> None:
         self._pruned_at = time.monotonic()

@@ -2,9 +2,9 @@
 
 Every SDK call runs in a worker thread, never on the event loop. Sampling runs in the
 background at the poll interval with one-shot stats reads (the previous sample of each container
-is kept to compute CPU and network rates), so the poller's tick only reads the latest snapshot
+is kept to compute CPU and network rates), so the producer's tick only reads the latest snapshot
 and never waits for the engine. A separate thread follows the engine's event stream and
-publishes a durable `container_event` the moment a container starts, dies, restarts, runs out of
+appends a durable `container_event` the moment a container starts, dies, restarts, runs out of
 memory or changes health.
 """
 
@@ -21,23 +21,28 @@ from typing import Any
 import docker.errors
 import structlog
 
+from sse_monitor.backoff import Backoff
 from sse_monitor.bus.event import Event
 from sse_monitor.clock import iso, utc_now
-from sse_monitor.sources.docker import (
-    DockerEngine,
-    EngineUnavailable,
-    Selection,
+from sse_monitor.monitor.ticker import run_every
+from sse_monitor.sources.docker import DockerEngine, EngineUnavailable, Selection, iter_events
+from sse_monitor.sources.docker_figures import (
+    NO_FIGURES,
+    STATE_KEYS,
     block_io_bytes,
     container_name,
-    count,
     cpu_percent,
-    iter_events,
+    describe,
+    event_nano,
     mapping,
     memory,
+    missing,
     network_bytes,
+    network_rate,
     online_cpus,
     pids,
     text,
+    totals,
 )
 
 log = structlog.get_logger("sse_monitor.monitor.containers")
@@ -67,13 +72,13 @@ class ContainerCollector:
         selection: Selection,
         *,
         interval: float,
-        publish: Callable[[Event], object],
+        append: Callable[[Event], None],
         max_workers: int = 16,
     ) -> None:
         self._engine = engine
         self._selection = selection
         self._interval = interval
-        self._publish = publish
+        self._append = append
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="docker")
         self._containers: dict[str, dict[str, Any]] = {}
         self._previous: dict[str, dict[str, Any]] = {}  # container id -> its last stats sample
@@ -98,17 +103,13 @@ class ContainerCollector:
             target=self._follow_events, args=(loop,), name="docker-events", daemon=True
         )
         self._events_thread.start()
-        next_at = loop.time()
-        while True:
-            try:
-                await self.sample()
-            except Exception:
-                log.exception("containers.sample_failed")
-            next_at += self._interval
-            now = loop.time()
-            if now > next_at:  # a slow engine: skip rounds rather than bunch them up
-                next_at += (int((now - next_at) // self._interval) + 1) * self._interval
-            await asyncio.sleep(next_at - now)
+        await run_every(self._interval, self._sample_logged, name="containers")
+
+    async def _sample_logged(self) -> None:
+        try:
+            await self.sample()
+        except Exception:
+            log.exception("containers.sample_failed")
 
     async def sample(self) -> None:
         """One round: list the watched containers, then inspect and read each, in parallel."""
@@ -179,8 +180,8 @@ class ContainerCollector:
             network={
                 "rx_bytes": received,
                 "tx_bytes": sent,
-                "rx_rate": _rate(stats, previous, 0),
-                "tx_rate": _rate(stats, previous, 1),
+                "rx_rate": network_rate(stats, previous, 0),
+                "tx_rate": network_rate(stats, previous, 1),
             },
             block_io={"read_bytes": read, "write_bytes": written},
             pids=pids(stats),
@@ -196,7 +197,7 @@ class ContainerCollector:
                 self._previous.clear()
         self._available, self._error = available, error
 
-    # What the poller publishes each tick
+    # What the producer appends each tick
 
     def snapshot(self) -> dict[str, Any] | None:
         """The `containers` event's data: the latest figures, or why there are none; None
@@ -223,19 +224,18 @@ class ContainerCollector:
         After a reconnect it asks for the events since the last one seen, so a short outage of
         the stream loses nothing the engine still remembers.
         """
-        backoff = 0.5
+        backoff = Backoff(0.5, MAX_BACKOFF_SECONDS)
         while not self._stopping.is_set():
             try:
                 self._read_events(loop)
-                backoff = 0.5
+                backoff.reset()
             except EngineUnavailable:
                 pass
             except Exception:
                 if not self._stopping.is_set():
                     log.warning("docker.events_failed", exc_info=True)
-            if self._stopping.wait(backoff):
+            if self._stopping.wait(backoff.delay()):
                 break
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     def _read_events(self, loop: asyncio.AbstractEventLoop) -> None:
         """Read one event stream to its end (the engine went away, or we closed it)."""
@@ -249,7 +249,7 @@ class ContainerCollector:
             for raw in iter_events(stream):
                 if not isinstance(raw, Mapping):
                     continue  # not an event: nothing to publish
-                nano = _event_nano(raw)
+                nano = event_nano(raw)
                 if nano and nano <= self._last_event_nano:
                     continue  # seen before the reconnect
                 if nano:
@@ -281,7 +281,7 @@ class ContainerCollector:
             self._out_of_memory.add(name)
         elif action in ("start", "restart"):
             self._out_of_memory.discard(name)
-        nano = _event_nano(raw)
+        nano = event_nano(raw)
         moment = datetime.fromtimestamp(nano / 1e9, UTC) if nano else utc_now()
         status = LIFECYCLE[action]
         health = detail.strip() if action == "health_status" else None
@@ -296,7 +296,7 @@ class ContainerCollector:
             "health": health,
             "exit_code": int(exit_code) if exit_code.lstrip("-").isdigit() else None,
         }
-        self._publish(Event("container_event", data, durable=True))
+        self._append(Event("container_event", data, durable=True))
         self._apply_event(name, status, health)
 
     def _apply_event(self, name: str, status: str | None, health: str | None) -> None:
@@ -313,7 +313,7 @@ class ContainerCollector:
             if status is not None:
                 current["status"] = status
                 if status != "running":
-                    current.update(_NO_FIGURES)
+                    current.update(NO_FIGURES)
             if health is not None:
                 current["health"] = health
             self._containers[name] = current
@@ -334,7 +334,7 @@ class ContainerCollector:
         if current is None:
             self._containers[name] = fresh
         else:
-            self._containers[name] = {**current, **{key: fresh[key] for key in _STATE_KEYS}}
+            self._containers[name] = {**current, **{key: fresh[key] for key in STATE_KEYS}}
 
     async def aclose(self) -> None:
         """Stop following events and release the worker threads."""
@@ -351,132 +351,3 @@ class ContainerCollector:
             await asyncio.get_running_loop().run_in_executor(None, thread.join, 5)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._engine.close()
-
-
-_NO_FIGURES = {
-    "cpu_percent": None,
-    "cpu_limit_percent": None,
-    "memory": None,
-    "network": None,
-    "block_io": None,
-    "pids": None,
-}
-_STATE_KEYS = ("status", "health", "restart_count", "started_at", "oom_killed")
-
-
-def describe(entry: Mapping[str, Any], inspected: Mapping[str, Any]) -> dict[str, Any]:
-    """A container's identity and state, with no resource figures yet."""
-    state = mapping(inspected.get("State"))
-    config = mapping(inspected.get("Config"))
-    host = mapping(inspected.get("HostConfig"))
-    status = text(state.get("Status"), 32) or "unknown"
-    if state.get("Restarting") is True:
-        status = "restarting"
-    return {
-        "name": container_name(entry) if entry.get("Names") else _inspected_name(inspected),
-        "id": text(inspected.get("Id"), 12) or text(entry.get("Id"), 12) or "",
-        "image": text(config.get("Image"), 256) or text(entry.get("Image"), 256),
-        "status": status,
-        "health": text(mapping(state.get("Health")).get("Status"), 32),
-        "restart_count": count(inspected.get("RestartCount")),
-        "started_at": _engine_time(state.get("StartedAt")),
-        "oom_killed": state.get("OOMKilled") is True,
-        "cpu_limit": _cpu_limit(host),
-        **_NO_FIGURES,
-    }
-
-
-def missing(name: str) -> dict[str, Any]:
-    """A watched name the engine does not have: listed, never silently dropped."""
-    return {
-        "name": name,
-        "id": None,
-        "image": None,
-        "status": "missing",
-        "health": None,
-        "restart_count": None,
-        "started_at": None,
-        "oom_killed": False,
-        "cpu_limit": None,
-        **_NO_FIGURES,
-    }
-
-
-def totals(containers: list[dict[str, Any]]) -> dict[str, Any]:
-    def total(pick: Callable[[dict[str, Any]], Any]) -> float | int:
-        return sum(value for c in containers if (value := pick(c)) is not None)
-
-    return {
-        "watched": len(containers),
-        "running": sum(1 for c in containers if c["status"] == "running"),
-        "cpu_percent": round(total(lambda c: c["cpu_percent"]), 2),
-        "memory_used": total(lambda c: (c["memory"] or {}).get("used")),
-        "rx_rate": round(total(lambda c: (c["network"] or {}).get("rx_rate")), 1),
-        "tx_rate": round(total(lambda c: (c["network"] or {}).get("tx_rate")), 1),
-        "rx_bytes": total(lambda c: (c["network"] or {}).get("rx_bytes")),
-        "tx_bytes": total(lambda c: (c["network"] or {}).get("tx_bytes")),
-        "block_read_bytes": total(lambda c: (c["block_io"] or {}).get("read_bytes")),
-        "block_write_bytes": total(lambda c: (c["block_io"] or {}).get("write_bytes")),
-        "pids": total(lambda c: c["pids"]),
-    }
-
-
-def _rate(
-    current: Mapping[str, Any], previous: Mapping[str, Any] | None, index: int
-) -> float | None:
-    """Bytes per second between two samples, timed by the engine's own read stamps."""
-    if previous is None:
-        return None
-    now, before = _read_seconds(current), _read_seconds(previous)
-    after, earlier = network_bytes(current)[index], network_bytes(previous)[index]
-    if now is None or before is None or now <= before or after is None or earlier is None:
-        return None  # no clock, or no counters
-    if after < earlier:
-        return None  # a counter reset (the container restarted)
-    return round((after - earlier) / (now - before), 1)
-
-
-def _read_seconds(sample: Mapping[str, Any]) -> float | None:
-    stamp = _engine_time(sample.get("read"))
-    return datetime.fromisoformat(stamp).timestamp() if stamp else None
-
-
-def _engine_time(value: Any) -> str | None:
-    """The engine's RFC 3339 nanosecond times as ISO-8601 with an offset; its zero time is None."""
-    if not isinstance(value, str) or not value or len(value) > 64 or value.startswith("0001-01-01"):
-        return None
-    text = value.replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        offset = rest[len(digits) :]
-        text = f"{head}.{digits[:6].ljust(6, '0')}{offset}"
-    try:
-        return iso(datetime.fromisoformat(text).astimezone(UTC))
-    except (ValueError, OverflowError):
-        return None
-
-
-def _event_nano(raw: Mapping[str, Any]) -> int:
-    """The event's time in nanoseconds since the epoch; 0 (unknown) unless a real moment."""
-    nano = count(raw.get("timeNano"))
-    return nano if nano is not None and nano < _YEAR_9999_NANO else 0
-
-
-_YEAR_9999_NANO = 253_402_300_799 * 10**9
-
-
-def _cpu_limit(host: Mapping[str, Any]) -> float | None:
-    """The container's CPU limit in cores (`--cpus`, or a CFS quota), None when unlimited."""
-    nano = count(host.get("NanoCpus"))
-    if nano:
-        return nano / 1e9
-    quota, period = count(host.get("CpuQuota")), count(host.get("CpuPeriod"))
-    if quota and period:
-        return round(quota / period, 3)
-    return None
-
-
-def _inspected_name(inspected: Mapping[str, Any]) -> str:
-    name = (text(inspected.get("Name"), 128) or "").lstrip("/")
-    return name or text(inspected.get("Id"), 12) or ""

@@ -15,10 +15,12 @@ have one, and the gateway's otherwise.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sse_monitor.bus.event import Event
 from sse_monitor.clock import iso
 
 CREATED, DESTROYED = "session_created", "session_destroyed"
@@ -124,6 +126,38 @@ class SessionTracker:
                 **extra,
             },
         }
+
+
+class SessionMonitor:
+    """Both channels into one tracker: each change it finds is appended once, as a
+    `session_event`. It is what KATO's push channel feeds, and what each poll reports to."""
+
+    def __init__(self, append: Callable[[Event], None], *, announce: bool = True) -> None:
+        self._append = append
+        self._announce = announce  # SSE_MONITOR_SESSION_EVENTS: off, the count still moves
+        self.tracker = SessionTracker()
+
+    @property
+    def count(self) -> int | None:
+        return self.tracker.count
+
+    def polled(self, count: int | None, now: datetime, kato_time: datetime | None) -> None:
+        """A polled (or snapshot) count against what the pushes implied; one event if they
+        disagree, with the net change."""
+        self._publish(self.tracker.observe(count, now, kato_time))
+
+    def pushed(self, change: PushedChange) -> None:
+        """A session KATO pushed: published at once, with its id, and the count moves."""
+        self._publish(self.tracker.pushed(change))
+
+    def push_snapshot(self, count: int, kato_time: datetime | None, received: datetime) -> None:
+        """The count KATO sends when the push socket opens: as good as a poll. Its timestamp
+        has no offset (KATO writes local time there), so it is ordered by our clock."""
+        self.polled(count, received, None)
+
+    def _publish(self, change: dict[str, Any] | None) -> None:
+        if change is not None and self._announce:
+            self._append(Event("session_event", change, durable=True))
 
 
 def _after(

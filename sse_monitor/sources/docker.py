@@ -1,14 +1,13 @@
-"""Talk to the Docker engine through the docker SDK, and turn its stats into figures.
+"""Talk to the Docker engine through the docker SDK: list, inspect, stats and events.
 
 The SDK is synchronous: every method of `DockerEngine` blocks and is meant to run in a worker
-thread, never on the event loop. The figure functions are pure, and follow the Docker CLI's own
-formulas so that what we show agrees with `docker stats`.
+thread, never on the event loop. Its answers become figures in docker_figures.py.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,9 +18,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from sse_monitor.redact import scrub
-
-MAX_CPUS = 4096  # more "online CPUs" than any host has is not a reading
-MAX_NAME_CHARS = 128
+from sse_monitor.sources.docker_figures import container_name, mapping
 
 
 class EngineUnavailable(Exception):
@@ -132,13 +129,6 @@ def engine_error(exc: BaseException) -> str:
     return scrub(reason)
 
 
-def container_name(entry: Mapping[str, Any]) -> str:
-    names = entry.get("Names")
-    if isinstance(names, list) and names and isinstance(names[0], str):
-        return names[0].lstrip("/")[:MAX_NAME_CHARS]
-    return text(entry.get("Id"), 12) or ""
-
-
 def iter_events(stream: Any) -> Iterator[dict[str, Any]]:
     """Events from an SDK events stream; ends quietly when the connection goes away (the
     engine stopped, or the stream was closed under it)."""
@@ -146,113 +136,3 @@ def iter_events(stream: Any) -> Iterator[dict[str, Any]]:
         yield from stream
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
         return
-
-
-# Figures, as the Docker CLI computes them (cli/command/container/stats_helpers.go). The engine's
-# answers are read defensively: a missing key, a wrong type or an impossible number makes that
-# figure None (unknown), never an exception and never a made-up 0.
-
-
-def cpu_percent(current: Mapping[str, Any], previous: Mapping[str, Any]) -> float | None:
-    """CPU delta / system delta x online CPUs x 100, between two samples; 100 = one core."""
-    cpu_now, cpu_before = _cpu_total(current), _cpu_total(previous)
-    system_now, system_before = _system_total(current), _system_total(previous)
-    if cpu_now is None or cpu_before is None or system_now is None or system_before is None:
-        return None
-    cpu_delta = cpu_now - cpu_before
-    system_delta = system_now - system_before
-    if system_delta <= 0 or cpu_delta < 0:
-        return None
-    return round(cpu_delta / system_delta * online_cpus(current) * 100.0, 2)
-
-
-def online_cpus(sample: Mapping[str, Any]) -> int:
-    cpu_stats = mapping(sample.get("cpu_stats"))
-    online = count(cpu_stats.get("online_cpus"))
-    if online is not None and 0 < online <= MAX_CPUS:
-        return online
-    percpu = mapping(cpu_stats.get("cpu_usage")).get("percpu_usage")
-    return min(len(percpu), MAX_CPUS) if isinstance(percpu, list) and percpu else 1
-
-
-def memory(sample: Mapping[str, Any]) -> dict[str, float | int | None]:
-    """Used memory without the page cache, as `docker stats` shows it, with limit and %."""
-    stats = mapping(sample.get("memory_stats"))
-    usage = count(stats.get("usage"))
-    limit = count(stats.get("limit"))
-    if usage is None:
-        return {"used": None, "limit": limit, "percent": None}
-    detail = mapping(stats.get("stats"))
-    used = usage
-    # cgroup v1 reports total_inactive_file, v2 inactive_file; subtracting `cache` is wrong on v2
-    inactive = count(detail.get("total_inactive_file", detail.get("inactive_file")))
-    if inactive is not None and inactive < usage:
-        used = usage - inactive
-    percent = round(used / limit * 100.0, 2) if limit else None
-    return {"used": used, "limit": limit, "percent": percent}
-
-
-def network_bytes(sample: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """Received and sent bytes, summed over the container's interfaces (cumulative); None
-    when the engine's answer has no readable interfaces."""
-    networks = sample.get("networks")
-    if networks is None:
-        return 0, 0  # no interfaces (--network none): nothing sent, as `docker stats` says
-    interfaces = list(networks.values()) if isinstance(networks, Mapping) else [None]
-    if not all(isinstance(n, Mapping) for n in interfaces):
-        return None, None
-    return _sum(n.get("rx_bytes") for n in interfaces), _sum(n.get("tx_bytes") for n in interfaces)
-
-
-def block_io_bytes(sample: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """Bytes read and written, summed by operation (case differs between cgroup versions)."""
-    entries = mapping(sample.get("blkio_stats")).get("io_service_bytes_recursive") or []
-    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
-        return None, None
-    rows: list[Mapping[str, Any]] = entries
-
-    def total(op: str) -> int | None:
-        return _sum(e.get("value") for e in rows if (text(e.get("op"), 8) or "").lower() == op)
-
-    return total("read"), total("write")
-
-
-def pids(sample: Mapping[str, Any]) -> int | None:
-    return count(mapping(sample.get("pids_stats")).get("current"))
-
-
-def count(value: Any) -> int | None:
-    """A non-negative integer the engine could have sent (a uint64), or None."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64:
-        return value
-    return None
-
-
-def mapping(value: Any) -> Mapping[str, Any]:
-    """A JSON object, or an empty one in place of anything else."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def text(value: Any, limit: int) -> str | None:
-    """A string the engine sent, cut to `limit` characters; None for anything else."""
-    return value[:limit] if isinstance(value, str) else None
-
-
-def _sum(values: Iterable[Any]) -> int | None:
-    """The sum of counters, None if any of them is unreadable (a partial sum would be wrong);
-    a missing counter counts 0, as the engine omits zeros."""
-    total = 0
-    for value in values:
-        number = 0 if value is None else count(value)
-        if number is None:
-            return None
-        total += number
-    return total
-
-
-def _cpu_total(sample: Mapping[str, Any]) -> int | None:
-    return count(mapping(mapping(sample.get("cpu_stats")).get("cpu_usage")).get("total_usage"))
-
-
-def _system_total(sample: Mapping[str, Any]) -> int | None:
-    return count(mapping(sample.get("cpu_stats")).get("system_cpu_usage"))

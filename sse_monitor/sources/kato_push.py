@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +19,7 @@ import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
+from sse_monitor.backoff import Backoff
 from sse_monitor.clock import iso, utc_now
 from sse_monitor.monitor.sessions import PushedChange
 from sse_monitor.redact import redact_url
@@ -40,7 +40,8 @@ def push_url(kato_url: str) -> str:
 
 
 class PushListener(Protocol):
-    """What the channel feeds (the poller): pushed sessions, and counts with KATO's time."""
+    """What the channel feeds (the session monitor): pushed sessions, and counts with KATO's
+    time."""
 
     def pushed(self, change: PushedChange) -> None: ...
 
@@ -68,11 +69,11 @@ class KatoPush:
 
     async def run(self, listener: PushListener) -> None:
         """Forever: connect, read until the socket ends, wait (backoff with jitter), again."""
-        backoff = FIRST_BACKOFF_SECONDS
+        backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         while True:
             try:
                 await self._session(listener)
-                backoff = FIRST_BACKOFF_SECONDS  # it was up: come back quickly
+                backoff.reset()  # it was up: come back quickly
             except asyncio.CancelledError:
                 raise
             except (OSError, WebSocketException, TimeoutError) as exc:
@@ -80,8 +81,7 @@ class KatoPush:
             except Exception as exc:  # a bug must not end the channel for good
                 log.exception("kato_push.failed")
                 self._set("down", f"unexpected {type(exc).__name__}")
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            await asyncio.sleep(backoff.delay())
 
     async def _session(self, listener: PushListener) -> None:
         async with connect(

@@ -43,7 +43,9 @@ class SessionListing:
     read_at: datetime
 
 
-class KatoSessions:
+class SessionList:
+    """KATO's sessions, read (never written) from the Redis KATO keeps them in."""
+
     def __init__(
         self,
         url: str,

@@ -8,6 +8,7 @@ not prometheus-client's global one, so two apps in one process (as in tests) nev
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import (
@@ -23,8 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sse_monitor.bus.event import TOPICS
-from sse_monitor.bus.fanout import Broadcaster
-from sse_monitor.monitor.poller import Poller
+from sse_monitor.bus.fanout import FanOut
 from sse_monitor.web.access import Access
 from sse_monitor.web.registry import StreamRegistry
 
@@ -40,16 +40,22 @@ REFUSAL_REASONS = (
 
 
 class GatewayCollector(Collector):
+    """The edge's running totals, and the producer's failed upstream reads when it runs here."""
+
     def __init__(
-        self, broadcaster: Broadcaster, registry: StreamRegistry, poller: Poller, access: Access
+        self,
+        fanout: FanOut,
+        registry: StreamRegistry,
+        access: Access,
+        upstream_errors: Counter[str] | None,
     ) -> None:
-        self._broadcaster = broadcaster
+        self._fanout = fanout
         self._streams = registry
-        self._poller = poller
         self._access = access
+        self._upstream_errors = upstream_errors
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._broadcaster.stats
+        stats = self._fanout.stats
         yield GaugeMetricFamily(
             "sse_monitor_streams_open", "Open /events streams.", value=len(self._streams.streams)
         )
@@ -58,7 +64,7 @@ class GatewayCollector(Collector):
             "Open streams subscribed to each topic.",
             labels=["topic"],
         )
-        counts = self._broadcaster.subscribers_by_topic()
+        counts = self._fanout.subscribers_by_topic()
         for topic in TOPICS:
             by_topic.add_metric([topic], counts.get(topic, 0))
         yield by_topic
@@ -87,12 +93,15 @@ class GatewayCollector(Collector):
         for reason in CLOSE_REASONS:
             closed.add_metric([reason], stats.closed.get(reason, 0))
         yield closed
-        errors = CounterMetricFamily(
-            "sse_monitor_upstream_errors", "Failed upstream reads, by source.", labels=["source"]
-        )
-        for source in ("kato_health", "kato_metrics", "docker"):
-            errors.add_metric([source], self._poller.upstream_errors.get(source, 0))
-        yield errors
+        if self._upstream_errors is not None:
+            errors = CounterMetricFamily(
+                "sse_monitor_upstream_errors",
+                "Failed upstream reads, by source.",
+                labels=["source"],
+            )
+            for source in ("kato_health", "kato_metrics", "docker"):
+                errors.add_metric([source], self._upstream_errors.get(source, 0))
+            yield errors
         refused = CounterMetricFamily(
             "sse_monitor_connections_refused", "Requests refused, by reason.", labels=["reason"]
         )

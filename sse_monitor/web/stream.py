@@ -1,7 +1,7 @@
-"""GET /events: the SSE stream, written straight onto ASGI, drawing from the broadcaster.
+"""GET /events: the SSE stream, written straight onto ASGI, drawing from the log and the fan-out.
 
 The first write carries `retry:` and the client's starting frames (the current state, or the
-durable events it missed); after that, whatever the broadcaster queues for this client, sent as
+durable events it missed); after that, whatever the fan-out queues for this client, sent as
 one write per wake-up, and a keep-alive comment when nothing was sent for the ping interval.
 
 Each stream is the request's own task plus one small task waiting for the client to go away:
@@ -24,7 +24,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from sse_monitor.bus.event import TOPICS
-from sse_monitor.bus.fanout import Broadcaster, Subscription
+from sse_monitor.bus.fanout import FanOut, Subscription
+from sse_monitor.bus.log import EventLog
 from sse_monitor.settings import Settings
 from sse_monitor.web.addresses import client_address
 from sse_monitor.web.errors import BadRequest, json_error
@@ -52,7 +53,8 @@ class StreamResponse:
         stream: OpenStream,
         last_event_id: str | None,
         *,
-        broadcaster: Broadcaster,
+        event_log: EventLog,
+        fanout: FanOut,
         registry: StreamRegistry,
         retry: bytes,
         ping_interval: float,
@@ -60,7 +62,8 @@ class StreamResponse:
     ) -> None:
         self.stream = stream
         self.last_event_id = last_event_id
-        self.broadcaster = broadcaster
+        self.event_log = event_log
+        self.fanout = fanout
         self.registry = registry
         self.retry = retry
         self.ping_interval = ping_interval
@@ -76,7 +79,9 @@ class StreamResponse:
                 await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            subscription = self.broadcaster.subscribe(self.last_event_id, self.stream.topics)
+            # Subscribed before the replay is read: what is appended meanwhile is held, and
+            # `start` keeps what the replay did not cover.
+            subscription = self.fanout.subscribe(self.stream.topics)
             self.stream.subscription = subscription
             watcher = asyncio.get_running_loop().create_task(
                 _close_on_disconnect(receive, subscription)
@@ -84,6 +89,7 @@ class StreamResponse:
             await self._write(
                 send, {"type": "http.response.start", "status": 200, "headers": HEADERS}
             )
+            subscription.start(await self.event_log.replay(self.last_event_id))
             # retry: first, and at once, so a client that gets nothing else yet knows how
             # soon to come back.
             first = await subscription.next_chunk() if subscription.backlog else b"\n"
@@ -92,7 +98,7 @@ class StreamResponse:
             await self._body(send, self.retry + first)
             self._send = send
             while True:
-                subscription.write_through = self.write_now  # idle: publishes write directly
+                subscription.write_through = self.write_now  # idle: deliveries write directly
                 chunk = await self._next(subscription)
                 subscription.write_through = None
                 if chunk is None:
@@ -113,12 +119,12 @@ class StreamResponse:
                 closed = subscription.closed_reason
                 if reason == "client" and closed not in (None, "client"):
                     reason = "lagging" if closed == "overflow" else "shutdown"
-                self.broadcaster.unsubscribe(subscription)
-            self.broadcaster.stats.closed[reason] += 1
+                self.fanout.unsubscribe(subscription)
+            self.fanout.stats.closed[reason] += 1
             self.registry.release(self.stream)
 
     def write_now(self, data: bytes) -> bool:
-        """Write a frame from the publisher's loop, without waking this stream's task.
+        """Write a frame from the fan-out's loop, without waking this stream's task.
 
         uvicorn's send() writes to the transport at once, or, when the socket's buffer is
         full, first waits for the client to drain it, before writing anything. So one step of
@@ -190,7 +196,7 @@ async def _abort_connection(receive: Receive) -> None:
                 pass
 
 
-async def close_streams_on_shutdown(broadcaster: Broadcaster) -> None:
+async def close_streams_on_shutdown(fanout: FanOut) -> None:
     """One task for the whole app: end every stream when the server is told to stop.
 
     uvicorn waits for open responses before it runs the lifespan's shutdown, and a stream never
@@ -198,7 +204,7 @@ async def close_streams_on_shutdown(broadcaster: Broadcaster) -> None:
     """
     while not AppStatus.should_exit:  # noqa: ASYNC110 - a flag set by a signal handler
         await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
-    broadcaster.close_all("shutdown")
+    fanout.close_all("shutdown")
 
 
 def parse_topics(raw: str | None) -> tuple[str, ...]:
@@ -222,9 +228,10 @@ class EventStream:
     """The endpoint; it holds what it needs, handed over by the app factory."""
 
     def __init__(
-        self, broadcaster: Broadcaster, registry: StreamRegistry, settings: Settings
+        self, event_log: EventLog, fanout: FanOut, registry: StreamRegistry, settings: Settings
     ) -> None:
-        self._broadcaster = broadcaster
+        self._event_log = event_log
+        self._fanout = fanout
         self._registry = registry
         self._settings = settings
         self._retry = f"retry: {settings.retry_ms}\n".encode()
@@ -240,7 +247,8 @@ class EventStream:
         return StreamResponse(  # type: ignore[return-value]
             admitted,
             last_event_id,
-            broadcaster=self._broadcaster,
+            event_log=self._event_log,
+            fanout=self._fanout,
             registry=self._registry,
             retry=self._retry,
             ping_interval=self._settings.ping_interval,

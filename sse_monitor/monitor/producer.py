@@ -1,0 +1,185 @@
+"""The producer: everything that learns what to tell clients, given nothing but `append`.
+
+Each tick appends the container snapshot, then reads KATO and appends its snapshot, then runs
+the alert rules over both; KATO's push channel and the Docker engine's events append in between,
+as they happen. One producer runs for the app's whole life, whether or not anyone is connected,
+so that no change is missed while nobody watches, and upstream load never depends on the number
+of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from sse_monitor.alerts.manager import AlertManager
+from sse_monitor.alerts.rules import load_rules
+from sse_monitor.alerts.store import AlertStore, StoreError
+from sse_monitor.bus.event import Event
+from sse_monitor.monitor.kato import KatoMonitor
+from sse_monitor.monitor.sessions import SessionMonitor
+from sse_monitor.monitor.ticker import run_every
+from sse_monitor.redact import redact_url
+from sse_monitor.settings import ConfigError, Settings
+from sse_monitor.sources.kato import KatoClient
+from sse_monitor.sources.kato_push import KatoPush, push_url
+
+if TYPE_CHECKING:
+    from sse_monitor.monitor.containers import ContainerCollector
+
+log = structlog.get_logger("sse_monitor.monitor.producer")
+
+
+class ContainerSource(Protocol):
+    def snapshot(self) -> dict[str, Any] | None: ...
+
+
+class AlertEvaluator(Protocol):
+    async def evaluate(
+        self, metrics: dict[str, Any] | None, containers: dict[str, Any] | None
+    ) -> None: ...
+
+
+class Poller:
+    """The tick, and the background tasks (push channel, container sampling) that feed it."""
+
+    def __init__(
+        self,
+        kato: KatoMonitor,
+        append: Callable[[Event], None],
+        *,
+        interval: float,
+        containers: ContainerSource | None = None,
+        alerts: AlertEvaluator | None = None,
+        observe_tick: Callable[[float], None] | None = None,
+    ) -> None:
+        self.kato = kato
+        self._append = append
+        self.interval = interval
+        self._containers = containers
+        self._alerts = alerts
+        self._observe_tick = observe_tick
+        self.upstream_errors: Counter[str] = kato.upstream_errors  # failed reads, by source
+        self.tick_count = 0
+        self.last_tick_monotonic: float | None = None
+
+    async def run(self) -> None:
+        """Tick at a fixed rate until cancelled."""
+        await run_every(self.interval, self.tick, name="poller")
+
+    async def tick(self) -> None:
+        """One poll; an exception here is logged and never ends the loop."""
+        self.tick_count += 1
+        started = time.monotonic()
+        containers = None
+        try:
+            containers = self._containers.snapshot() if self._containers is not None else None
+            if containers is not None and not containers.get("available"):
+                self.upstream_errors["docker"] += 1
+            if containers is not None:
+                # First, so that a slow KATO never delays it; the collector samples in the
+                # background, so this never waits for the engine either.
+                self._append(Event("containers", containers))
+            await self.kato.poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("poller.tick_failed")
+        finally:
+            self.last_tick_monotonic = time.monotonic()
+            if self._observe_tick is not None:
+                self._observe_tick(self.last_tick_monotonic - started)
+        if self._alerts is not None:
+            # After the metrics are out: rules read this tick's snapshots, both of them.
+            try:
+                await self._alerts.evaluate(self.kato.snapshot, containers)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alerts.evaluate_failed")
+
+
+class Producer:
+    """The producer as the app runs it: built from settings, started and stopped with the app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        append: Callable[[Event], None],
+        *,
+        observe_tick: Callable[[float], None] | None = None,
+    ) -> None:
+        """Raises ConfigError (a RulesError for the alert rules) before anything starts."""
+        store = AlertStore(settings.db_path)
+        try:
+            store.check()
+        except StoreError as exc:
+            raise ConfigError(f"SSE_MONITOR_DB: {exc}") from None
+        self.alerts = AlertManager(
+            load_rules(settings.alert_rules),
+            store,
+            append,
+            retention_seconds=settings.alert_retention,
+        )
+        self._kato_client = KatoClient(settings.kato_url, timeout=settings.upstream_timeout)
+        self.containers = _container_collector(settings, append)
+        self.push = KatoPush(push_url(settings.kato_url)) if settings.kato_push else None
+        self.sessions = SessionMonitor(append, announce=settings.session_events)
+        kato = KatoMonitor(
+            self._kato_client,
+            append,
+            self.sessions,
+            kato_url=redact_url(settings.kato_url),
+            push_state=self.push.describe if self.push is not None else None,
+        )
+        self.poller = Poller(
+            kato,
+            append,
+            interval=settings.poll_interval,
+            containers=self.containers,
+            alerts=self.alerts,
+            observe_tick=observe_tick,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.alerts.start()  # before the first poll: what fired before a restart is known
+        self._tasks.append(asyncio.create_task(self.poller.run(), name="poller"))
+        if self.containers is not None:
+            self._tasks.append(asyncio.create_task(self.containers.run(), name="containers"))
+        if self.push is not None:
+            self._tasks.append(asyncio.create_task(self.push.run(self.sessions), name="kato-push"))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.alerts.aclose()
+        await self._kato_client.aclose()
+        if self.containers is not None:
+            await self.containers.aclose()
+
+
+def _container_collector(
+    settings: Settings, append: Callable[[Event], None]
+) -> ContainerCollector | None:
+    if not settings.container_stats:
+        return None
+    # Imported only when used: the docker SDK (with requests) is a quarter of the start-up.
+    from sse_monitor.monitor.containers import ContainerCollector
+    from sse_monitor.sources.docker import DockerEngine, Selection
+
+    return ContainerCollector(
+        DockerEngine(timeout=max(settings.poll_interval, 5.0)),
+        Selection(names=settings.watched_names, label=settings.container_label),
+        interval=settings.poll_interval,
+        append=append,
+    )

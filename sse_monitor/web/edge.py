@@ -1,0 +1,119 @@
+"""The edge: everything that answers HTTP, built over a way to read the event log.
+
+It is given the log (to read: current state, replay, history), the local fan-out fed by the log's
+tail, and the alert desk when a producer runs in this process; it never sees who appends. Its
+routes, middleware and error handlers make the Starlette app; `open` and `aclose` bracket the
+app's life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
+from starlette.types import ExceptionHandler
+
+from sse_monitor.alerts.manager import AlertManager
+from sse_monitor.bus.fanout import FanOut
+from sse_monitor.bus.log import EventLog
+from sse_monitor.settings import Settings
+from sse_monitor.sources.kato_redis import SessionList
+from sse_monitor.web.access import (
+    VIEWER,
+    Access,
+    Forbidden,
+    Unauthorized,
+    forbidden,
+    locked_out,
+    unauthorized,
+)
+from sse_monitor.web.addresses import ForwardedForCheck
+from sse_monitor.web.alert_api import alert_routes
+from sse_monitor.web.api import LogView, api_routes
+from sse_monitor.web.cors import cors_middleware
+from sse_monitor.web.errors import EXCEPTION_HANDLERS
+from sse_monitor.web.lockout import Lockout, TooManyFailures
+from sse_monitor.web.page import page_folder, page_routes
+from sse_monitor.web.prometheus import GatewayCollector, PrometheusEndpoint
+from sse_monitor.web.registry import StreamRegistry
+from sse_monitor.web.revocations import SQLiteRevocations
+from sse_monitor.web.stream import EventStream, close_streams_on_shutdown
+
+
+class Edge:
+    """The HTTP side of one process: the stream, the JSON API, the page, access and limits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        event_log: EventLog,
+        fanout: FanOut,
+        prometheus: PrometheusEndpoint,
+        *,
+        alerts: AlertManager | None = None,
+        polls: Callable[[], int] | None = None,
+        upstream_errors: Counter[str] | None = None,
+    ) -> None:
+        self._fanout = fanout
+        self.revocations = SQLiteRevocations(settings.db_path)
+        self.access = Access(
+            settings.viewer_token,
+            settings.admin_token,
+            login_ttl=settings.login_ttl,
+            lockout=Lockout(settings.auth_failure_limit, settings.auth_failure_window),
+            revocations=self.revocations,
+            trusted_proxies=settings.trusted_proxies,
+        )
+        self.registry = StreamRegistry(settings.max_streams, settings.max_streams_per_client)
+        self._session_list = (
+            SessionList(settings.kato_redis_url) if settings.kato_redis_url else None
+        )
+        prometheus.add(GatewayCollector(fanout, self.registry, self.access, upstream_errors))
+        stream = EventStream(event_log, fanout, self.registry, settings)
+        view = LogView(
+            event_log, interval=settings.poll_interval, history_size=settings.history_size
+        )
+        self.routes: list[BaseRoute] = [
+            *page_routes(page_folder(settings.static_dir), access_control=self.access.enabled),
+            Route("/events", self.access.protect(VIEWER, stream.endpoint), methods=["GET"]),
+            *api_routes(
+                view,
+                fanout,
+                self.registry,
+                self.access,
+                self._session_list,
+                containers_enabled=settings.container_stats,
+                polls=polls,
+            ),
+            *(alert_routes(alerts, self.access) if alerts is not None else []),
+            *self.access.routes(),
+            Route("/metrics", self.access.protect(VIEWER, prometheus.endpoint), methods=["GET"]),
+        ]
+        self.middleware = [Middleware(ForwardedForCheck, forwarding=self.access.forwarding)]
+        if settings.cors_origins:
+            self.middleware.append(cors_middleware(settings.cors_origins))
+        self.exception_handlers: dict[Any, ExceptionHandler] = {
+            **EXCEPTION_HANDLERS,
+            Unauthorized: unauthorized,
+            Forbidden: forbidden,
+            TooManyFailures: locked_out,
+        }
+        self._shutdown: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self.revocations.open()  # before the first request: a logged-out cookie stays out
+        self._shutdown = asyncio.create_task(
+            close_streams_on_shutdown(self._fanout), name="stream-shutdown"
+        )
+
+    async def aclose(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown.cancel()
+        self._fanout.close_all()
+        await self.revocations.aclose()
+        if self._session_list is not None:
+            await self._session_list.aclose()
