@@ -43,7 +43,7 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-SERVERS = ("gateway", "nchan", "naive")
+SERVERS = ("gateway", "baseline", "nchan", "naive")
 DEFAULT_SERVERS = ("gateway", "nchan")
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 FD_RESERVE = 200  # descriptors a load-client process needs besides its sockets
@@ -309,17 +309,24 @@ def start_server(
     kato_url: str,
     interval: float,
     gc_trace: Path | None = None,
+    baseline: Path | None = None,
 ) -> Server:
     if server == "nchan":
         return start_nchan(children, tag, kato_url, interval)
     port = free_port()
     python = [sys.executable]
+    if server in ("gateway", "baseline"):
+        # -P: the bench's own checkout is not put first on the path, so that `baseline` runs
+        # the gateway of another checkout (--baseline) through PYTHONPATH.
+        python.append("-P")
     if gc_trace is not None:
         python += [str(BENCH / "gc_trace.py"), str(gc_trace)]
-    if server == "gateway":
+    if server in ("gateway", "baseline"):
         argv = [*python, "-m", "sse_monitor", "serve", "--port", str(port)]
         argv += ["--kato-url", kato_url]
+        source = baseline if server == "baseline" else BENCH.parent
         env = {
+            "PYTHONPATH": str(source),
             "SSE_MONITOR_POLL_INTERVAL": f"{interval:g}",
             "SSE_MONITOR_LOG_FORMAT": "json",
             "SSE_MONITOR_LOG_LEVEL": "warning",
@@ -475,7 +482,7 @@ def run_one(
     kato, kato_url = start_kato(children, tag)
     gc_trace = children.workdir / f"gc-{tag}.txt" if args.gc_trace and server != "nchan" else None
     loadavg = os.getloadavg()  # anything else busy on this shared machine?
-    srv = start_server(children, server, tag, kato_url, args.interval, gc_trace)
+    srv = start_server(children, server, tag, kato_url, args.interval, gc_trace, args.baseline)
     pid = srv.child.popen.pid
     sampler = RssSampler(pid)
     sampler.start()
@@ -981,12 +988,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run the Python servers under bench/gc_trace.py and count their full GC pauses",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit (git worktree add /tmp/before REV): the server "
+        "`baseline` is the gateway run from it, side by side with this one",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "fanout-latest.md")
     args = parser.parse_args(argv)
     # Each client is one socket: a load-client process must stay under its open-file limit.
     most = resource.getrlimit(resource.RLIMIT_NOFILE)[1] - FD_RESERVE
     if not 1 <= args.per_process <= most:
         parser.error(f"--per-process must be 1 to {most:,} (open-file limit here)")
+    if "baseline" in args.servers and not (
+        args.baseline and (args.baseline / "sse_monitor").is_dir()
+    ):
+        parser.error("the server `baseline` needs --baseline DIR, a checkout holding sse_monitor/")
     if "nchan" in args.servers and (why := nchan_missing()):
         parser.error(why)
     return args
