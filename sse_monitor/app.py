@@ -89,8 +89,8 @@ def create_app(
     return app
 
 
-def app_from_env() -> Starlette:
-    settings = Settings.from_env()
+def set_up_process(settings: Settings) -> None:
+    """Structured logs (secrets masked) and, with SENTRY_DSN, error tracking: once a process."""
     configure_logging(settings.log_level, settings.log_format, secrets_of(settings))
     if settings.sentry_dsn:
         start_sentry(
@@ -98,6 +98,11 @@ def app_from_env() -> Starlette:
             settings.sentry_environment,
             secrets=(settings.viewer_token or "", settings.admin_token or ""),
         )
+
+
+def app_from_env() -> Starlette:
+    settings = Settings.from_env()
+    set_up_process(settings)
     return create_app(settings)
 
 

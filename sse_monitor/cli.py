@@ -10,9 +10,7 @@ import sys
 import structlog
 import uvicorn
 
-from sse_monitor.app import create_app
-from sse_monitor.error_tracking import start_sentry
-from sse_monitor.logs import configure_logging, secrets_of
+from sse_monitor.app import create_app, set_up_process
 from sse_monitor.redact import redact_url
 from sse_monitor.settings import ConfigError, Settings
 
@@ -33,13 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format, secrets_of(settings))
-    if settings.sentry_dsn:
-        start_sentry(
-            settings.sentry_dsn,
-            settings.sentry_environment,
-            secrets=(settings.viewer_token or "", settings.admin_token or ""),
-        )
+    set_up_process(settings)
     try:
         if args.command == "serve":
             return _serve(settings, args.host, args.port)

@@ -63,7 +63,7 @@ class Forbidden(Exception):
 
 
 @dataclass(frozen=True)
-class Session:
+class Login:
     """A login cookie whose signature checked out."""
 
     role: str
@@ -105,9 +105,9 @@ class Access:
         presented = _bearer(request) or request.query_params.get("token")
         if presented:
             return self._role_of_presented(presented, self._address(request))
-        session = self._session_of(request)
-        if session is not None:
-            return session.role
+        login = self._login_of(request)
+        if login is not None:
+            return login.role
         if not self.enabled:
             return ADMIN
         return VIEWER if self._viewer is None else None
@@ -160,15 +160,17 @@ class Access:
         log.info("access.login", client=address, role=role)
         response = JSONResponse({"role": role})
         expires = int(time.time()) + self._login_ttl
-        response.headers.append("set-cookie", self._cookie(self._session(role, expires), request))
+        response.headers.append(
+            "set-cookie", self._cookie(self._login_value(role, expires), request)
+        )
         return response
 
     async def logout(self, request: Request) -> Response:
         """Clears the cookie, and revokes it if it is a valid one: a copy of it (another tab,
         a captured header) is refused from now on, until it expires."""
-        for session in self._sessions(request):
-            await self._revocations.revoke(session.signature, session.expires)
-            log.info("access.logout", client=self._address(request), role=session.role)
+        for login in self._logins(request):
+            await self._revocations.revoke(login.signature, login.expires)
+            log.info("access.logout", client=self._address(request), role=login.role)
         response = JSONResponse({"role": None})
         response.headers.append("set-cookie", self._cookie("", request, max_age=0))
         return response
@@ -176,9 +178,9 @@ class Access:
     async def describe(self, request: Request) -> Response:
         """What this request may do, and whether a login cookie grants it (the page offers
         "Log out" only then)."""
-        session = self._session_of(request) is not None
+        logged_in = self._login_of(request) is not None
         return JSONResponse(
-            {"enabled": self.enabled, "role": self.role(request), "session": session}
+            {"enabled": self.enabled, "role": self.role(request), "session": logged_in}
         )
 
     def warnings(self) -> list[str]:
@@ -218,22 +220,22 @@ class Access:
             return self._admin if self._admin is not None else self._viewer
         return self._viewer if role == VIEWER else None
 
-    def _session(self, role: str, expires: int) -> str:
+    def _login_value(self, role: str, expires: int) -> str:
         key = self._key(role)
         assert key is not None
         nonce = secrets.token_hex(8)
         return f"{role}.{expires}.{nonce}.{_sign(key, role, expires, nonce)}"
 
-    def _session_of(self, request: Request) -> Session | None:
-        return next(iter(self._sessions(request)), None)
+    def _login_of(self, request: Request) -> Login | None:
+        return next(iter(self._logins(request)), None)
 
-    def _sessions(self, request: Request) -> list[Session]:
+    def _logins(self, request: Request) -> list[Login]:
         """The request's valid, unexpired, unrevoked login cookies (a stale, forged or
         malformed one is as good as absent)."""
-        found = (self._session_in(value) for value in _cookie_values(request, COOKIE))
-        return [session for session in found if session is not None]
+        found = (self._login_in(value) for value in _cookie_values(request, COOKIE))
+        return [login for login in found if login is not None]
 
-    def _session_in(self, value: str) -> Session | None:
+    def _login_in(self, value: str) -> Login | None:
         shape = SESSION_SHAPE.fullmatch(value)
         if shape is None:
             return None
@@ -245,7 +247,7 @@ class Access:
             return None
         if self._revocations.is_revoked(signature):
             return None
-        return Session(role, expires, signature)
+        return Login(role, expires, signature)
 
     def _cookie(self, value: str, request: Request, *, max_age: int | None = None) -> str:
         # No Path: the browser scopes it to the login URL's folder, so behind a proxy at
