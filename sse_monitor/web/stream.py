@@ -48,26 +48,10 @@ ABORT_WAIT_SECONDS = 1.0
 class StreamResponse:
     """One client's stream: an ASGI app for the life of the connection."""
 
-    def __init__(
-        self,
-        stream: OpenStream,
-        last_event_id: str | None,
-        *,
-        event_log: EventLog,
-        fanout: FanOut,
-        registry: StreamRegistry,
-        retry: bytes,
-        ping_interval: float,
-        send_timeout: float,
-    ) -> None:
+    def __init__(self, stream: OpenStream, last_event_id: str | None, endpoint: EventStream):
         self.stream = stream
         self.last_event_id = last_event_id
-        self.event_log = event_log
-        self.fanout = fanout
-        self.registry = registry
-        self.retry = retry
-        self.ping_interval = ping_interval
-        self.send_timeout = send_timeout
+        self.endpoint = endpoint  # what every stream shares: the log, the fan-out, the limits
         self._send: Send | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,7 +65,7 @@ class StreamResponse:
                 return
             # Subscribed before the replay is read: what is appended meanwhile is held, and
             # `start` keeps what the replay did not cover.
-            subscription = self.fanout.subscribe(self.stream.topics)
+            subscription = self.endpoint.fanout.subscribe(self.stream.topics)
             self.stream.subscription = subscription
             watcher = asyncio.get_running_loop().create_task(
                 _close_on_disconnect(receive, subscription)
@@ -89,13 +73,13 @@ class StreamResponse:
             await self._write(
                 send, {"type": "http.response.start", "status": 200, "headers": HEADERS}
             )
-            subscription.start(await self.event_log.replay(self.last_event_id))
+            subscription.start(await self.endpoint.event_log.replay(self.last_event_id))
             # retry: first, and at once, so a client that gets nothing else yet knows how
             # soon to come back.
             first = await subscription.next_chunk() if subscription.backlog else b"\n"
             if first is None:
                 return
-            await self._body(send, self.retry + first)
+            await self._body(send, self.endpoint.retry + first)
             self._send = send
             while True:
                 subscription.write_through = self.write_now  # idle: deliveries write directly
@@ -119,9 +103,9 @@ class StreamResponse:
                 closed = subscription.closed_reason
                 if reason == "client" and closed not in (None, "client"):
                     reason = "lagging" if closed == "overflow" else "shutdown"
-                self.fanout.unsubscribe(subscription)
-            self.fanout.stats.closed[reason] += 1
-            self.registry.release(self.stream)
+                self.endpoint.fanout.unsubscribe(subscription)
+            self.endpoint.fanout.stats.closed[reason] += 1
+            self.endpoint.registry.release(self.stream)
 
     def write_now(self, data: bytes) -> bool:
         """Write a frame from the fan-out's loop, without waking this stream's task.
@@ -150,7 +134,7 @@ class StreamResponse:
     async def _next(self, subscription: Subscription) -> bytes | None:
         """The next chunk, or a keep-alive comment after `ping_interval` of silence."""
         try:
-            async with asyncio.timeout(self.ping_interval):
+            async with asyncio.timeout(self.endpoint.ping_interval):
                 return await subscription.next_chunk()
         except TimeoutError:
             return PING
@@ -161,7 +145,7 @@ class StreamResponse:
     async def _write(self, send: Send, message: dict[str, object]) -> None:
         # A client that stops reading fills the socket's buffers; then this send waits for
         # it. Past the send timeout it is treated as gone (TimeoutError, caught above).
-        async with asyncio.timeout(self.send_timeout):
+        async with asyncio.timeout(self.endpoint.send_timeout):
             await send(message)  # type: ignore[arg-type]
 
 
@@ -230,30 +214,23 @@ class EventStream:
     def __init__(
         self, event_log: EventLog, fanout: FanOut, registry: StreamRegistry, settings: Settings
     ) -> None:
-        self._event_log = event_log
-        self._fanout = fanout
-        self._registry = registry
+        self.event_log = event_log
+        self.fanout = fanout
+        self.registry = registry
+        self.retry = f"retry: {settings.retry_ms}\n".encode()
+        self.ping_interval = settings.ping_interval
+        self.send_timeout = settings.send_timeout
         self._settings = settings
-        self._retry = f"retry: {settings.retry_ms}\n".encode()
 
     async def endpoint(self, request: Request) -> Response:
         last_event_id = event_id_param(request, "last_event_id", header="last-event-id")
         topics = parse_topics(request.query_params.get("topics"))
         peer = request.client.host if request.client else None
         client = client_address(peer, request.headers, self._settings.trusted_proxies)
-        admitted = self._registry.admit(client, topics)
+        admitted = self.registry.admit(client, topics)
         if isinstance(admitted, Refusal):
             return self._refuse(admitted, client)
-        return StreamResponse(  # type: ignore[return-value]
-            admitted,
-            last_event_id,
-            event_log=self._event_log,
-            fanout=self._fanout,
-            registry=self._registry,
-            retry=self._retry,
-            ping_interval=self._settings.ping_interval,
-            send_timeout=self._settings.send_timeout,
-        )
+        return StreamResponse(admitted, last_event_id, self)  # type: ignore[return-value]
 
     def _refuse(self, refusal: Refusal, client: str) -> Response:
         log.warning("stream.refused", reason=refusal.reason, client=client)
