@@ -1,0 +1,1 @@
+"""sse-monitor: a Server-Sent Events gateway that shows KATO and its containers live."""

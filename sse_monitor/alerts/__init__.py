@@ -1,3 +1,3 @@
-"""Alerting: rules (rules.py) read from the snapshots (metrics.py) drive each alert through
-pending -> firing -> resolved (lifecycle.py); alerts are kept in SQLite (store.py), announced
-by the manager (manager.py) and served over HTTP (api.py)."""
+"""Alerting: rules (rules.py) read from the snapshots (metric_paths.py) drive each alert through
+pending -> firing -> resolved (lifecycle.py); alerts are kept in SQLite (store.py) and appended
+to the event log by the manager (manager.py). The edge serves them (web/alert_api.py)."""

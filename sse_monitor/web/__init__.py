@@ -1,0 +1,1 @@
+"""The edge: everything that answers HTTP, reading the event log."""
