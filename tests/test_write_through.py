@@ -3,11 +3,11 @@
 An idle stream takes each frame straight onto its socket: StreamResponse.write_now steps
 uvicorn's send() by hand and relies on where it suspends (it writes at once, or, with the socket's
 buffers full, waits before writing anything; then the frame is queued and the stream's own task
-sends it under the send timeout). The fan-out's side of that is a unit test with a fake writer
-(test_broadcaster.py); this is the server's side, end to end: a gateway process under each of
-uvicorn's HTTP protocols and each middleware the app can wrap around `send` (none; CORS, for an
-allowed Origin; Sentry's ASGI middleware), fed by the simulated KATO pushing one durable
-`session_event` per session created through its HTTP API.
+sends it under the send timeout). The fan-out's side of that has a unit test with a fake writer;
+this is the server's side, end to end: a gateway process under each of uvicorn's HTTP protocols
+and each middleware the app can wrap around `send` (none; CORS, for an allowed Origin; Sentry's
+ASGI middleware), fed by the simulated KATO pushing one durable `session_event` per session
+created through its HTTP API.
 """
 
 from __future__ import annotations
