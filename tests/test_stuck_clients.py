@@ -13,18 +13,14 @@ import pytest
 
 from tests.conftest import Kato
 from tests.processes import UvicornGateway
+from tests.raw_stream import small_window_socket
 
 STUCK_CLIENTS = 2
 
 
 def stuck_client(port: int) -> socket.socket:
     """An SSE client with a small receive window that never reads."""
-    sock = socket.socket()
-    # Before connect: a small window, and small segments, so that the server's kernel sizes
-    # its send buffer small too (it scales with the segment size): the buffers fill in seconds.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-    sock.connect(("127.0.0.1", port))
+    sock = small_window_socket(port)
     sock.sendall(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
     return sock
 
