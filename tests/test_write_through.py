@@ -60,6 +60,12 @@ class Served:
         response.raise_for_status()
         return response.json()
 
+    def counter(self, name: str) -> float:
+        """One unlabelled counter from GET /metrics."""
+        text = httpx.get(f"{self.gateway.url}/metrics", timeout=5).text
+        line = next(line for line in text.splitlines() if line.startswith(f"{name} "))
+        return float(line.split()[1])
+
     def streams(self) -> list[dict[str, Any]]:
         return self.get("/api/streams")["streams"]
 
@@ -194,14 +200,25 @@ def test_a_client_that_stops_reading_gets_every_frame_once_whole_and_in_order(
     ended_before = gateway.count("stream.dropped") + gateway.count("stream.closed")
     # Resuming after a durable event of its own: every durable event after it is expected.
     anchor = newest_durable_id(served, push_kato)
+    written_through = served.counter("sse_monitor_frames_written_through_total")
+    refused = served.counter("sse_monitor_write_through_refused_total")
     stream = open_stream(served, "/events", ("last-event-id", anchor))
     try:
         with sessions_created(push_kato):
             # Reading: the stream is idle between frames, so they are written through.
             stream.read_until(lambda: len(stream.of("session_event")) >= 20, 20, "live frames")
+            wait_until(
+                lambda: (
+                    served.counter("sse_monitor_frames_written_through_total") > written_through
+                ),
+                10,
+                "a frame written through",
+            )
             # Not reading: the buffers fill, and frames queue behind a send that waits.
             row = wait_until(lambda: stalled(served), 20, "the stream to stall")
             assert stream.unread_bytes() > 0
+            # the fan-out found the socket full and queued the frame instead
+            assert served.counter("sse_monitor_write_through_refused_total") > refused
             print(f"stalled: {row}, {stream.unread_bytes()} bytes unread by the client")
             # Reading again: the queue drains, and frames are written through again.
             expected = len(stream.of("session_event")) + row["pending_frames"] + 20

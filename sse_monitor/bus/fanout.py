@@ -27,6 +27,8 @@ class FanOutStats:
 
     published: Counter[str] = field(default_factory=Counter)  # by event name
     frames_sent: int = 0
+    frames_written_through: int = 0  # of frames_sent: written from the fan-out's own loop
+    write_through_refused: int = 0  # a full socket: the frame was queued instead
     frames_coalesced: int = 0  # a pending state frame replaced by a newer one
     frames_dropped: int = 0  # the backlog of a stream closed for lagging
     closed: Counter[str] = field(default_factory=Counter)  # streams ended, by reason
@@ -85,7 +87,9 @@ class Subscription:
         if self.write_through is not None and not self._pending:
             if self.write_through(frame.data):
                 self._stats.frames_sent += 1
+                self._stats.frames_written_through += 1
                 return
+            self._stats.write_through_refused += 1
             self.write_through = None  # until the stream is idle again
         self._queue(frame)
 

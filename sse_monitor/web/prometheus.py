@@ -78,6 +78,16 @@ class GatewayCollector(Collector):
             "sse_monitor_frames_sent", "Frames handed to client sockets.", value=stats.frames_sent
         )
         yield CounterMetricFamily(
+            "sse_monitor_frames_written_through",
+            "Of the frames sent, those written to an idle stream's socket by the fan-out itself.",
+            value=stats.frames_written_through,
+        )
+        yield CounterMetricFamily(
+            "sse_monitor_write_through_refused",
+            "Frames the fan-out could not write at once (the socket was full): queued instead.",
+            value=stats.write_through_refused,
+        )
+        yield CounterMetricFamily(
             "sse_monitor_frames_coalesced",
             "Pending state frames replaced by a newer one for a slow client.",
             value=stats.frames_coalesced,
