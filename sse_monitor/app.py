@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from functools import partial
 
 import structlog
 from starlette.applications import Starlette
@@ -53,33 +54,10 @@ def create_app(
         upstream_errors=producer.poller.upstream_errors if producer else None,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log.info(
-            "gateway.starting",
-            kato_url=redact_url(settings.kato_url),
-            poll_interval=settings.poll_interval,
-            boot_id=event_log.epoch,
-            access_control="on" if edge.access.enabled else "off",
-            max_streams=settings.max_streams,
-            role="producer and edge" if producer else "edge",
-        )
-        await edge.open()
-        if producer is not None:
-            await producer.start()
-        try:
-            yield
-        finally:
-            if producer is not None:
-                await producer.aclose()
-            await edge.aclose()
-            polls = producer.poller.tick_count if producer else None
-            log.info("gateway.stopped", polls=polls)
-
     app = Starlette(
         routes=edge.routes,
         middleware=edge.middleware,
-        lifespan=lifespan,
+        lifespan=partial(_lifespan, settings, event_log.epoch, producer, edge),
         exception_handlers=edge.exception_handlers,
     )
     # No slash redirects: Starlette builds their Location from the request's Host header and
@@ -87,6 +65,33 @@ def create_app(
     # client names. A path with a trailing slash is an unknown path (404 JSON) like any other.
     app.router.redirect_slashes = False
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(
+    settings: Settings, epoch: str, producer: Producer | None, edge: Edge, app: Starlette
+) -> AsyncIterator[None]:
+    """The edge opens first (a logged-out cookie stays out from the first request), then the
+    producer starts; they stop the other way round."""
+    log.info(
+        "gateway.starting",
+        kato_url=redact_url(settings.kato_url),
+        poll_interval=settings.poll_interval,
+        boot_id=epoch,
+        access_control="on" if edge.access.enabled else "off",
+        max_streams=settings.max_streams,
+        role="producer and edge" if producer else "edge",
+    )
+    await edge.open()
+    if producer is not None:
+        await producer.start()
+    try:
+        yield
+    finally:
+        if producer is not None:
+            await producer.aclose()
+        await edge.aclose()
+        log.info("gateway.stopped", polls=producer.poller.tick_count if producer else None)
 
 
 def set_up_process(settings: Settings) -> None:

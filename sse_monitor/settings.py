@@ -55,6 +55,13 @@ class Settings:
     sentry_environment: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_upstreams()
+        self._check_stream()
+        self._check_containers()
+        self._check_access_and_limits()
+        self._check_storage_and_logs()
+
+    def _check_upstreams(self) -> None:
         _check_url("KATO_URL", self.kato_url)
         _check_range("SSE_MONITOR_POLL_INTERVAL", self.poll_interval, 0.05, 3600)
         if self.kato_timeout is not None:
@@ -73,11 +80,15 @@ class Settings:
                     f"KATO_REDIS_URL={redact_url(self.kato_redis_url)!r} must be a redis://, "
                     "rediss:// or unix:// URL"
                 )
+
+    def _check_stream(self) -> None:
         _check_range("SSE_MONITOR_HISTORY", self.history_size, 1, 1_000_000)
         _check_range("SSE_MONITOR_PING_INTERVAL", self.ping_interval, 0.1, 3600)
         _check_range("SSE_MONITOR_RETRY_MS", self.retry_ms, 0, 3_600_000)
         _check_range("SSE_MONITOR_CLIENT_BUFFER", self.client_buffer, 1, 100_000)
         _check_range("SSE_MONITOR_SEND_TIMEOUT", self.send_timeout, 0.1, 3600)
+
+    def _check_containers(self) -> None:
         if self.containers is not None and self.container_label is not None:
             raise ConfigError(
                 "SSE_MONITOR_CONTAINERS and SSE_MONITOR_CONTAINER_LABEL are both set: "
@@ -87,6 +98,8 @@ class Settings:
             raise ConfigError(
                 f"SSE_MONITOR_CONTAINER_LABEL={self.container_label!r} must be key or key=value"
             )
+
+    def _check_access_and_limits(self) -> None:
         for name, token in (
             ("SSE_MONITOR_TOKEN", self.viewer_token),
             ("SSE_MONITOR_ADMIN_TOKEN", self.admin_token),
@@ -107,6 +120,8 @@ class Settings:
             "SSE_MONITOR_MAX_STREAMS_PER_CLIENT", self.max_streams_per_client, 1, 1_000_000
         )
         _check_range("SSE_MONITOR_RETRY_AFTER", self.retry_after, 1, 3600)
+
+    def _check_storage_and_logs(self) -> None:
         _check_range("SSE_MONITOR_ALERT_RETENTION", self.alert_retention, 60, 3650 * 86400)
         if not self.db_path:
             raise ConfigError("SSE_MONITOR_DB must be a file path, or :memory: to keep nothing")

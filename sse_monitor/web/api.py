@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -30,67 +31,61 @@ ENABLE_SESSION_LIST = (
 )
 
 
-class LogView:
-    """What the JSON endpoints read from the log: the current state, by event name."""
+class JsonApi:
+    """The JSON endpoints; each reads the log (or the registry), never an upstream."""
 
-    def __init__(self, event_log: EventLog, *, interval: float, history_size: int) -> None:
-        self.event_log = event_log
+    def __init__(
+        self,
+        event_log: EventLog,
+        fanout: FanOut,
+        registry: StreamRegistry,
+        access: Access,
+        session_list: SessionList | None,
+        *,
+        interval: float,
+        history_size: int,
+        containers_enabled: bool,
+        polls: Callable[[], int] | None,
+    ) -> None:
+        self._log = event_log
+        self._fanout = fanout
+        self._registry = registry
+        self._access = access
+        self._session_list = session_list
         self._interval = interval
         self._history_size = history_size
+        self._containers_enabled = containers_enabled
+        self._polls = polls  # the local poller's tick count; None on an edge alone
 
-    async def state(self, name: str) -> Frame | None:
-        return next((f for f in await self.event_log.current() if f.event.name == name), None)
+    def routes(self) -> list[Route]:
+        viewer, admin = partial(self._access.protect, VIEWER), partial(self._access.protect, ADMIN)
+        return [
+            Route("/api/sessions/count", viewer(self.sessions_count), methods=["GET"]),
+            Route("/api/sessions", viewer(self.sessions_list), methods=["GET"]),
+            Route("/api/snapshot", viewer(self.snapshot), methods=["GET"]),
+            Route("/api/events", viewer(self.events), methods=["GET"]),
+            Route("/api/containers", viewer(self.containers), methods=["GET"]),
+            Route("/api/streams", admin(self.streams), methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+        ]
 
-    async def session_count(self) -> tuple[int | None, bool]:
-        """KATO's session count as last announced (a `session_event`, or the snapshot's count
-        if that is newer), and whether the snapshot is stale."""
-        metrics = await self.state("metrics")
-        if metrics is None:
-            return None, True
-        count = metrics.event.data["sessions"]["active_count"]
-        for frame in reversed(await self.event_log.recent(self._history_size)):
-            if frame.seq < metrics.seq:
-                break
-            if frame.event.name == "session_event":
-                count = frame.event.data["data"]["current_count"]
-                break
-        return count, bool(metrics.event.data["stale"])
-
-    async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Ready once a `metrics` snapshot was appended recently, whatever it says."""
-        metrics = await self.state("metrics")
-        if metrics is None:
-            return False, {}
-        age = time.monotonic() - metrics.appended_at
-        return age <= 3 * self._interval + 1, dict(metrics.event.data)
-
-
-def api_routes(
-    view: LogView,
-    fanout: FanOut,
-    registry: StreamRegistry,
-    access: Access,
-    session_list: SessionList | None,
-    *,
-    containers_enabled: bool,
-    polls: Callable[[], int] | None,
-) -> list[Route]:
-    async def sessions_count(request: Request) -> Response:
+    async def sessions_count(self, request: Request) -> Response:
         """The count as it is now (pushes move it between ticks), so stamped now: a page orders
         it against the session events it has seen by this timestamp."""
-        count, stale = await view.session_count()
+        count, stale = await self._session_count()
         return JSONResponse({"active_sessions": count, "timestamp": iso(utc_now()), "stale": stale})
 
-    async def sessions_list(request: Request) -> Response:
+    async def sessions_list(self, request: Request) -> Response:
         """KATO's sessions from its Redis, newest first, `limit` at a time."""
         offset = int_param(request, "offset", default=0, low=0, high=1_000_000)
         limit = int_param(request, "limit", default=10, low=1, high=100)
-        if session_list is None:
+        if self._session_list is None:
             return JSONResponse(
                 {"available": False, "error": ENABLE_SESSION_LIST, "total": None, "sessions": []}
             )
         try:
-            listing = await session_list.listing()
+            listing = await self._session_list.listing()
         except SessionListError as exc:
             return json_error(503, str(exc), available=True, retry_after_seconds=5)
         return JSONResponse(
@@ -105,35 +100,35 @@ def api_routes(
             }
         )
 
-    async def snapshot(request: Request) -> Response:
-        metrics = await view.state("metrics")
+    async def snapshot(self, request: Request) -> Response:
+        metrics = await self._state("metrics")
         if metrics is None:
             return json_error(503, "no poll has completed yet", retry_after_seconds=1)
         return JSONResponse(metrics.event.data)
 
-    async def events(request: Request) -> Response:
+    async def events(self, request: Request) -> Response:
         """Durable events after an id, oldest first, `limit` at a time so a client can page
         forward; with no id (or one that cannot be resumed), the newest `limit` of the history."""
         after = event_id_param(request, "after")
         limit = int_param(request, "limit", default=100, low=1, high=1000)
-        replay = await view.event_log.replay(after) if after else None
+        replay = await self._log.replay(after) if after else None
         if replay is None or replay.reset is not None:
-            frames = await view.event_log.recent(limit + 1)
+            frames = await self._log.recent(limit + 1)
             page, more = frames[-limit:], len(frames) > limit
         else:
             frames = [frame for frame in replay.frames if frame.event.durable]
             page, more = frames[:limit], len(frames) > limit
         return JSONResponse(
             {
-                "boot": view.event_log.epoch,
+                "boot": self._log.epoch,
                 "reset": replay.reset if replay else None,
                 "events": [_frame_json(frame) for frame in page],
                 "more": more,
             }
         )
 
-    async def containers_snapshot(request: Request) -> Response:
-        if not containers_enabled:
+    async def containers(self, request: Request) -> Response:
+        if not self._containers_enabled:
             return JSONResponse(
                 {
                     "enabled": False,
@@ -143,42 +138,54 @@ def api_routes(
                     "totals": None,
                 }
             )
-        snapshot = await view.state("containers")
+        snapshot = await self._state("containers")
         if snapshot is None:
             return json_error(503, "the first container sample is not ready yet")
         return JSONResponse({"enabled": True, **snapshot.event.data})
 
-    async def streams(request: Request) -> Response:
+    async def streams(self, request: Request) -> Response:
         """Open streams by topic and client address, the most lagging first."""
         limit = int_param(request, "limit", default=100, low=1, high=1000)
-        return JSONResponse(registry.describe(limit))
+        return JSONResponse(self._registry.describe(limit))
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
-        ready, snapshot = await view.ready()
+    async def readyz(self, request: Request) -> Response:
+        """Ready once a `metrics` snapshot was appended recently, whatever it says."""
+        metrics = await self._state("metrics")
+        ready = metrics is not None and (
+            time.monotonic() - metrics.appended_at <= 3 * self._interval + 1
+        )
+        snapshot = metrics.event.data if metrics is not None else {}
         body = {
             "ready": ready,
-            "polls": polls() if polls is not None else None,
-            "streams": fanout.subscriber_count,
+            "polls": self._polls() if self._polls is not None else None,
+            "streams": self._fanout.subscriber_count,
             "kato_status": snapshot.get("kato", {}).get("status"),
             "last_poll": snapshot.get("timestamp"),
             # Deployment mistakes (a proxy not trusted): they do not make it unready.
-            "warnings": access.warnings(),
+            "warnings": self._access.warnings(),
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    return [
-        Route("/api/sessions/count", access.protect(VIEWER, sessions_count), methods=["GET"]),
-        Route("/api/sessions", access.protect(VIEWER, sessions_list), methods=["GET"]),
-        Route("/api/snapshot", access.protect(VIEWER, snapshot), methods=["GET"]),
-        Route("/api/events", access.protect(VIEWER, events), methods=["GET"]),
-        Route("/api/containers", access.protect(VIEWER, containers_snapshot), methods=["GET"]),
-        Route("/api/streams", access.protect(ADMIN, streams), methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ]
+    async def _state(self, name: str) -> Frame | None:
+        return next((f for f in await self._log.current() if f.event.name == name), None)
+
+    async def _session_count(self) -> tuple[int | None, bool]:
+        """KATO's session count as last announced (a `session_event`, or the snapshot's count
+        if that is newer), and whether the snapshot is stale."""
+        metrics = await self._state("metrics")
+        if metrics is None:
+            return None, True
+        count = metrics.event.data["sessions"]["active_count"]
+        for frame in reversed(await self._log.recent(self._history_size)):
+            if frame.seq < metrics.seq:
+                break
+            if frame.event.name == "session_event":
+                count = frame.event.data["data"]["current_count"]
+                break
+        return count, bool(metrics.event.data["stale"])
 
 
 def _frame_json(frame: Frame) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from sse_monitor.web.access import (
 )
 from sse_monitor.web.addresses import ForwardedForCheck
 from sse_monitor.web.alert_api import alert_routes
-from sse_monitor.web.api import LogView, api_routes
+from sse_monitor.web.api import JsonApi
 from sse_monitor.web.cors import cors_middleware
 from sse_monitor.web.errors import EXCEPTION_HANDLERS
 from sse_monitor.web.lockout import Lockout, TooManyFailures
@@ -73,26 +73,7 @@ class Edge:
             SessionList(settings.kato_redis_url) if settings.kato_redis_url else None
         )
         prometheus.add(GatewayCollector(fanout, self.registry, self.access, upstream_errors))
-        stream = EventStream(event_log, fanout, self.registry, settings)
-        view = LogView(
-            event_log, interval=settings.poll_interval, history_size=settings.history_size
-        )
-        self.routes: list[BaseRoute] = [
-            *page_routes(page_folder(settings.static_dir), access_control=self.access.enabled),
-            Route("/events", self.access.protect(VIEWER, stream.endpoint), methods=["GET"]),
-            *api_routes(
-                view,
-                fanout,
-                self.registry,
-                self.access,
-                self._session_list,
-                containers_enabled=settings.container_stats,
-                polls=polls,
-            ),
-            *(alert_routes(alerts, self.access) if alerts is not None else []),
-            *self.access.routes(),
-            Route("/metrics", self.access.protect(VIEWER, prometheus.endpoint), methods=["GET"]),
-        ]
+        self.routes = self._routes(settings, event_log, fanout, prometheus, alerts, polls)
         self.middleware = [Middleware(ForwardedForCheck, forwarding=self.access.forwarding)]
         if settings.cors_origins:
             self.middleware.append(cors_middleware(settings.cors_origins))
@@ -103,6 +84,36 @@ class Edge:
             TooManyFailures: locked_out,
         }
         self._shutdown: asyncio.Task[None] | None = None
+
+    def _routes(
+        self,
+        settings: Settings,
+        event_log: EventLog,
+        fanout: FanOut,
+        prometheus: PrometheusEndpoint,
+        alerts: AlertManager | None,
+        polls: Callable[[], int] | None,
+    ) -> list[BaseRoute]:
+        stream = EventStream(event_log, fanout, self.registry, settings)
+        api = JsonApi(
+            event_log,
+            fanout,
+            self.registry,
+            self.access,
+            self._session_list,
+            interval=settings.poll_interval,
+            history_size=settings.history_size,
+            containers_enabled=settings.container_stats,
+            polls=polls,
+        )
+        return [
+            *page_routes(page_folder(settings.static_dir), access_control=self.access.enabled),
+            Route("/events", self.access.protect(VIEWER, stream.endpoint), methods=["GET"]),
+            *api.routes(),
+            *(alert_routes(alerts, self.access) if alerts is not None else []),
+            *self.access.routes(),
+            Route("/metrics", self.access.protect(VIEWER, prometheus.endpoint), methods=["GET"]),
+        ]
 
     async def open(self) -> None:
         await self.revocations.open()  # before the first request: a logged-out cookie stays out

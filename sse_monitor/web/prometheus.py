@@ -55,7 +55,12 @@ class GatewayCollector(Collector):
         self._upstream_errors = upstream_errors
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._fanout.stats
+        yield from self._streams_open()
+        yield from self._frames()
+        yield from self._refusals_and_errors()
+        yield from _asyncio_tasks()
+
+    def _streams_open(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "sse_monitor_streams_open", "Open /events streams.", value=len(self._streams.streams)
         )
@@ -68,6 +73,9 @@ class GatewayCollector(Collector):
         for topic in TOPICS:
             by_topic.add_metric([topic], counts.get(topic, 0))
         yield by_topic
+
+    def _frames(self) -> Iterator[Metric]:
+        stats = self._fanout.stats
         published = CounterMetricFamily(
             "sse_monitor_events_published", "Events published, by event name.", labels=["event"]
         )
@@ -103,6 +111,8 @@ class GatewayCollector(Collector):
         for reason in CLOSE_REASONS:
             closed.add_metric([reason], stats.closed.get(reason, 0))
         yield closed
+
+    def _refusals_and_errors(self) -> Iterator[Metric]:
         if self._upstream_errors is not None:
             errors = CounterMetricFamily(
                 "sse_monitor_upstream_errors",
@@ -119,7 +129,6 @@ class GatewayCollector(Collector):
             count = self._streams.refused.get(reason, 0) + self._access.refused.get(reason, 0)
             refused.add_metric([reason], count)
         yield refused
-        yield from _asyncio_tasks()
 
 
 def _asyncio_tasks() -> Iterator[Metric]:
