@@ -80,18 +80,7 @@ class StreamResponse:
             if first is None:
                 return
             await self._body(send, self.endpoint.retry + first)
-            self._send = send
-            while True:
-                subscription.write_through = self.write_now  # idle: deliveries write directly
-                chunk = await self._next(subscription)
-                subscription.write_through = None
-                if chunk is None:
-                    break
-                await self._body(send, chunk)
-            if subscription.closed_reason == "overflow":
-                log.info("stream.closed", reason="overflow", client=self.stream.client)
-            if subscription.closed_reason != "client":
-                await self._write(send, {"type": "http.response.body", "body": b""})
+            await self._relay(send, subscription)
         except TimeoutError:
             reason = "stuck"
             log.warning("stream.dropped", reason="send_timeout", client=self.stream.client)
@@ -106,6 +95,22 @@ class StreamResponse:
                 self.endpoint.fanout.unsubscribe(subscription)
             self.endpoint.fanout.stats.closed[reason] += 1
             self.endpoint.registry.release(self.stream)
+
+    async def _relay(self, send: Send, subscription: Subscription) -> None:
+        """Live frames until the subscription closes: written through while idle, else sent
+        by this task, a chunk per wake-up."""
+        self._send = send
+        while True:
+            subscription.write_through = self.write_now  # idle: deliveries write directly
+            chunk = await self._next(subscription)
+            subscription.write_through = None
+            if chunk is None:
+                break
+            await self._body(send, chunk)
+        if subscription.closed_reason == "overflow":
+            log.info("stream.closed", reason="overflow", client=self.stream.client)
+        if subscription.closed_reason != "client":
+            await self._write(send, {"type": "http.response.body", "body": b""})
 
     def write_now(self, data: bytes) -> bool:
         """Write a frame from the fan-out's loop, without waking this stream's task.
