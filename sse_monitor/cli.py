@@ -126,7 +126,8 @@ async def _start_simulator(
     session_backend: str = "memory",
     redis_url: str | None = None,
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    from sse_monitor.simulator import SimulatedKato, create_simulator_app
+    from sse_monitor.simulator.app import create_simulator_app
+    from sse_monitor.simulator.state import SimulatedKato
 
     kato = SimulatedKato(session_backend=session_backend, redis_url=redis_url)
     app = create_simulator_app(kato, activity=activity)

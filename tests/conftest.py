@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
-from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import SimulatedKato
 from tests.docker_engine import DockerEngineProcess, missing_parts
 from tests.processes import GatewayProcess
 from tests.redis_server import RedisServerProcess, missing_redis

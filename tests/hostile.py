@@ -19,7 +19,8 @@ from urllib.parse import quote
 
 import httpx
 
-from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import SimulatedKato
 from tests.processes import GatewayProcess
 from tests.servers import ThreadedServer
 

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from sse_monitor.alerts.metric_paths import METRICS_EVENT_PATHS, current_value
-from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import SimulatedKato
 from tests.conftest import Kato
 from tests.processes import GatewayProcess
 from tests.servers import ThreadedServer

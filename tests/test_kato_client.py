@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sse_monitor.simulator import REDIS_URL, SimulatedKato, create_simulator_app
+from sse_monitor.simulator.answers import REDIS_URL
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import SimulatedKato
 from sse_monitor.sources.kato import MAX_BODY_BYTES, KatoClient, UpstreamError
 from tests.servers import ThreadedServer
 

@@ -19,7 +19,8 @@ import pytest
 import pytest_asyncio
 
 import tests.redis_server
-from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import SimulatedKato
 from tests.browser import playwright_or_skip
 from tests.conftest import Kato
 from tests.nginx import NginxProcess, skip_without_nginx

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sse_monitor.simulator import REDIS_URL, ROUTE_TEMPLATES, SimulatedKato, create_simulator_app
+from sse_monitor.simulator.answers import REDIS_URL
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import ROUTE_TEMPLATES, SimulatedKato
 from tests.servers import ThreadedServer
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -23,13 +23,10 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sse_monitor.simulator import (
-    ACTIVE_INDEX_KEY,
-    SESSION_KEY_PREFIX,
-    WORKER_HEADER,
-    SimulatedKato,
-    create_simulator_app,
-)
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.redis_layout import ACTIVE_INDEX_KEY, SESSION_KEY_PREFIX
+from sse_monitor.simulator.state import SimulatedKato
+from sse_monitor.simulator.workers import WORKER_HEADER
 from tests.processes import free_port
 from tests.servers import ThreadedServer
 

@@ -34,7 +34,8 @@ from sse_monitor.bus.sse import to_json
 from sse_monitor.monitor.containers import LIFECYCLE, ContainerCollector
 from sse_monitor.monitor.kato import KatoMonitor
 from sse_monitor.monitor.sessions import SessionMonitor
-from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import SimulatedKato
 from sse_monitor.sources.docker import DockerEngine, Selection
 from sse_monitor.sources.kato import (
     HEALTH_STATUSES,

@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sse_monitor.simulator import SimulatedKato, create_simulator_app
+from sse_monitor.simulator.app import create_simulator_app
+from sse_monitor.simulator.state import SimulatedKato
 from tests.processes import UvicornGateway
 from tests.raw_stream import RawStream, WireFrame
 from tests.servers import ThreadedServer

@@ -1,8 +1,8 @@
-"""Canned answers: what the simulated KATO serves in its "serve" fault mode instead of its own.
+"""What `/health` and `/metrics` do instead of answering normally: fault modes, canned answers.
 
-Tests of hostile input post a generated document (or raw bytes) over `/_sim/fault`, and the
-simulator serves it on `/health` or `/metrics` as given: any JSON value, KATO's own answer with
-some fields replaced, or bytes that are not JSON at all; with any status and content type,
+Tests set a fault over `/_sim/fault`: an error body KATO itself would give, a slow answer, bytes
+that are not JSON, a bare 500, or (mode "serve") a canned answer the test wrote: any JSON value,
+KATO's own answer with some fields replaced, or raw bytes; with any status and content type,
 repeated into an enormous body, or trickled slower than a client's timeout.
 """
 
@@ -12,15 +12,99 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+FAULT_ENDPOINTS = ("health", "metrics")
+FAULT_MODES = (
+    "ok",
+    "error",
+    "garbage",
+    "http500",
+    "slow",
+    "unhealthy",
+    "degraded",
+    "fallback",
+    "serve",  # a canned answer the test gives (CannedAnswer below): hostile input
+)
+HEALTH_ONLY_MODES = frozenset({"unhealthy", "degraded"})
+_METRICS_ONLY_MODES = frozenset({"fallback"})
+DEFAULT_SLOW_DELAY = 10.0
 
 MAX_TOTAL_BYTES = 256 * 1024 * 1024  # body x repeat: enormous, but bounded
 _CHUNK_BYTES = 64 * 1024
 _BODY_KEYS = ("json", "patch", "text", "base64")
+
+
+@dataclass
+class Fault:
+    """What an endpoint does instead of (or before) answering normally."""
+
+    mode: str = "ok"
+    delay: float = DEFAULT_SLOW_DELAY
+    answer: CannedAnswer | None = None  # what mode "serve" serves
+
+
+class Faults:
+    """The fault set on each endpoint; mode "ok" on both to begin with."""
+
+    def __init__(self) -> None:
+        self._faults = {endpoint: Fault() for endpoint in FAULT_ENDPOINTS}
+
+    def get(self, endpoint: str) -> Fault:
+        return self._faults[endpoint]
+
+    def set(
+        self,
+        endpoint: str,
+        mode: str,
+        *,
+        delay: float = DEFAULT_SLOW_DELAY,
+        answer: CannedAnswer | None = None,
+    ) -> None:
+        """Make `endpoint` ("health", "metrics" or "all") misbehave; mode "ok" clears."""
+        if endpoint not in (*FAULT_ENDPOINTS, "all"):
+            raise ValueError(f"endpoint must be one of health, metrics, all; got {endpoint!r}")
+        if mode not in FAULT_MODES:
+            raise ValueError(f"mode must be one of {', '.join(FAULT_MODES)}; got {mode!r}")
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError("delay must be a non-negative number of seconds")
+        if (mode == "serve") != (answer is not None):
+            raise ValueError('mode "serve" (and only it) needs a response to serve')
+        for target in _targets(endpoint, mode):
+            self._faults[target] = Fault(mode, delay, answer)
+
+
+def _targets(endpoint: str, mode: str) -> tuple[str, ...]:
+    """The endpoints a fault applies to; a mode of one endpoint's body applies to it alone."""
+    if mode in HEALTH_ONLY_MODES:
+        if endpoint == "metrics":
+            raise ValueError(f"mode {mode!r} applies to /health only")
+        return ("health",)
+    if mode in _METRICS_ONLY_MODES:
+        if endpoint == "health":
+            raise ValueError(f"mode {mode!r} applies to /metrics only")
+        return ("metrics",)
+    return FAULT_ENDPOINTS if endpoint == "all" else (endpoint,)
+
+
+async def faulty_response(fault: Fault, own: Callable[[], dict[str, Any]]) -> Response | None:
+    """Apply a transport-level fault; returns the response that replaces KATO's, if any
+    (`own` is KATO's own answer, which a canned answer may patch). Modes that change KATO's
+    body itself ("error", "fallback", ...) are the body's business (see answers.py)."""
+    if fault.mode == "serve" and fault.answer is not None:
+        return fault.answer.response(own)
+    if fault.mode == "slow":
+        await asyncio.sleep(fault.delay)
+    elif fault.mode == "garbage":
+        return Response("<html>oops", media_type="text/html")
+    elif fault.mode == "http500":
+        return PlainTextResponse("Internal Server Error", status_code=500)
+    return None
 
 
 @dataclass(frozen=True)
