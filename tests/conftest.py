@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, settings
 
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.docker_engine import DockerEngineProcess, missing_parts
-from tests.processes import GatewayProcess
-from tests.redis_server import RedisServerProcess, missing_redis
-from tests.servers import ThreadedServer
+from tests.support.docker_engine import DockerEngineProcess, missing_parts
+from tests.support.processes import GatewayProcess
+from tests.support.redis_server import RedisServerProcess, missing_redis
+from tests.support.servers import ThreadedServer
 
 # Hypothesis (the fuzz suite, tests/test_fuzz_http.py): `ci` is small, fixed and the same on
 # every run (CI starts from a clean clone, so no example database); HYPOTHESIS_PROFILE=long
@@ -121,7 +121,7 @@ async def browser() -> AsyncIterator[Any]:
     """Debian's Chromium, one per page-test module (which skips itself without it)."""
     from playwright.async_api import async_playwright
 
-    from tests.browser import launch
+    from tests.support.browser import launch
 
     async with async_playwright() as playwright:
         browser = await launch(playwright)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import Kato
-from tests.hostile import RawResponse, build_request, exchange
-from tests.processes import GatewayProcess, free_port
+from tests.support.hostile import RawResponse, build_request, exchange
+from tests.support.processes import GatewayProcess, free_port
 from tests.test_startup import run_until_exit
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"

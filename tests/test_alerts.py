@@ -15,9 +15,9 @@ from sse_monitor.alerts.metric_paths import METRICS_EVENT_PATHS, current_value
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
 from tests.conftest import Kato
-from tests.processes import GatewayProcess
-from tests.servers import ThreadedServer
-from tests.sse_client import SSEStream
+from tests.support.processes import GatewayProcess
+from tests.support.servers import ThreadedServer
+from tests.support.sse_client import SSEStream
 
 # clear_for: on a loaded machine one KATO read can time out, a true "unreachable" for one
 # tick; without it, that tick would resolve the alert and the next fire a new one, adding

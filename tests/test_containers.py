@@ -16,9 +16,9 @@ import pytest
 
 from sse_monitor.alerts.metric_paths import CONTAINER_PATHS, CONTAINERS_PREFIX
 from tests.conftest import Kato
-from tests.docker_engine import DockerEngineProcess
-from tests.processes import GatewayProcess
-from tests.sse_client import SSEStream
+from tests.support.docker_engine import DockerEngineProcess
+from tests.support.processes import GatewayProcess
+from tests.support.sse_client import SSEStream
 
 POLL = "0.5"
 

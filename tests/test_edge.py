@@ -25,8 +25,8 @@ from sse_monitor.bus.log import Frame, Replay
 from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.clock import iso, utc_now
 from sse_monitor.settings import Settings
-from tests.sse_client import SSEStream
-from tests.waiting import eventually
+from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
 
 
 class AwaitingLog(MemoryLog):

@@ -1,4 +1,4 @@
-"""Property-based fuzz of every route against one real gateway process (tests/hostile.py).
+"""Property-based fuzz of every route against one real gateway process (tests/support/hostile.py).
 
 For every generated request: no 5xx, every 4xx in the JSON error shape, no token in the answer;
 and the gateway's log gains no error line, no traceback and no token (checked after each
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.hostile import (
+from tests.support.hostile import (
     ADMIN_TOKEN,
     SECRETS,
     VIEWER_TOKEN,
@@ -29,7 +29,7 @@ from tests.hostile import (
     hostile_target,
     log_problems,
 )
-from tests.hostile_strategies import (
+from tests.support.hostile_strategies import (
     header_sets,
     json_bodies,
     json_fields,

@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Kato
-from tests.processes import GatewayProcess
-from tests.sse_client import SSEEvent, SSEStream
-from tests.waiting import eventually
+from tests.support.processes import GatewayProcess
+from tests.support.sse_client import SSEEvent, SSEStream
+from tests.support.waiting import eventually
 
 POLL = 0.2  # the gateway's poll interval in these tests (see GatewayProcess)
 

@@ -2,7 +2,8 @@
 headers, slow clients, smuggling, bodies cut short or far too long.
 
 Most of these found nothing when first tried; they stay so that nothing regresses. After each
-probe the gateway's log must hold no error line, no traceback and no token (tests/hostile.py).
+probe the gateway's log must hold no error line, no traceback and no token
+(tests/support/hostile.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from tests.hostile import (
+from tests.support.hostile import (
     ADMIN_TOKEN,
     ALLOWED_ORIGIN,
     SECRETS,

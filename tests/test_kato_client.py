@@ -15,7 +15,7 @@ from sse_monitor.simulator.answers import REDIS_URL
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
 from sse_monitor.sources.kato import MAX_BODY_BYTES, KatoClient, UpstreamError
-from tests.servers import ThreadedServer
+from tests.support.servers import ThreadedServer
 
 HEALTHY = {
     "status": "healthy",

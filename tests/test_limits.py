@@ -9,9 +9,9 @@ import httpx
 
 from sse_monitor.web.addresses import MAX_HOPS, client_address, parse_networks
 from tests.conftest import Kato
-from tests.nginx import ShippedNginx, skip_without_nginx
-from tests.processes import GatewayProcess
-from tests.sse_client import SSEStream
+from tests.support.nginx import ShippedNginx, skip_without_nginx
+from tests.support.processes import GatewayProcess
+from tests.support.sse_client import SSEStream
 
 ADMIN = "admin-token-7c2e91b0d4a85f13"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from sse_monitor.redact import MASK, Scrubber, scrub, scrub_query
 from tests.conftest import Kato
-from tests.processes import GatewayProcess, UvicornGateway
-from tests.waiting import wait_until
+from tests.support.processes import GatewayProcess, UvicornGateway
+from tests.support.waiting import wait_until
 
 VIEWER = "viewer-token-51c0e9a7b3d2f486"
 ADMIN = "admin-token-0d8e27f1a9c4b635"

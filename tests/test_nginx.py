@@ -1,7 +1,7 @@
 """deploy/nginx.conf in front of the gateway: the shipped file itself, run by a real nginx.
 
-ShippedNginx (tests/nginx.py) includes deploy/nginx.conf with only its ports and its log's path
-replaced, inside a main config whose http {} block turns on gzip for event streams, buffering
+ShippedNginx (tests/support/nginx.py) includes deploy/nginx.conf with only its ports and its log's
+path replaced, inside a main config whose http {} block turns on gzip for event streams, buffering
 that ignores X-Accel-Buffering and a 1 s read timeout: the stream works only because the
 shipped /events location overrides each of them.
 """
@@ -20,9 +20,9 @@ import pytest
 
 from sse_monitor.settings import Settings
 from tests.conftest import Kato
-from tests.nginx import DEPLOY_CONF, ShippedNginx, skip_without_nginx
-from tests.processes import GatewayProcess
-from tests.sse_client import SSEEvent, SSEStream
+from tests.support.nginx import DEPLOY_CONF, ShippedNginx, skip_without_nginx
+from tests.support.processes import GatewayProcess
+from tests.support.sse_client import SSEEvent, SSEStream
 
 POLL = 0.2  # the gateway's poll interval in these tests (see GatewayProcess)
 MAX_EXTRA_DELAY = 0.1  # seconds an event may take longer through nginx than direct

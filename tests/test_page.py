@@ -14,7 +14,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.browser import (
+from tests.conftest import Kato
+from tests.support.browser import (
     ACCENT_COLOURS,
     BACKDROP_LUMINANCE,
     RequestLog,
@@ -24,12 +25,11 @@ from tests.browser import (
     toast_log,
     watch_toasts,
 )
-from tests.conftest import Kato
-from tests.docker_engine import DockerEngineProcess
-from tests.nginx import NginxProcess, skip_without_nginx
-from tests.processes import GatewayProcess, free_port
-from tests.sse_client import SSEStream
-from tests.waiting import eventually
+from tests.support.docker_engine import DockerEngineProcess
+from tests.support.nginx import NginxProcess, skip_without_nginx
+from tests.support.processes import GatewayProcess, free_port
+from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 

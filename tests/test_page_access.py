@@ -19,14 +19,14 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.browser import RequestLog, playwright_or_skip
 from tests.conftest import Kato
-from tests.nginx import NginxProcess, skip_without_nginx
-from tests.processes import GatewayProcess
-from tests.sse_client import SSEStream
+from tests.support.browser import RequestLog, playwright_or_skip
+from tests.support.nginx import NginxProcess, skip_without_nginx
+from tests.support.processes import GatewayProcess
+from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
 from tests.test_page import hook, new_context, toasts
 from tests.test_page_alerts import RULES, open_panel, rows
-from tests.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 
@@ -81,9 +81,9 @@ class Exchange:
 
 @dataclass
 class ExchangeLog(RequestLog):
-    """tests.browser.RequestLog that also keeps the shared worker's requests with their resource
-    type, status and the browser's timestamps. It sees a worker from when it is attached (its
-    first requests may come before that): `attached` counts the workers it listens to."""
+    """tests.support.browser.RequestLog that also keeps the shared worker's requests with their
+    resource type, status and the browser's timestamps. It sees a worker from when it is attached
+    (its first requests may come before that): `attached` counts the workers it listens to."""
 
     exchanges: list[Exchange] = field(default_factory=list)
     attached: int = 0

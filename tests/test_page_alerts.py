@@ -12,7 +12,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.browser import (
+from tests.conftest import Kato
+from tests.support.browser import (
     ACCENT_COLOURS,
     WATCH_TOASTS,
     playwright_or_skip,
@@ -20,11 +21,10 @@ from tests.browser import (
     toast_log,
     watch_toasts,
 )
-from tests.conftest import Kato
-from tests.nginx import NginxProcess, skip_without_nginx
-from tests.processes import GatewayProcess
+from tests.support.nginx import NginxProcess, skip_without_nginx
+from tests.support.processes import GatewayProcess
+from tests.support.waiting import eventually
 from tests.test_page import hook, new_context, open_page, settled, toasts
-from tests.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 

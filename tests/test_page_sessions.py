@@ -18,21 +18,21 @@ import httpx
 import pytest
 import pytest_asyncio
 
-import tests.redis_server
+import tests.support.redis_server
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.browser import playwright_or_skip
 from tests.conftest import Kato
-from tests.nginx import NginxProcess, skip_without_nginx
-from tests.processes import GatewayProcess, free_port
-from tests.redis_server import RedisServerProcess, missing_redis
-from tests.servers import ThreadedServer
-from tests.sse_client import SSEStream
+from tests.support.browser import playwright_or_skip
+from tests.support.nginx import NginxProcess, skip_without_nginx
+from tests.support.processes import GatewayProcess, free_port
+from tests.support.redis_server import RedisServerProcess, missing_redis
+from tests.support.servers import ThreadedServer
+from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
 from tests.test_page import hook, new_context, open_page, toasts
 from tests.test_page_access import VIEWER_TOKEN, log_in
 from tests.test_push import create, delete, gateway_worker, sim
 from tests.test_session_list import seed
-from tests.waiting import eventually
 
 expect = playwright_or_skip().expect  # the module is skipped without them
 
@@ -582,7 +582,7 @@ async def test_a_stopped_redis_shows_the_error_and_keeps_the_list_stale(
         assert stale_colour != body_colour, "a stale row looks like a current one"
 
         # The same redis-server port again (empty: it saves nothing), as a restarted Redis.
-        with mock.patch.object(tests.redis_server, "free_port", lambda: port):
+        with mock.patch.object(tests.support.redis_server, "free_port", lambda: port):
             await asyncio.to_thread(own_redis.start)
         await expect(panel).to_have_attribute("data-stale", "false", timeout=15_000)
         await expect(error).to_be_hidden()

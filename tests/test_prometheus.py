@@ -6,9 +6,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Kato
-from tests.processes import GatewayProcess
-from tests.sse_client import SSEStream
-from tests.waiting import eventually
+from tests.support.processes import GatewayProcess
+from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
 

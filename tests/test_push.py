@@ -12,10 +12,10 @@ import pytest
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
 from tests.conftest import Kato
-from tests.processes import GatewayProcess
-from tests.servers import ThreadedServer
-from tests.sse_client import SSEStream
-from tests.waiting import eventually
+from tests.support.processes import GatewayProcess
+from tests.support.servers import ThreadedServer
+from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.servers import ThreadedServer
+from tests.support.servers import ThreadedServer
 
 pytest.importorskip("sentry_sdk", reason="sentry-sdk is missing: pip install 'sse-monitor[sentry]'")
 

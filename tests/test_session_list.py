@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.conftest import Kato
-from tests.processes import GatewayProcess
+from tests.support.processes import GatewayProcess
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

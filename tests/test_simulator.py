@@ -18,7 +18,7 @@ import pytest
 from sse_monitor.simulator.answers import REDIS_URL
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import ROUTE_TEMPLATES, SimulatedKato
-from tests.servers import ThreadedServer
+from tests.support.servers import ThreadedServer
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 SESSION_ID = re.compile(r"^session-[0-9a-f]{32}-\d{13}$")

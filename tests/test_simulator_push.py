@@ -27,8 +27,8 @@ from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.redis_layout import ACTIVE_INDEX_KEY, SESSION_KEY_PREFIX
 from sse_monitor.simulator.state import SimulatedKato
 from sse_monitor.simulator.workers import WORKER_HEADER
-from tests.processes import free_port
-from tests.servers import ThreadedServer
+from tests.support.processes import free_port
+from tests.support.servers import ThreadedServer
 
 START = 1_795_610_000.0
 NAIVE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$")

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import Kato
-from tests.processes import GatewayProcess, free_port
-from tests.waiting import wait_until
+from tests.support.processes import GatewayProcess, free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Procfile's command finds uvicorn on PATH, as a platform would in the app's environment.

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from tests.conftest import Kato
-from tests.processes import UvicornGateway
-from tests.raw_stream import small_window_socket
+from tests.support.processes import UvicornGateway
+from tests.support.raw_stream import small_window_socket
 
 STUCK_CLIENTS = 2
 

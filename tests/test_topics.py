@@ -11,9 +11,9 @@ import pytest
 
 from sse_monitor.bus.event import TOPICS
 from tests.conftest import Kato
-from tests.docker_engine import DockerEngineProcess
-from tests.processes import GatewayProcess
-from tests.sse_client import SSEStream
+from tests.support.docker_engine import DockerEngineProcess
+from tests.support.processes import GatewayProcess
+from tests.support.sse_client import SSEStream
 
 EVENTS_OF = {
     "metrics": {"metrics"},

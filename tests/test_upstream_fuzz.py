@@ -49,9 +49,9 @@ from sse_monitor.sources.kato import (
     parse_health,
     parse_metrics,
 )
-from tests.processes import GatewayProcess
-from tests.servers import ThreadedServer
-from tests.waiting import wait_until
+from tests.support.processes import GatewayProcess
+from tests.support.servers import ThreadedServer
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.fuzz
 

@@ -29,10 +29,10 @@ from starlette.routing import Route
 
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.processes import UvicornGateway
-from tests.raw_stream import RawStream, WireFrame
-from tests.servers import ThreadedServer
-from tests.waiting import wait_until
+from tests.support.processes import UvicornGateway
+from tests.support.raw_stream import RawStream, WireFrame
+from tests.support.servers import ThreadedServer
+from tests.support.waiting import wait_until
 
 ORIGIN = "https://ops.example.com"
 SEND_TIMEOUT = 4.0  # long beside a resumed client's stall, short for a stuck client's wait

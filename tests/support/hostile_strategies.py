@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
-from tests.hostile import ADMIN_TOKEN, ALLOWED_ORIGIN, VIEWER_TOKEN
+from tests.support.hostile import ADMIN_TOKEN, ALLOWED_ORIGIN, VIEWER_TOKEN
 
 LONE_SURROGATES = ("\ud800", "\udfff", "\udc00", "a\ud83d", "\ud83dz")
 HUGE_NUMBERS = (

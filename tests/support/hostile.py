@@ -21,8 +21,8 @@ import httpx
 
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.processes import GatewayProcess
-from tests.servers import ThreadedServer
+from tests.support.processes import GatewayProcess
+from tests.support.servers import ThreadedServer
 
 VIEWER_TOKEN = "fuzz-viewer-Tok3n.v1~x"
 ADMIN_TOKEN = "fuzz-admin-S3cret.a1~y"

@@ -17,7 +17,7 @@ from typing import Self
 
 import pytest
 
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 CONFIG = """
 daemon off;
@@ -170,7 +170,7 @@ def replace_once(text: str, old: str, new: str) -> str:
     if count != 1:
         raise AssertionError(
             f"deploy/nginx.conf should contain {old!r} exactly once, found {count}: "
-            "update tests/nginx.py along with the shipped file"
+            "update tests/support/nginx.py along with the shipped file"
         )
     return text.replace(old, new)
 

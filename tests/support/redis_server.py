@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 
 def missing_redis() -> str | None:
