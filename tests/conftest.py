@@ -1,24 +1,22 @@
-"""Real servers on loopback: the simulated KATO (in a thread) and the gateway (as a process)."""
+"""The fixtures every test module may ask for: the servers on loopback (the simulated KATO, the
+gateway, Redis, a Docker engine), Chromium, and the hypothesis profiles."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
-from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
 from tests.support.docker_engine import DockerEngineProcess, missing_parts
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato, running_kato
+from tests.support.page import new_context
 from tests.support.redis_server import RedisServerProcess, missing_redis
-from tests.support.servers import ThreadedServer
 
 # Hypothesis (the fuzz suite, tests/test_fuzz_http.py): `ci` is small, fixed and the same on
 # every run (CI starts from a clean clone, so no example database); HYPOTHESIS_PROFILE=long
@@ -42,64 +40,24 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 os.environ.setdefault("SSE_MONITOR_DB", ":memory:")
 
 
-@dataclass
-class Kato:
-    """A running simulated KATO: its state, and its server (which tests may stop and restart)."""
-
-    state: SimulatedKato
-    server: ThreadedServer
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    async def create_session(self, node_id: str = "test") -> str:
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
-            response = await client.post("/sessions", json={"node_id": node_id})
-        response.raise_for_status()
-        return response.json()["session_id"]
-
-    async def delete_session(self, session_id: str) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
-            (await client.delete(f"/sessions/{session_id}")).raise_for_status()
-
-    async def fault(self, endpoint: str, mode: str, **extra: object) -> None:
-        body = {"endpoint": endpoint, "mode": mode, **extra}
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
-            (await client.post("/_sim/fault", json=body)).raise_for_status()
-
-    async def request_counts(self) -> dict[str, int]:
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
-            return (await client.get("/_sim/stats")).json()["requests"]
-
-    async def stop(self) -> None:
-        await asyncio.to_thread(self.server.stop)
-
-    async def restart(self) -> None:
-        """A new server on the same port, with the same state: KATO coming back."""
-        self.server = ThreadedServer(create_simulator_app(self.state), port=self.server.port)
-        await asyncio.to_thread(self.server.start)
+@pytest.fixture
+def kato() -> Iterator[Kato]:
+    with running_kato() as kato:
+        yield kato
 
 
 @pytest.fixture
-def kato() -> Iterator[Kato]:
-    state = SimulatedKato()
-    server = ThreadedServer(create_simulator_app(state)).start()
-    handle = Kato(state, server)
-    try:
-        yield handle
-    finally:
-        handle.server.stop()
+def redis_kato() -> Iterator[Kato]:
+    """KATO in Redis session mode (it pushes) with two workers, as a real deployment has."""
+    with running_kato(SimulatedKato(session_backend="redis", workers=2)) as kato:
+        yield kato
 
 
 @pytest.fixture(scope="module")
 def module_kato() -> Iterator[str]:
     """One simulated KATO for a whole module (its URL), for tests that never change its state."""
-    server = ThreadedServer(create_simulator_app(SimulatedKato())).start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with running_kato() as kato:
+        yield kato.url
 
 
 @pytest.fixture(scope="module")
@@ -129,22 +87,28 @@ async def browser() -> AsyncIterator[Any]:
         await browser.close()
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def context(browser: Any) -> AsyncIterator[Any]:
+    """A fresh browser profile for one page test (own cookies, storage and SharedWorkers), light
+    colour scheme."""
+    context = await new_context(browser, "light")
+    yield context
+    await context.close()
+
+
 @pytest.fixture(scope="session")
 def engine() -> Iterator[DockerEngineProcess]:
     reason = missing_parts()
     if reason:
         pytest.skip(f"no Docker engine: {reason}")
-    process = DockerEngineProcess().start()
-    try:
+    with DockerEngineProcess() as process:
         process.import_busybox()
         yield process
-    finally:
-        process.destroy()
 
 
 @pytest.fixture
 def docker(engine: DockerEngineProcess) -> Iterator[DockerEngineProcess]:
-    if engine.proc is None or engine.proc.poll() is not None:
+    if not engine.running:
         engine.start()  # a test that killed it failed before starting it again
     yield engine
     engine.remove_all()

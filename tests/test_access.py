@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Kato
+from tests.support.gateway import GatewayProcess, serve_until_exit
 from tests.support.hostile import RawResponse, build_request, exchange
-from tests.support.processes import GatewayProcess, free_port
-from tests.test_startup import run_until_exit
+from tests.support.kato import Kato
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
 ADMIN = "admin-token-7c2e91b0d4a85f13"
@@ -207,9 +205,7 @@ def test_secure_cookies_behind_a_trusted_https_proxy(kato: Kato) -> None:
     ],
 )
 def test_bad_access_settings_stop_start_up(env: dict[str, str], message: str) -> None:
-    result = run_until_exit(
-        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())], env
-    )
+    result = serve_until_exit(env)
     assert result.returncode == 2
     assert message in result.stderr
     for secret in ("short-token", "has spaces in the token", VIEWER):

@@ -12,37 +12,31 @@ import httpx
 import pytest
 
 from sse_monitor.alerts.metric_paths import METRICS_EVENT_PATHS, current_value
-from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.conftest import Kato
-from tests.support.processes import GatewayProcess
-from tests.support.servers import ThreadedServer
+from tests.support.alert_rules import rule_table, status_rule
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato, running_kato
 from tests.support.sse_client import SSEStream
+
 
 # clear_for: on a loaded machine one KATO read can time out, a true "unreachable" for one
 # tick; without it, that tick would resolve the alert and the next fire a new one, adding
 # transitions these tests count. (clear_for itself is tested in test_alert_lifecycle.py.)
-STATUS_RULES = """
-[[rule]]
-id = "kato_degraded"
-metric = "kato.status"
-op = "=="
-threshold = "degraded"
-severity = "warning"
-clear_for = "1s"
-message = "KATO is degraded"
-"""
-CPU_RULE = """
-[[rule]]
-id = "cpu_high"
-metric = "kato.resources.cpu_percent"
-op = ">"
-threshold = 80
-clear_threshold = 70
-severity = "critical"
-for = "1s"
-message = "CPU at {value:.0f} %"
-"""
+def degraded_rule(rule_id: str = "kato_degraded", severity: str = "warning") -> str:
+    return status_rule(rule_id, "degraded", severity, clear_for="1s", message="KATO is degraded")
+
+
+STATUS_RULES = degraded_rule()
+CPU_RULE = rule_table(
+    id="cpu_high",
+    metric="kato.resources.cpu_percent",
+    op=">",
+    threshold=80,
+    clear_threshold=70,
+    severity="critical",
+    for_="1s",
+    message="CPU at {value:.0f} %",
+)
 
 
 async def get(url: str, params: dict | None = None) -> httpx.Response:
@@ -91,12 +85,8 @@ def alerting(kato: Kato, rules: Path, db: Path) -> Iterator[GatewayProcess]:
 @pytest.fixture
 def uncached_kato() -> Iterator[Kato]:
     """KATO without its 5 s /metrics cache, so that a pinned figure shows at the next poll."""
-    state = SimulatedKato(metrics_cache_seconds=0)
-    server = ThreadedServer(create_simulator_app(state)).start()
-    try:
-        yield Kato(state, server)
-    finally:
-        server.stop()
+    with running_kato(SimulatedKato(metrics_cache_seconds=0)) as kato:
+        yield kato
 
 
 async def test_an_alert_fires_once_and_resolves_once(kato: Kato, alerting: GatewayProcess) -> None:
@@ -268,14 +258,7 @@ def test_bad_list_parameters_are_a_400(
 async def test_alerts_page_newest_first(kato: Kato, tmp_path: Path) -> None:
     rules = tmp_path / "many.toml"
     severities = ["critical", "warning", "info"]
-    rules.write_text(
-        "".join(
-            STATUS_RULES.replace('"kato_degraded"', f'"degraded_{i}"').replace(
-                '"warning"', f'"{severities[i % 3]}"'
-            )
-            for i in range(4)
-        )
-    )
+    rules.write_text("".join(degraded_rule(f"degraded_{i}", severities[i % 3]) for i in range(4)))
     env = {"SSE_MONITOR_ALERT_RULES": str(rules)}
     with GatewayProcess(kato.url, env=env) as gateway:
         async with SSEStream(f"{gateway.url}/events") as stream:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from sse_monitor.alerts.metric_paths import CONTAINER_PATHS, CONTAINERS_PREFIX
-from tests.conftest import Kato
 from tests.support.docker_engine import DockerEngineProcess
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.sse_client import SSEStream
 
 POLL = "0.5"

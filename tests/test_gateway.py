@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Kato
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.sse_client import SSEEvent, SSEStream
 from tests.support.waiting import eventually
 

@@ -8,9 +8,9 @@ import json
 import httpx
 
 from sse_monitor.web.addresses import MAX_HOPS, client_address, parse_networks
-from tests.conftest import Kato
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.nginx import ShippedNginx, skip_without_nginx
-from tests.support.processes import GatewayProcess
 from tests.support.sse_client import SSEStream
 
 ADMIN = "admin-token-7c2e91b0d4a85f13"

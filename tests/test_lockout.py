@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sse_monitor.web.lockout import Lockout
-from tests.conftest import Kato
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 
 VIEWER = "viewer-token-5b1e8c0a2f7d4963"
 ADMIN = "admin-token-0e6d3a9c7b158f24"

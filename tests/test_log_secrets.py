@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sse_monitor.redact import MASK, Scrubber, scrub, scrub_query
-from tests.conftest import Kato
-from tests.support.processes import GatewayProcess, UvicornGateway
+from tests.support.gateway import GatewayProcess, UvicornGateway
+from tests.support.kato import Kato
 from tests.support.waiting import wait_until
 
 VIEWER = "viewer-token-51c0e9a7b3d2f486"

@@ -12,17 +12,18 @@ import asyncio
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from sse_monitor.settings import Settings
-from tests.conftest import Kato
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.nginx import DEPLOY_CONF, ShippedNginx, skip_without_nginx
-from tests.support.processes import GatewayProcess
 from tests.support.sse_client import SSEEvent, SSEStream
+from tests.support.waiting import eventually
 
 POLL = 0.2  # the gateway's poll interval in these tests (see GatewayProcess)
 MAX_EXTRA_DELAY = 0.1  # seconds an event may take longer through nginx than direct
@@ -53,15 +54,6 @@ def seq(event_id: str | None) -> int:
 
 def pings(stream: SSEStream) -> int:
     return sum(comment.startswith("ping") for comment in stream.parser.comments)
-
-
-async def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    """Check `condition` until it holds (for state outside a stream, such as a log file)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # --- the file itself ------------------------------------------------------------------------
@@ -169,7 +161,7 @@ def test_nginx_accepts_the_wrapped_config(nginx_installed: None, with_prefix_exa
     try:
         result = nginx.check()
     finally:
-        nginx.stop()
+        nginx.close()
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
     assert "[warn]" not in result.stderr, result.stderr
@@ -303,7 +295,7 @@ async def test_the_access_log_never_holds_a_query_string_token(
             assert snapshot.status_code == 200, snapshot.text
             await client.get(f"/?token={TOKEN}")
         # nginx writes a stream's line when the stream ends (on its next write after the close).
-        await wait_until(
+        await eventually(
             lambda: all(path in nginx.access_log() for path in ("/events", "/api/snapshot", "/ ")),
             timeout=5,
             what="the access log lines",
@@ -336,7 +328,7 @@ async def test_the_prefix_example_serves_the_gateway_under_monitor(
             event = await back.wait_for_event("session_event")
             assert event.json()["data"]["current_count"] == 1
             assert "reset" not in back.names()
-        await wait_until(lambda: "GET /monitor/events " in nginx.access_log(), 5, "the log")
+        await eventually(lambda: "GET /monitor/events " in nginx.access_log(), 5, "the log")
 
 
 # --- the client's address -------------------------------------------------------------------

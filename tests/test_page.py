@@ -6,15 +6,13 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from tests.conftest import Kato
 from tests.support.browser import (
     ACCENT_COLOURS,
     BACKDROP_LUMINANCE,
@@ -26,15 +24,18 @@ from tests.support.browser import (
     watch_toasts,
 )
 from tests.support.docker_engine import DockerEngineProcess
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.processes import GatewayProcess, free_port
+from tests.support.page import hook, new_context, open_page, settled, toasts
+from tests.support.processes import free_port
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
 
-expect = playwright_or_skip().expect  # the module is skipped without them
+expect = playwright_or_skip().expect  # the module is skipped without them (10 s timeout)
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Locator, Page
+    from playwright.async_api import Browser, BrowserContext, Page
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -42,8 +43,6 @@ POLL = 0.3  # the gateway's poll interval in these tests
 ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 TOAST_LIFETIME = 5.0
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-
-expect.set_options(timeout=10_000)
 
 
 @pytest.fixture
@@ -53,45 +52,12 @@ def gateway(kato: Kato) -> Iterator[GatewayProcess]:
         yield process
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile (own storage, own SharedWorkers), light colour scheme."""
-    context = await new_context(browser, "light")
-    yield context
-    await context.close()
-
-
-async def new_context(browser: Browser, color_scheme: Literal["light", "dark"]) -> BrowserContext:
-    context = await browser.new_context(
-        viewport={"width": 1280, "height": 800}, color_scheme=color_scheme
-    )
-    context.set_default_timeout(10_000)
-    return context
-
-
-def hook(page: Page, name: str) -> Locator:
-    return page.get_by_test_id(name)
-
-
-def toasts(page: Page, kind: str | None = None) -> Locator:
-    selector = "[data-testid=toasts] [data-testid=toast]"
-    return page.locator(selector + (f"[data-kind={kind}]" if kind else ""))
-
-
 def total(count: int) -> re.Pattern[str]:
     return re.compile(rf"Total:\s*{count}(?!\d)")
 
 
 def totals(texts: list[str]) -> list[int]:
     return sorted(int(m.group(1)) for t in texts if (m := re.search(r"Total:\s*(\d+)", t)))
-
-
-async def open_page(context: BrowserContext, url: str) -> Page:
-    """A new tab on the dashboard, once its stream is live."""
-    page = await context.new_page()
-    await page.goto(url, wait_until="domcontentloaded")
-    await expect(hook(page, "connection-state")).to_have_attribute("data-state", "live")
-    return page
 
 
 async def readyz(gateway: GatewayProcess) -> dict[str, Any]:
@@ -377,14 +343,6 @@ async def test_theme_follows_the_os_then_the_stored_choice(
         await page.wait_for_function(f"{root} === 'dark'")
 
 
-async def settled(page: Page) -> None:
-    """Wait until every finite animation and transition (a toast sliding in) has finished."""
-    await page.wait_for_function(
-        """document.getAnimations().every(a => a.playState !== 'running'
-             || a.effect === null || a.effect.getComputedTiming().endTime === Infinity)"""
-    )
-
-
 async def settled_backdrop(page: Page) -> float:
     """The backdrop's luminance once colour transitions have finished."""
     await settled(page)
@@ -464,7 +422,6 @@ async def test_the_page_works_through_nginx_under_a_path_prefix(
         await expect(toasts(page, "created")).to_have_count(1)
         await expect(hook(page, "connection-state")).to_have_attribute("data-state", "live")
         await page.close()
-        seen = nginx.requests()
-    outside = [line for line in seen if not line.startswith("/monitor/")]
+        seen, outside = nginx.requests(), nginx.outside_prefix()
     assert not outside, f"requests outside the prefix: {outside}"
     assert any(line.startswith("/monitor/static/js/stream-worker.js 200") for line in seen)

@@ -17,18 +17,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from tests.conftest import Kato
+from tests.support.alert_rules import DEGRADED_AND_UNHEALTHY
 from tests.support.browser import RequestLog, playwright_or_skip
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.processes import GatewayProcess
+from tests.support.page import (
+    alert_rows,
+    goto,
+    hook,
+    log_in,
+    open_alerts_panel,
+    toasts,
+)
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
-from tests.test_page import hook, new_context, toasts
-from tests.test_page_alerts import RULES, open_panel, rows
 
-expect = playwright_or_skip().expect  # the module is skipped without them
+expect = playwright_or_skip().expect  # the module is skipped without them (10 s timeout)
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page, Route
@@ -42,16 +48,6 @@ ADMIN_TOKEN = "admin-token-8d3b6e0c5a71"
 RETRY_AFTER = 2  # seconds, in the tests of the stream limits
 TOPICS = ["metrics", "containers", "sessions", "alerts"]
 COOKIE = "sse_monitor_session"
-
-expect.set_options(timeout=10_000)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile (own cookies, storage and SharedWorkers)."""
-    context = await new_context(browser, "light")
-    yield context
-    await context.close()
 
 
 @pytest.fixture
@@ -122,19 +118,6 @@ async def logged(
         yield log
     finally:
         await log.stop()
-
-
-async def goto(context: BrowserContext, url: str) -> Page:
-    """A new tab on the page, not waiting for any state."""
-    page = await context.new_page()
-    await page.goto(url, wait_until="domcontentloaded")
-    return page
-
-
-async def log_in(page: Page, token: str) -> None:
-    await expect(hook(page, "login-form")).to_be_visible()
-    await hook(page, "login-token").fill(token)
-    await hook(page, "login-submit").click()
 
 
 async def session_cookie(context: BrowserContext) -> dict[str, Any] | None:
@@ -413,7 +396,7 @@ async def test_acknowledging_needs_the_admin_token(
     kato: Kato, browser: Browser, context: BrowserContext, tmp_path: Path
 ) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES)
+    rules.write_text(DEGRADED_AND_UNHEALTHY)
     env = {
         **ENV,
         "SSE_MONITOR_TOKEN": VIEWER_TOKEN,
@@ -431,8 +414,8 @@ async def test_acknowledging_needs_the_admin_token(
 
         await kato.fault("health", "degraded")
         await expect(hook(page, "alert-count")).to_have_text("1")
-        await open_panel(page)
-        row = rows(page, state="firing")
+        await open_alerts_panel(page)
+        row = alert_rows(page, state="firing")
         await expect(row).to_have_count(1)
         await hook(page, "alert-ack-by").fill("alice")
         await row.get_by_test_id("alert-ack").click()
@@ -555,8 +538,7 @@ async def test_login_works_through_nginx_under_a_path_prefix(
         cookie = await session_cookie(context)
         assert cookie is not None and cookie["path"] == "/monitor", cookie
         await page.close()
-        seen = nginx.requests()
-    outside = [line for line in seen if not line.startswith("/monitor/")]
+        seen, outside = nginx.requests(), nginx.outside_prefix()
     assert not outside, f"requests outside the prefix: {outside}"
     assert "/monitor/login 200" in seen, seen
     assert any(

@@ -4,15 +4,14 @@ alert rules from a file and the simulated KATO made degraded or unhealthy."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
-from tests.conftest import Kato
+from tests.support.alert_rules import DEGRADED_AND_UNHEALTHY, status_rule
 from tests.support.browser import (
     ACCENT_COLOURS,
     WATCH_TOASTS,
@@ -21,12 +20,21 @@ from tests.support.browser import (
     toast_log,
     watch_toasts,
 )
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.processes import GatewayProcess
+from tests.support.page import (
+    alert_rows,
+    hook,
+    new_context,
+    open_alerts_panel,
+    open_page,
+    settled,
+    toasts,
+)
 from tests.support.waiting import eventually
-from tests.test_page import hook, new_context, open_page, settled, toasts
 
-expect = playwright_or_skip().expect  # the module is skipped without them
+expect = playwright_or_skip().expect  # the module is skipped without them (10 s timeout)
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Locator, Page
@@ -36,47 +44,30 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 POLL = 0.3  # the gateway's poll interval in these tests
 ALERT_TOAST_LIFETIME = 10.0
 
-expect.set_options(timeout=10_000)
 
-
-def rule(rule_id: str, threshold: str, severity: str, message: str, op: str = "==") -> str:
-    """A rule on KATO's status that fires on the first poll where it holds (`for = "0s"`)."""
-    return f"""
-[[rule]]
-id = "{rule_id}"
-metric = "kato.status"
-op = "{op}"
-threshold = "{threshold}"
-severity = "{severity}"
-for = "0s"
-message = "{message}"
-"""
-
-
-# The contract's two rules: degraded -> a warning, unhealthy -> a critical alert.
-RULES = rule("kato_degraded", "degraded", "warning", "KATO is degraded") + rule(
-    "kato_unhealthy", "unhealthy", "critical", "KATO is unhealthy"
-)
 # With an info alert whenever KATO is anything but healthy: two alerts of two severities at once.
-RULES_WITH_INFO = RULES + rule(
-    "kato_not_healthy", "healthy", "info", "KATO is not healthy", op="!="
+RULES_WITH_INFO = DEGRADED_AND_UNHEALTHY + status_rule(
+    "kato_not_healthy", "healthy", "info", op="!=", for_="0s", message="KATO is not healthy"
 )
 # Four alerts in one poll. Rules are evaluated in file order, so the extra warning fires first
 # and is the toast that leaves when the fourth arrives.
-FOUR_AT_ONCE = (
-    rule("degraded_extra", "degraded", "warning", "First of four")
-    + rule("degraded_critical", "degraded", "critical", "Second of four")
-    + rule("degraded_warning", "degraded", "warning", "Third of four")
-    + rule("degraded_info", "degraded", "info", "Fourth of four")
+FOUR_AT_ONCE = "".join(
+    status_rule(rule_id, "degraded", severity, for_="0s", message=message)
+    for rule_id, severity, message in [
+        ("degraded_extra", "warning", "First of four"),
+        ("degraded_critical", "critical", "Second of four"),
+        ("degraded_warning", "warning", "Third of four"),
+        ("degraded_info", "info", "Fourth of four"),
+    ]
 )
 
 
 @pytest.fixture
 def gateway(kato: Kato, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GatewayProcess]:
-    """The gateway with alert rules (RULES, or the test's via indirect parametrisation) and a
-    store of its own."""
+    """The gateway with alert rules (DEGRADED_AND_UNHEALTHY, or the test's via indirect
+    parametrisation) and a store of its own."""
     rules = tmp_path / "rules.toml"
-    rules.write_text(getattr(request, "param", RULES))
+    rules.write_text(getattr(request, "param", DEGRADED_AND_UNHEALTHY))
     env = {
         "SSE_MONITOR_POLL_INTERVAL": str(POLL),
         "SSE_MONITOR_ALERT_RULES": str(rules),
@@ -84,30 +75,6 @@ def gateway(kato: Kato, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
     }
     with GatewayProcess(kato.url, env=env) as process:
         yield process
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile (own storage, own SharedWorkers), light colour scheme."""
-    context = await new_context(browser, "light")
-    yield context
-    await context.close()
-
-
-def rows(page: Page, **attributes: str) -> Locator:
-    selector = "[data-testid=alerts-panel] [data-testid=alert-row]"
-    selector += "".join(f'[data-{name}="{value}"]' for name, value in attributes.items())
-    return page.locator(selector)
-
-
-async def open_panel(page: Page) -> Locator:
-    bell = hook(page, "alert-bell")
-    await expect(bell).to_have_attribute("aria-expanded", "false")
-    await bell.click()
-    await expect(bell).to_have_attribute("aria-expanded", "true")
-    panel = hook(page, "alerts-panel")
-    await expect(panel).to_be_visible()
-    return panel
 
 
 async def show(page: Page, *, state: str | None = None, severity: str | None = None) -> None:
@@ -251,13 +218,13 @@ async def test_an_ack_in_one_browser_reaches_another(
         await kato.fault("health", "degraded")
         for page in (page_a, page_b):
             await expect(hook(page, "alert-count")).to_have_text("1")
-        await open_panel(page_b)
-        row_b = rows(page_b)
+        await open_alerts_panel(page_b)
+        row_b = alert_rows(page_b)
         await expect(row_b).to_have_count(1)
         await expect(row_b).to_have_attribute("data-acknowledged", "false")
 
-        await open_panel(page_a)
-        row_a = rows(page_a)
+        await open_alerts_panel(page_a)
+        row_a = alert_rows(page_a)
         await expect(row_a).to_have_attribute("data-severity", "warning")
         await expect(row_a).to_have_attribute("data-state", "firing")
         await expect(row_a).to_contain_text("KATO is degraded")
@@ -313,64 +280,64 @@ async def test_the_panel_filters_by_severity_and_state(
     lists: list[str] = []  # the page's requests for alert lists
     context.on("request", lambda r: lists.append(r.url) if "/api/alerts?" in r.url else None)
     page = await open_page(context, f"{gateway.url}/")
-    panel = await open_panel(page)
+    panel = await open_alerts_panel(page)
     role_region = page.get_by_role("region", name="Alerts")
     await expect(role_region).to_have_attribute("data-testid", "alerts-panel")
     empty = hook(page, "alerts-empty")
     await expect(empty).to_be_visible()
-    await expect(rows(page)).to_have_count(0)
+    await expect(alert_rows(page)).to_have_count(0)
 
     await kato.fault("health", "degraded")  # a warning and an info alert
-    await expect(rows(page)).to_have_count(2)
-    await expect(rows(page, state="firing")).to_have_count(2)
+    await expect(alert_rows(page)).to_have_count(2)
+    await expect(alert_rows(page, state="firing")).to_have_count(2)
     await show(page, severity="warning")
-    await expect(rows(page)).to_have_count(1)
-    await expect(rows(page, severity="warning")).to_contain_text("KATO is degraded")
+    await expect(alert_rows(page)).to_have_count(1)
+    await expect(alert_rows(page, severity="warning")).to_contain_text("KATO is degraded")
     await show(page, severity="info")
-    await expect(rows(page)).to_have_count(1)
-    await expect(rows(page, severity="info")).to_contain_text("KATO is not healthy")
+    await expect(alert_rows(page)).to_have_count(1)
+    await expect(alert_rows(page, severity="info")).to_contain_text("KATO is not healthy")
     await show(page, severity="critical")
-    await expect(rows(page)).to_have_count(0)
+    await expect(alert_rows(page)).to_have_count(0)
     await expect(empty).to_be_visible()
     await expect(empty).to_contain_text("critical")
     await show(page, severity="all")
-    await expect(rows(page)).to_have_count(2)
+    await expect(alert_rows(page)).to_have_count(2)
     assert lists == [], f"the firing list comes from the stream, yet it fetched {lists}"
 
     await kato.fault("health", "ok")  # both resolve: they leave the firing list
-    await expect(rows(page)).to_have_count(0)
+    await expect(alert_rows(page)).to_have_count(0)
     await expect(hook(page, "alert-count")).to_be_hidden()
 
     await show(page, state="resolved")
-    await expect(rows(page, state="resolved")).to_have_count(2)
-    await expect(rows(page)).to_have_count(2)
-    await expect(rows(page).first).to_contain_text("resolved")
+    await expect(alert_rows(page, state="resolved")).to_have_count(2)
+    await expect(alert_rows(page)).to_have_count(2)
+    await expect(alert_rows(page).first).to_contain_text("resolved")
     assert any("state=resolved" in url and "limit=50" in url for url in lists), lists
     await show(page, severity="info")
-    await expect(rows(page)).to_have_count(1)
-    await expect(rows(page, severity="info", state="resolved")).to_have_count(1)
+    await expect(alert_rows(page)).to_have_count(1)
+    await expect(alert_rows(page, severity="info", state="resolved")).to_have_count(1)
     assert "severity=info" in lists[-1], lists
     await show(page, severity="all")
-    await expect(rows(page)).to_have_count(2)
+    await expect(alert_rows(page)).to_have_count(2)
 
     # Live, without fetching again: new alerts firing are not listed under "resolved" ...
     fetched = len(lists)
     await kato.fault("health", "degraded")
     await expect(hook(page, "alert-count")).to_have_text("2")
-    await expect(rows(page)).to_have_count(2)
-    await expect(rows(page, state="firing")).to_have_count(0)
+    await expect(alert_rows(page)).to_have_count(2)
+    await expect(alert_rows(page, state="firing")).to_have_count(0)
     # ... until they resolve.
     await kato.fault("health", "ok")
-    await expect(rows(page, state="resolved")).to_have_count(4)
+    await expect(alert_rows(page, state="resolved")).to_have_count(4)
     assert len(lists) == fetched, f"fetched again: {lists[fetched:]}"
 
     await show(page, state="all")
-    await expect(rows(page)).to_have_count(4)
+    await expect(alert_rows(page)).to_have_count(4)
     await kato.fault("health", "degraded")
-    await expect(rows(page, state="firing")).to_have_count(2)
-    await expect(rows(page)).to_have_count(6)
+    await expect(alert_rows(page, state="firing")).to_have_count(2)
+    await expect(alert_rows(page)).to_have_count(6)
     # Newest first: the firing pair on top.
-    states = await rows(page).evaluate_all("rows => rows.map(r => r.dataset.state)")
+    states = await alert_rows(page).evaluate_all("rows => rows.map(r => r.dataset.state)")
     assert states == ["firing"] * 2 + ["resolved"] * 4, states
 
     await hook(page, "alert-bell").click()
@@ -407,8 +374,8 @@ async def test_a_page_opened_later_shows_the_alert_without_a_toast(
             await expect(hook(page, "alert-bell")).to_have_attribute(
                 "aria-label", re.compile(r"\b1\b")
             )
-            await open_panel(page)
-            row = rows(page, id=alert_id)
+            await open_alerts_panel(page)
+            row = alert_rows(page, id=alert_id)
             await expect(row).to_contain_text("KATO is degraded")
             await expect(row).to_have_attribute("data-acknowledged", "false")
             await expect(toasts(page)).to_have_count(0)
@@ -464,9 +431,9 @@ async def test_alerts_work_through_nginx_under_a_path_prefix(
         page = await open_page(context, nginx.url)
         await kato.fault("health", "degraded")
         await expect(toasts(page, "alert-warning")).to_have_count(1)
-        await open_panel(page)
+        await open_alerts_panel(page)
         await show(page, state="all")
-        row = rows(page, state="firing")
+        row = alert_rows(page, state="firing")
         await expect(row).to_have_count(1)
         alert_id = await row.get_attribute("data-id")
         await hook(page, "alert-ack-by").fill("bob")
@@ -474,8 +441,7 @@ async def test_alerts_work_through_nginx_under_a_path_prefix(
         await expect(row).to_contain_text("acknowledged by bob")
         await expect(hook(page, "alert-error")).to_be_hidden()
         await page.close()
-        seen = nginx.requests()
-    outside = [line for line in seen if not line.startswith("/monitor/")]
+        seen, outside = nginx.requests(), nginx.outside_prefix()
     assert not outside, f"requests outside the prefix: {outside}"
     assert any(line.startswith("/monitor/api/alerts?state=all") for line in seen), seen
     assert f"/monitor/api/alerts/{alert_id}/ack 200" in seen, seen

@@ -8,36 +8,30 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from unittest import mock
 
 import httpx
 import pytest
-import pytest_asyncio
 
-import tests.support.redis_server
-from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.conftest import Kato
 from tests.support.browser import playwright_or_skip
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato, running_kato
+from tests.support.kato_redis import seed
 from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.processes import GatewayProcess, free_port
+from tests.support.page import hook, log_in, open_page, toasts
+from tests.support.processes import free_port
 from tests.support.redis_server import RedisServerProcess, missing_redis
-from tests.support.servers import ThreadedServer
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
-from tests.test_page import hook, new_context, open_page, toasts
-from tests.test_page_access import VIEWER_TOKEN, log_in
-from tests.test_push import create, delete, gateway_worker, sim
-from tests.test_session_list import seed
 
-expect = playwright_or_skip().expect  # the module is skipped without them
+expect = playwright_or_skip().expect  # the module is skipped without them (10 s timeout)
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Locator, Page, Request
+    from playwright.async_api import BrowserContext, Locator, Page, Request
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -46,36 +40,14 @@ ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 REFRESH = 1.0  # the session list's refresh in these tests (?sessions_interval=)
 SLOW = {"SSE_MONITOR_POLL_INTERVAL": "30"}  # no tick comes between a push and the check
 PUSH_DEADLINE = 0.5  # a pushed change on the page, counted from before the POST
-
-expect.set_options(timeout=10_000)
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile (own storage, own SharedWorkers), light colour scheme."""
-    context = await new_context(browser, "light")
-    yield context
-    await context.close()
-
-
-def running_kato(state: SimulatedKato) -> Iterator[Kato]:
-    server = ThreadedServer(create_simulator_app(state)).start()
-    try:
-        yield Kato(state, server)
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def redis_kato() -> Iterator[Kato]:
-    """KATO in Redis session mode (it pushes) with two workers, as a real deployment has."""
-    yield from running_kato(SimulatedKato(session_backend="redis", workers=2))
+VIEWER_TOKEN = "viewer-token-4f9c2a7e1b"  # tokens must be at least 16 characters
 
 
 @pytest.fixture
 def listing_kato(redis_url: str) -> Iterator[Kato]:
     """KATO in Redis session mode writing every session into a real Redis, in KATO's layout."""
-    yield from running_kato(SimulatedKato(session_backend="redis", redis_url=redis_url))
+    with running_kato(SimulatedKato(session_backend="redis", redis_url=redis_url)) as kato:
+        yield kato
 
 
 @pytest.fixture
@@ -165,8 +137,8 @@ async def test_the_push_badge_follows_the_push_channel(
         await expect(badge).to_have_text("push live")
         await expect(badge).to_have_attribute("title", re.compile(r"live since \d"))
 
-        await sim(redis_kato, "POST", "/_sim/push", json={"mode": "refuse"})
-        await sim(redis_kato, "POST", "/_sim/push", json={"mode": "drop"})
+        await redis_kato.push("refuse")
+        await redis_kato.push("drop")
         await expect(badge).to_have_attribute("data-state", "down")
         await expect(badge).to_have_text("polling only")
         # The reconnections are refused (HTTP 403): the title says so, as the metrics do.
@@ -176,7 +148,7 @@ async def test_the_push_badge_follows_the_push_channel(
         assert push["state"] == "down" and "403" in push["error"], push
         await expect(badge).to_have_attribute("title", re.compile(re.escape(push["error"])))
 
-        await sim(redis_kato, "POST", "/_sim/push", json={"mode": "on"})
+        await redis_kato.push("on")
         await expect(badge).to_have_attribute("data-state", "live", timeout=40_000)
         await expect(badge).to_have_text("push live")
         await page.close()
@@ -215,11 +187,11 @@ async def test_a_pushed_session_shows_its_id_and_node_within_500_ms(
         page = await open_page(context, f"{gateway.url}/")
         await expect(hook(page, "push-state")).to_have_attribute("data-state", "live")
         await expect(hook(page, "session-count")).to_have_text("0")
-        worker = await gateway_worker(redis_kato)
+        worker = await redis_kato.push_worker()
         await page.evaluate(WATCH_CHANGES)
 
         posted = time.time()
-        session_id = await create(redis_kato, worker)  # node "push-test"
+        session_id = await redis_kato.create_session("push-test", worker)
         item = page.locator(f"[data-testid=session-events] li[data-session-id='{session_id}']")
         await expect(item).to_have_count(1, timeout=2000)
         shown = await page.evaluate(f"window.__changesAt['created:{session_id}']")
@@ -236,7 +208,7 @@ async def test_a_pushed_session_shows_its_id_and_node_within_500_ms(
         await expect(toast).to_contain_text(re.compile(r"Total:\s*1 · on push-test"))
 
         posted = time.time()
-        await delete(redis_kato, session_id, worker)
+        await redis_kato.delete_session(session_id, worker)
         gone = page.locator(
             f"[data-testid=session-events] li[data-kind=destroyed][data-session-id='{session_id}']"
         )
@@ -289,11 +261,11 @@ async def push_socket(kato: Kato) -> int:
     """Once the gateway holds KATO's push socket: the simulated worker holding it."""
 
     async def held() -> bool:
-        by_worker = (await sim(kato, "GET", "/_sim/stats")).json()["websockets_by_worker"]
+        by_worker = (await kato.stats())["websockets_by_worker"]
         return sum(by_worker) == 1
 
     await eventually(held, what="the gateway's push socket")
-    return await gateway_worker(kato)
+    return await kato.push_worker()
 
 
 async def snapshot(gateway: GatewayProcess) -> dict[str, Any]:
@@ -317,9 +289,9 @@ async def test_the_count_moves_with_each_session_event_not_at_the_next_tick(
         tick = (await snapshot(gateway))["timestamp"]
         await page.evaluate(WATCH_COUNT)
 
-        first = await create(redis_kato, worker)
-        await create(redis_kato, worker)
-        await delete(redis_kato, first, worker)
+        first = await redis_kato.create_session("push-test", worker)
+        await redis_kato.create_session("push-test", worker)
+        await redis_kato.delete_session(first, worker)
         await expect(count).to_have_text("1")
         log = await eventually(
             lambda: page.evaluate("window.__countLog.toasts.length >= 3 && window.__countLog"),
@@ -352,7 +324,7 @@ async def test_a_tab_joining_between_ticks_keeps_the_newer_count(
         first = await open_page(context, f"{gateway.url}/")
         await expect(hook(first, "session-count")).to_have_text("0")
         worker = await push_socket(redis_kato)
-        session_id = await create(redis_kato, worker)
+        session_id = await redis_kato.create_session("push-test", worker)
         await expect(hook(first, "session-count")).to_have_text("1")
         tick = await snapshot(gateway)
         assert tick["sessions"]["active_count"] == 0, tick  # the latest metrics: older, 0
@@ -425,7 +397,7 @@ async def test_the_fallback_count_is_stamped_no_earlier_than_the_changes_it_coun
         async with SSEStream(f"{gateway.url}/events?topics=metrics,sessions") as stream:
             await stream.wait_for_event("metrics", lambda d: d["sessions"]["active_count"] == 0)
             worker = await push_socket(redis_kato)
-            await create(redis_kato, worker)
+            await redis_kato.create_session("push-test", worker)
             change = (await stream.wait_for_event("session_event")).json()
         async with httpx.AsyncClient(timeout=5) as client:
             count = (await client.get(f"{gateway.url}/api/sessions/count")).json()
@@ -522,13 +494,13 @@ async def test_a_session_change_reads_the_list_again_at_once(
         await expect(hook(page, "session-count")).to_have_text("0")
         worker = await push_socket(listing_kato)
 
-        session_id = await create(listing_kato, worker)
+        session_id = await listing_kato.create_session("push-test", worker)
         await expect(hook(page, "session-count")).to_have_text("1")
         await expect_listed(page, [session_id], timeout=5)
         await expect(hook(page, "sessions-range")).to_have_text(span(1, 1, 1))
 
         burst_at = time.monotonic()
-        ids = [await create(listing_kato, worker) for _ in range(5)]
+        ids = [await listing_kato.create_session("push-test", worker) for _ in range(5)]
         await expect(hook(page, "session-count")).to_have_text("6")
         await expect_listed(page, [*ids[::-1], session_id], timeout=5)
         window = time.monotonic() - burst_at
@@ -582,8 +554,8 @@ async def test_a_stopped_redis_shows_the_error_and_keeps_the_list_stale(
         assert stale_colour != body_colour, "a stale row looks like a current one"
 
         # The same redis-server port again (empty: it saves nothing), as a restarted Redis.
-        with mock.patch.object(tests.support.redis_server, "free_port", lambda: port):
-            await asyncio.to_thread(own_redis.start)
+        await asyncio.to_thread(own_redis.start)
+        assert own_redis.port == port
         await expect(panel).to_have_attribute("data-stale", "false", timeout=15_000)
         await expect(error).to_be_hidden()
         await expect(hook(page, "sessions-range")).to_have_text("No sessions")
@@ -700,7 +672,6 @@ async def test_the_list_works_through_nginx_under_a_path_prefix(
         await expect_listed(page, [session_id])
         await expect(hook(page, "sessions-range")).to_have_text(span(1, 1, 1))
         await page.close()
-        seen = nginx.requests()
+        seen, outside = nginx.requests(), nginx.outside_prefix()
     assert "/monitor/api/sessions?offset=0&limit=10 200" in seen, seen
-    outside = [line for line in seen if not line.startswith("/monitor/")]
     assert not outside, f"requests outside the prefix: {outside}"

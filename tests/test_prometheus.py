@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Kato
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
 

@@ -4,58 +4,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from sse_monitor.simulator.app import create_simulator_app
-from sse_monitor.simulator.state import SimulatedKato
-from tests.conftest import Kato
-from tests.support.processes import GatewayProcess
-from tests.support.servers import ThreadedServer
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
-
-
-@pytest.fixture
-def redis_kato() -> Iterator[Kato]:
-    """KATO in Redis session mode (it pushes) with two workers, as a real deployment has."""
-    state = SimulatedKato(session_backend="redis", workers=2)
-    server = ThreadedServer(create_simulator_app(state)).start()
-    try:
-        yield Kato(state, server)
-    finally:
-        server.stop()
-
-
-async def sim(kato: Kato, method: str, path: str, **kwargs: object) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=kato.url, timeout=5) as client:
-        response = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
-    response.raise_for_status()
-    return response
-
-
-async def gateway_worker(kato: Kato) -> int:
-    """The simulated worker holding the gateway's push socket."""
-    by_worker = (await sim(kato, "GET", "/_sim/stats")).json()["websockets_by_worker"]
-    assert sum(by_worker) == 1, by_worker
-    return by_worker.index(1)
-
-
-async def create(kato: Kato, worker: int) -> str:
-    response = await sim(
-        kato,
-        "POST",
-        "/sessions",
-        json={"node_id": "push-test"},
-        headers={"X-Sim-Worker": str(worker)},
-    )
-    return response.json()["session_id"]
-
-
-async def delete(kato: Kato, session_id: str, worker: int) -> None:
-    await sim(kato, "DELETE", f"/sessions/{session_id}", headers={"X-Sim-Worker": str(worker)})
 
 
 @pytest.fixture
@@ -75,12 +32,12 @@ async def test_a_pushed_session_reaches_a_client_within_500_ms(
     redis_kato: Kato, live_stream: tuple[GatewayProcess, SSEStream]
 ) -> None:
     gateway, stream = live_stream
-    worker = await gateway_worker(redis_kato)
+    worker = await redis_kato.push_worker()
     delays = []
     for index in range(5):
         mark = len(stream.events)
         started = time.monotonic()
-        session_id = await create(redis_kato, worker)
+        session_id = await redis_kato.create_session("push-test", worker)
         event = await stream.wait_for_event("session_event", since=mark, timeout=2)
         delays.append(time.monotonic() - started)
         data = event.json()["data"]
@@ -88,7 +45,7 @@ async def test_a_pushed_session_reaches_a_client_within_500_ms(
         assert (data["session_id"], data["node_id"]) == (session_id, "push-test")
         assert data["current_count"] == index + 1 and data["delta"] == 1
     mark = len(stream.events)
-    await delete(redis_kato, session_id, worker)
+    await redis_kato.delete_session(session_id, worker)
     gone = await stream.wait_for_event("session_event", since=mark, timeout=2)
     assert gone.json()["event_type"] == "session_destroyed"
     assert gone.json()["data"]["reason"] == "explicit_delete"
@@ -106,9 +63,10 @@ async def test_changes_push_does_not_report_are_corrected_by_the_poll(redis_kato
             await stream.wait_for_event(
                 "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
             )
-            other = 1 - await gateway_worker(redis_kato)
-            await create(redis_kato, other)  # another worker: its push never reaches us
-            await create(redis_kato, other)
+            other = 1 - await redis_kato.push_worker()
+            # Created through another worker: its push never reaches us.
+            await redis_kato.create_session("push-test", other)
+            await redis_kato.create_session("push-test", other)
             event = await stream.wait_for_event("session_event", timeout=5)
             data = event.json()["data"]
             assert data["source"] == "poll" and "session_id" not in data
@@ -125,14 +83,14 @@ async def test_a_change_seen_by_both_channels_is_counted_once(redis_kato: Kato) 
             await stream.wait_for_event(
                 "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
             )
-            worker = await gateway_worker(redis_kato)
+            worker = await redis_kato.push_worker()
             # One change at a time: which channel tells first is not promised (a poll may
             # land between a change and its push), and one poll must not see two changes.
             ids = []
             for count in (1, 2, 3):
-                ids.append(await create(redis_kato, worker))
+                ids.append(await redis_kato.create_session("push-test", worker))
                 await stream.wait_for(lambda e, n=count: len(stream.of("session_event")) >= n)
-            await delete(redis_kato, ids[0], worker)
+            await redis_kato.delete_session(ids[0], worker)
             await stream.wait_for(lambda e: len(stream.of("session_event")) >= 4)
             # Many polls later, each of which also saw these changes: still four events.
             target = len(stream.of("metrics")) + 10
@@ -149,31 +107,31 @@ async def test_push_dropped_polling_continues_and_push_comes_back(redis_kato: Ka
             await stream.wait_for_event(
                 "metrics", lambda d: d["sessions"]["push"]["state"] == "live"
             )
-            await sim(redis_kato, "POST", "/_sim/push", json={"mode": "refuse"})
-            await sim(redis_kato, "POST", "/_sim/push", json={"mode": "drop"})
+            await redis_kato.push("refuse")
+            await redis_kato.push("drop")
             down = await stream.wait_for_event(
                 "metrics", lambda d: d["sessions"]["push"]["state"] == "down"
             )
             assert down.json()["sessions"]["push"]["error"]
             mark = len(stream.events)
-            await create(redis_kato, 0)
+            await redis_kato.create_session("push-test", 0)
             polled = await stream.wait_for_event("session_event", since=mark, timeout=5)
             assert polled.json()["data"]["source"] == "poll"
             mark = len(stream.events)
-            await sim(redis_kato, "POST", "/_sim/push", json={"mode": "on"})
+            await redis_kato.push("on")
             await stream.wait_for_event(
                 "metrics",
                 lambda d: d["sessions"]["push"]["state"] == "live",
                 timeout=40,
                 since=mark,
             )
-            worker = await gateway_worker(redis_kato)
+            worker = await redis_kato.push_worker()
             # The poll made blind (failing /health reads leave the count unknown), so that it
             # cannot tell this change before the push does: the event can only be pushed.
             await redis_kato.fault("health", "http500")
             await stream.wait_for_event("upstream", lambda d: not d["reachable"])
             mark = len(stream.events)
-            await create(redis_kato, worker)
+            await redis_kato.create_session("push-test", worker)
             pushed = await stream.wait_for_event("session_event", since=mark, timeout=2)
             assert pushed.json()["data"]["source"] == "push"
             assert pushed.json()["data"]["current_count"] == 2
@@ -198,7 +156,7 @@ async def test_without_push_polling_alone_works(kato: Kato) -> None:
 
 
 async def test_a_kato_without_the_push_route_is_polled(kato: Kato) -> None:
-    await sim(kato, "POST", "/_sim/push", json={"mode": "refuse"})
+    await kato.push("refuse")
     with GatewayProcess(kato.url) as gateway:
         async with SSEStream(f"{gateway.url}/events") as stream:
             down = await stream.wait_for_event(

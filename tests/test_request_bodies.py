@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sse_monitor.web.bodies import json_object
 from sse_monitor.web.errors import BadRequest
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
 ADMIN = "admin-token-7c2e91b0d4a85f13"

@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Kato
-from tests.support.processes import GatewayProcess, free_port
+from tests.support.gateway import (
+    GatewayProcess,
+    ProcfileWeb,
+    procfile_web_command,
+    run_until_exit,
+    serve_until_exit,
+)
+from tests.support.kato import Kato
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
-# The Procfile's command finds uvicorn on PATH, as a platform would in the app's environment.
-PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-
-
-def procfile_web_command() -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line.removeprefix("web:").strip()
-    raise AssertionError("the Procfile has no web: line")
-
-
-def run_until_exit(command: list[str] | str, env: dict[str, str], timeout: float = 20):
-    return subprocess.run(
-        command,
-        env={**os.environ, "PATH": PATH, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        shell=isinstance(command, str),
-        cwd=ROOT,
-    )
 
 
 @pytest.mark.parametrize(
@@ -48,9 +28,7 @@ def run_until_exit(command: list[str] | str, env: dict[str, str], timeout: float
     ],
 )
 def test_cli_refuses_a_bad_setting_and_names_it(name: str, value: str) -> None:
-    result = run_until_exit(
-        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())], {name: value}
-    )
+    result = serve_until_exit({name: value})
     assert result.returncode == 2
     assert name in result.stderr
     assert "Traceback" not in result.stderr
@@ -63,30 +41,19 @@ def test_procfile_refuses_a_bad_setting_and_names_it() -> None:
     assert "SSE_MONITOR_HISTORY" in result.stdout + result.stderr
 
 
-def test_procfile_web_command_serves_the_app_from_the_environment() -> None:
-    port = free_port()
+def test_procfile_web_command_serves_the_app_from_the_environment(tmp_path: Path) -> None:
     env = {
-        **os.environ,
-        "PATH": PATH,
-        "PORT": str(port),
         "KATO_URL": "http://127.0.0.1:9",  # nothing listens there: KATO unreachable
         "SSE_MONITOR_POLL_INTERVAL": "0.2",
     }
-    proc = subprocess.Popen(
-        procfile_web_command(),
-        shell=True,
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    web = ProcfileWeb(tmp_path / "web.log", env)
+    web.launch()
     answers: list[int] = []
 
     def ready() -> httpx.Response | None:
-        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+        assert web.running, web.log()
         try:
-            answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            answer = httpx.get(f"{web.url}/readyz", timeout=1)
         except httpx.TransportError:
             return None  # not listening yet
         answers.append(answer.status_code)
@@ -98,10 +65,9 @@ def test_procfile_web_command_serves_the_app_from_the_environment() -> None:
         assert set(answers[:-1]) <= {503}, answers
         assert answer.json()["kato_status"] == "unreachable"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        output = proc.communicate(timeout=10)[0].decode()
-    assert '"kato.unreachable"' in output
-    assert '"gateway.stopped"' in output
+        web.stop()
+    assert '"kato.unreachable"' in web.log()
+    assert '"gateway.stopped"' in web.log()
 
 
 async def test_the_page_folder_can_be_elsewhere_or_missing(kato: Kato, tmp_path: Path) -> None:
@@ -132,10 +98,7 @@ def test_an_invalid_rules_file_stops_start_up_naming_file_rule_and_problem(
         '[[rule]]\nid = "cpu"\nmetric = "kato.resources.cpu_percent"\nop = ">"\n'
         'threshold = "lots"\nseverity = "warning"\n'
     )
-    result = run_until_exit(
-        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())],
-        {"SSE_MONITOR_ALERT_RULES": str(rules)},
-    )
+    result = serve_until_exit({"SSE_MONITOR_ALERT_RULES": str(rules)})
     assert result.returncode == 2
     assert f"{rules}: rule 'cpu': `threshold` must be a number for '>'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -149,10 +112,7 @@ def test_an_unusable_database_stops_start_up_and_is_named(tmp_path: Path, kind: 
     else:
         path = tmp_path / "alerts.db"
         path.write_bytes(b"not sqlite at all\n" * 64)
-    result = run_until_exit(
-        [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())],
-        {"SSE_MONITOR_DB": str(path)},
-    )
+    result = serve_until_exit({"SSE_MONITOR_DB": str(path)})
     assert result.returncode == 2
     assert f"SSE_MONITOR_DB: {path}" in result.stderr
     assert "Traceback" not in result.stderr

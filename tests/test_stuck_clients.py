@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.conftest import Kato
-from tests.support.processes import UvicornGateway
+from tests.support.gateway import UvicornGateway
+from tests.support.kato import Kato
 from tests.support.raw_stream import small_window_socket
 
 STUCK_CLIENTS = 2

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from sse_monitor.bus.event import TOPICS
-from tests.conftest import Kato
+from tests.support.alert_rules import status_rule
 from tests.support.docker_engine import DockerEngineProcess
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato
 from tests.support.sse_client import SSEStream
 
 EVENTS_OF = {
@@ -25,14 +26,7 @@ EVERYONE = {"upstream", "reset"}
 COMBINATIONS = [
     combo for size in range(1, len(TOPICS) + 1) for combo in itertools.combinations(TOPICS, size)
 ]
-RULES = """
-[[rule]]
-id = "kato_degraded"
-metric = "kato.status"
-op = "=="
-threshold = "degraded"
-severity = "warning"
-"""
+RULES = status_rule("kato_degraded", "degraded", "warning")
 
 
 def expected(topics: tuple[str, ...]) -> set[str]:
@@ -82,7 +76,7 @@ async def test_each_combination_gets_exactly_its_events(
 
 async def test_a_resumed_stream_is_replayed_only_its_topics(kato: Kato, tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
-    await asyncio.to_thread(rules.write_text, RULES.replace('"degraded"', '"unhealthy"'))
+    await asyncio.to_thread(rules.write_text, status_rule("kato_degraded", "unhealthy", "warning"))
     with GatewayProcess(kato.url, env={"SSE_MONITOR_ALERT_RULES": str(rules)}) as gateway:
         async with SSEStream(f"{gateway.url}/events?topics=sessions") as first:
             await kato.create_session()

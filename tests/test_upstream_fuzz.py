@@ -49,7 +49,7 @@ from sse_monitor.sources.kato import (
     parse_health,
     parse_metrics,
 )
-from tests.support.processes import GatewayProcess
+from tests.support.gateway import GatewayProcess
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import wait_until
 

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.support.processes import UvicornGateway
+from tests.support.gateway import UvicornGateway
 from tests.support.raw_stream import RawStream, WireFrame
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import wait_until

@@ -30,16 +30,18 @@ CHROMIUM_ARGS = [
 
 
 def playwright_or_skip() -> Any:
-    """playwright's async API; without it or without Chromium, the calling test module is
-    skipped with the reason (and on CI every skip is a failure)."""
+    """playwright's async API, its `expect` waiting up to 10 s; without it or without Chromium,
+    the calling test module is skipped with the reason (and on CI every skip is a failure)."""
     if not CHROMIUM.exists():
         pytest.skip(
             f"{CHROMIUM} is missing (apt-get install chromium): the page tests need it",
             allow_module_level=True,
         )
-    return pytest.importorskip(
+    api = pytest.importorskip(
         "playwright.async_api", reason="the playwright package is missing: pip install playwright"
     )
+    api.expect.set_options(timeout=10_000)
+    return api
 
 
 async def launch(playwright: Playwright) -> Browser:

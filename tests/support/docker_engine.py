@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from tests.support.processes import ManagedProcess
 
 IMAGE = "test/busybox:latest"
 APPLETS = ("sh", "sleep", "echo", "cat", "yes", "true", "head", "false")
@@ -32,56 +32,51 @@ def missing_parts() -> str | None:
     return None
 
 
-class DockerEngineProcess:
+class DockerEngineProcess(ManagedProcess):
+    """dockerd with its data, sockets and log in a temporary folder, on a socket of its own
+    (`host`); stop() and start() again is an engine restart on the same socket and data."""
+
+    name = "dockerd"
+    probe_interval = 0.1
+    start_timeout = 30.0
+    stop_timeout = 30.0
+    new_session = True
+
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="sse-monitor-docker-"))
+        for folder in ("data", "exec"):
+            (self.root / folder).mkdir()
         self.socket = self.root / "docker.sock"
         self.host = f"unix://{self.socket}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(self.root / "dockerd.log")
 
     @property
-    def env(self) -> dict[str, str]:
+    def client_env(self) -> dict[str, str]:
+        """The environment of a docker CLI speaking to this engine."""
         return {**os.environ, "DOCKER_HOST": self.host}
 
-    def start(self, timeout: float = 30) -> DockerEngineProcess:
-        for folder in ("data", "exec"):
-            (self.root / folder).mkdir(exist_ok=True)
-        log = (self.root / "dockerd.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                "dockerd",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-                "--storage-driver=overlay2",
-                f"--data-root={self.root / 'data'}",
-                f"--exec-root={self.root / 'exec'}",
-                f"--pidfile={self.root / 'dockerd.pid'}",
-                "-H",
-                self.host,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while subprocess.run(["docker", "info"], env=self.env, capture_output=True).returncode:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd did not start:\n{self.log()[-2000:]}")
-            time.sleep(0.1)
-        return self
+    def command(self) -> list[str]:
+        return [
+            "dockerd",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+            "--storage-driver=overlay2",
+            f"--data-root={self.root / 'data'}",
+            f"--exec-root={self.root / 'exec'}",
+            f"--pidfile={self.root / 'dockerd.pid'}",
+            "-H",
+            self.host,
+        ]
 
-    def stop(self, timeout: float = 30) -> None:
-        """Kill the engine (SIGTERM, as an operator or systemd would) and wait for it to go."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+    def ready(self) -> bool:
         try:
-            self.proc.wait(timeout)
+            info = subprocess.run(
+                ["docker", "info"], env=self.client_env, capture_output=True, timeout=10
+            )
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            return False
+        return info.returncode == 0
 
     def import_busybox(self) -> None:
         rootfs = self.root / "rootfs"
@@ -98,7 +93,7 @@ class DockerEngineProcess:
 
     def docker(self, *args: str, check: bool = True) -> str:
         result = subprocess.run(
-            ["docker", *args], env=self.env, capture_output=True, text=True, timeout=60
+            ["docker", *args], env=self.client_env, capture_output=True, text=True, timeout=60
         )
         if check and result.returncode:
             raise RuntimeError(f"docker {' '.join(args)}: {result.stderr}")
@@ -119,12 +114,9 @@ class DockerEngineProcess:
         if ids:
             self.docker("rm", "-f", *ids, check=False)
 
-    def log(self) -> str:
-        path = self.root / "dockerd.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def destroy(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def close(self) -> None:
+        """Remove its containers, stop it, and remove its folder (unmounting what it left)."""
+        if self.running:
             self.remove_all()
         self.stop()
         subprocess.run(["umount", "-R", str(self.root / "data")], capture_output=True)

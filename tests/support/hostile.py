@@ -19,24 +19,16 @@ from urllib.parse import quote
 
 import httpx
 
-from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
-from tests.support.processes import GatewayProcess
-from tests.support.servers import ThreadedServer
+from tests.support.alert_rules import status_rule
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import running_kato
 
 VIEWER_TOKEN = "fuzz-viewer-Tok3n.v1~x"
 ADMIN_TOKEN = "fuzz-admin-S3cret.a1~y"
 ALLOWED_ORIGIN = "https://ops.allowed.example"
 # The rule that fires while the simulated KATO reports itself degraded: a known alert to ack.
-DEGRADED_RULE = """
-[[rule]]
-id = "kato_degraded"
-metric = "kato.status"
-op = "=="
-threshold = "degraded"
-severity = "warning"
-message = "KATO is degraded"
-"""
+DEGRADED_RULE = status_rule("kato_degraded", "degraded", "warning", message="KATO is degraded")
 # uvicorn answers a request it cannot parse itself, before the app sees it, in plain text.
 UVICORN_PARSE_ERROR = b"Invalid HTTP request received."
 
@@ -324,7 +316,7 @@ def hostile_target(tmp: Path, **extra_env: str) -> Iterator[Target]:
         **extra_env,
     }
     with (
-        ThreadedServer(create_simulator_app(state)) as kato,
+        running_kato(state) as kato,
         GatewayProcess(kato.url, env=env) as gateway,
     ):
         yield Target(gateway, _fired_alert(gateway), LogWatch(gateway.log_path, SECRETS))

@@ -10,29 +10,34 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 
-from tests.support.processes import free_port
+from tests.support.processes import LoopbackServer
 
-CONFIG = """
+# What every nginx of ours says: in the foreground, every path under its own prefix `root`, and
+# the http {} block's own lines after these.
+MAIN = """
 daemon off;
 worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-  log_format paths '$request_uri $status';
-  access_log {root}/access.log paths;
   client_body_temp_path {root}/body;
   proxy_temp_path {root}/proxy;
   fastcgi_temp_path {root}/fastcgi;
   uwsgi_temp_path {root}/uwsgi;
   scgi_temp_path {root}/scgi;
+{http}
+}}
+"""
+
+# NginxProcess's http {} block: the gateway under `prefix`/, the prefix stripped.
+PREFIXED = """
+  log_format paths '$request_uri $status';
+  access_log {root}/access.log paths;
   upstream gateway {{ server 127.0.0.1:{upstream}; keepalive 16; }}
   server {{
     listen 127.0.0.1:{port};
@@ -46,7 +51,6 @@ http {{
       proxy_read_timeout 1h;
     }}
   }}
-}}
 """
 
 
@@ -56,54 +60,45 @@ def skip_without_nginx() -> None:
         pytest.skip("nginx is not installed (apt-get install nginx)")
 
 
-class Nginx:
-    """An nginx of our own: a temporary prefix (`root`) for its config, logs and pid, a free
-    port, and a start that waits until it listens. Subclasses write `root/nginx.conf`."""
+class Nginx(LoopbackServer):
+    """An nginx of our own: a temporary prefix (`root`) for its config, logs and pid, and a free
+    port. Subclasses write `root/nginx.conf` for the port of each start (write_config)."""
+
+    name = "nginx"
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="sse-monitor-nginx-"))
-        self.port = free_port()
         self.conf = self.root / "nginx.conf"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(self.root / "nginx.log")
 
-    def start(self, timeout: float = 10) -> Self:
-        self.proc = subprocess.Popen(
-            ["nginx", "-p", str(self.root), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.error_log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("nginx did not start") from None
-                time.sleep(0.05)
+    def write_config(self) -> None:
+        raise NotImplementedError
+
+    def main_config(self, http: str) -> str:
+        """The main config around the lines of an http {} block."""
+        return MAIN.format(root=self.root, http=http.strip("\n"))
+
+    def command(self) -> list[str]:
+        return ["nginx", "-p", str(self.root), "-c", str(self.conf)]
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        self.write_config()  # for this start's port
+        return super().launch()
+
+    def ready(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def error_log(self) -> str:
         log = self.root / "error.log"
         return log.read_text(errors="replace") if log.exists() else ""
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class NginxProcess(Nginx):
@@ -111,11 +106,14 @@ class NginxProcess(Nginx):
 
     def __init__(self, upstream_port: int, prefix: str = "/monitor") -> None:
         super().__init__()
+        self.upstream_port = upstream_port
         self.prefix = prefix
-        config = CONFIG.format(
-            root=self.root, upstream=upstream_port, port=self.port, prefix=prefix
+
+    def write_config(self) -> None:
+        http = PREFIXED.format(
+            root=self.root, upstream=self.upstream_port, port=self.port, prefix=self.prefix
         )
-        self.conf.write_text(config)
+        self.conf.write_text(self.main_config(http))
 
     @property
     def url(self) -> str:
@@ -126,25 +124,19 @@ class NginxProcess(Nginx):
         log = self.root / "access.log"
         return log.read_text().splitlines() if log.exists() else []
 
+    def outside_prefix(self) -> list[str]:
+        """The requests (as requests() gives them) for a URI outside the prefix: a page whose
+        URLs are all relative makes none."""
+        return [line for line in self.requests() if not line.startswith(f"{self.prefix}/")]
 
-DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 
-# The main config around deploy/nginx.conf: what /etc/nginx/nginx.conf would be, with every path
-# under a temporary prefix. Its http {} block says what a busy site's often says (gzip for every
+DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+
+# ShippedNginx's http {} block around deploy/nginx.conf: what /etc/nginx/nginx.conf would say,
+# with every path under a temporary prefix. It says what a busy site's often says (gzip for every
 # type, buffering that ignores X-Accel-Buffering, a short read timeout), so a stream only works if
 # the shipped file's own settings override each of them for /events.
 WRAPPER = """
-daemon off;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  client_body_temp_path {root}/body;
-  proxy_temp_path {root}/proxy;
-  fastcgi_temp_path {root}/fastcgi;
-  uwsgi_temp_path {root}/uwsgi;
-  scgi_temp_path {root}/scgi;
   access_log {root}/other-access.log;
   gzip on;
   gzip_types text/event-stream application/json;
@@ -153,7 +145,6 @@ http {{
   proxy_ignore_headers X-Accel-Buffering;
   proxy_read_timeout {read_timeout}s;
   include {root}/sse-monitor.conf;
-}}
 """
 
 # The only lines of deploy/nginx.conf a test changes (ports and the log's path); the prefix
@@ -208,13 +199,15 @@ class ShippedNginx(Nginx):
         self, upstream_port: int, with_prefix_example: bool = False, read_timeout: int = 1
     ) -> None:
         super().__init__()
-        try:
-            site = shipped_config(self.root, self.port, upstream_port, with_prefix_example)
-        except BaseException:
-            shutil.rmtree(self.root, ignore_errors=True)
-            raise
-        self.conf.write_text(WRAPPER.format(root=self.root, read_timeout=read_timeout))
+        self.upstream_port = upstream_port
+        self.with_prefix_example = with_prefix_example
+        self.read_timeout = read_timeout
+
+    def write_config(self) -> None:
+        site = shipped_config(self.root, self.port, self.upstream_port, self.with_prefix_example)
         (self.root / "sse-monitor.conf").write_text(site)
+        http = WRAPPER.format(root=self.root, read_timeout=self.read_timeout)
+        self.conf.write_text(self.main_config(http))
 
     @property
     def url(self) -> str:
@@ -222,6 +215,7 @@ class ShippedNginx(Nginx):
 
     def check(self) -> subprocess.CompletedProcess[str]:
         """`nginx -t` on the wrapped config."""
+        self.write_config()
         command = ["nginx", "-t", "-p", str(self.root), "-c", str(self.conf)]
         return subprocess.run(command, capture_output=True, text=True, timeout=30)
 

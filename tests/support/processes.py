@@ -1,197 +1,166 @@
-"""The gateway as a real process: `python -m sse_monitor serve`, as an operator runs it."""
+"""The one way the tests run a server as a process of its own: start it, wait until it is ready,
+stop it (SIGTERM, then SIGKILL after a timeout) and keep what it printed.
+
+The gateway, nginx, redis-server and dockerd helpers each say only how to run theirs
+(`command()`), how to tell that it is ready (`ready()`) and what to remove afterwards (`close()`).
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-import httpx
+LOG_TAIL = 10_000  # characters of its output quoted when a process fails to start
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on now (another process may take it before we bind it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 class PortTaken(RuntimeError):
-    """The gateway could not bind its port: another process had it."""
+    """The process could not bind its port: another process had it."""
 
 
-class GatewayProcess:
-    """Starts the gateway CLI on a free port with the given environment; logs go to a file."""
+class ManagedProcess:
+    """One server process: `command()` run with `env` (None: this process's environment), its
+    stdout and stderr appended to `log_path` (a restart adds to the same file)."""
 
-    def __init__(
-        self,
-        kato_url: str,
-        env: dict[str, str] | None = None,
-        port: int | None = None,
-        prefix: tuple[str, ...] = (),
-        kato_answers: bool = True,
-    ):
-        self.kato_url = kato_url
-        self.prefix = prefix  # a command to run the gateway under (e.g. setpriv)
-        self.kato_answers = kato_answers  # start() waits for KATO's first answer
-        self.port = port or free_port()
-        self._port_chosen = port is None  # ours to change if another process takes it first
-        self.env = {
-            **os.environ,
-            "SSE_MONITOR_POLL_INTERVAL": "0.2",
-            "SSE_MONITOR_LOG_FORMAT": "json",
-            "SSE_MONITOR_CONTAINER_STATS": "off",  # tests of containers turn it on
-            **(env or {}),
-        }
-        self._db_dir: Path | None = None
-        if "SSE_MONITOR_DB" not in (env or {}):
-            # Its own alert database, unless a test (of persistence) passes one.
-            self._db_dir = Path(tempfile.mkdtemp(prefix="gateway-db-"))
-            self.env["SSE_MONITOR_DB"] = str(self._db_dir / "alerts.db")
-        self.log_path = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
+    name = "process"  # how failures name it
+    start_timeout = 20.0  # seconds start() waits for it to be ready
+    probe_interval = 0.05  # seconds between readiness probes
+    stop_timeout = 10.0  # seconds from SIGTERM to SIGKILL
+    new_session = False  # its own process group: the terminal's Ctrl-C does not reach it
+    cwd: Path | None = None  # where it runs (None: where the tests run)
+
+    def __init__(self, log_path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def command(self) -> list[str]:
-        """How the gateway is started: the project's own CLI (a subclass may run another)."""
-        return [
-            sys.executable,
-            "-m",
-            "sse_monitor",
-            "serve",
-            "--port",
-            str(self.port),
-            "--kato-url",
-            self.kato_url,
-        ]
+        raise NotImplementedError
 
-    def start(self, timeout: float = 20) -> Self:
-        # free_port() lets the port go before the gateway binds it, and other test runs share
-        # the machine: on a clash over a port we chose, choose another.
-        for _ in range(2):
-            try:
-                return self._start(timeout)
-            except PortTaken:
-                if not self._port_chosen:
-                    raise
-                self.port = free_port()
-        return self._start(timeout)
+    def ready(self) -> bool:
+        """Whether it serves yet (asked until it does, while the process runs)."""
+        raise NotImplementedError
 
-    def _start(self, timeout: float) -> Self:
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Start it and return once it is ready; on failure or timeout, stop it and raise with
+        its output. PortTaken when its output says its address was in use."""
+        timeout = self.start_timeout if timeout is None else timeout
         logged_before = len(self.log())
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while True:
+            self._raise_if_exited(logged_before)
+            if self.ready():
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"{self.name} not ready within {timeout} s:\n{self.log_tail()}")
+            time.sleep(self.probe_interval)
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it (start() waits)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*self.prefix, *self.command()],
+                self.command(),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.new_session,
+                cwd=self.cwd,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                output = self.log()
-                if "address already in use" in output[logged_before:].lower():
-                    raise PortTaken(f"port {self.port} was taken:\n{output}")
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self.wait_for_kato() if self.kato_answers else self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"gateway not ready within {timeout} s:\n{self.log()}")
-            time.sleep(0.05)
+        return self.proc
 
-    def wait_for_kato(self, timeout: float = 20) -> Self:
-        """Wait until a tick has had KATO's answer (whatever status it gave). Ready only means
-        that a tick completed: on a loaded machine the first read may time out, a true (and
-        passing) change, and a test starting then would see a KATO it did not set up."""
-        deadline = time.monotonic() + timeout
-        while httpx.get(f"{self.url}/readyz", timeout=5).json()["kato_status"] == "unreachable":
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"KATO never answered within {timeout} s:\n{self.log()}")
-            time.sleep(0.05)
-        return self
+    def _raise_if_exited(self, logged_before: int) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            return
+        output = self.log()[logged_before:]
+        if "address already in use" in output.lower():
+            raise PortTaken(f"{self.name}'s port was taken:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     def terminate(self) -> None:
         """SIGTERM, as a process manager sends it."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
 
-    def stop(self, timeout: float = 10) -> int | None:
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`: its exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             self.terminate()
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def close(self) -> None:
+        """The end of its use: stop it and remove what it left (a subclass removes its files)."""
+        self.stop()
 
-    def logged_events(self, *names: str) -> list[str]:
-        """The log lines' event names, in order, keeping only those named."""
-        lines = (json.loads(line) for line in self.log().splitlines() if line.startswith("{"))
-        return [line["event"] for line in lines if line.get("event") in names]
+    def log(self) -> str:
+        """Everything it has printed so far, on every start."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self) -> str:
+        return self.log()[-LOG_TAIL:]
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LoopbackServer(ManagedProcess):
+    """A ManagedProcess listening on a loopback port: `port`, or one chosen free.
+
+    free_port() lets the port go before the server binds it, and other test runs share the
+    machine: when a port it chose itself is taken first, start() chooses another. Once it has
+    served there, the port is its own (others have its URL): a restart comes back to it.
+    """
+
+    def __init__(
+        self, log_path: Path, env: Mapping[str, str] | None = None, port: int | None = None
     ) -> None:
-        self.stop()
-        self.log_path.unlink(missing_ok=True)
-        if self._db_dir is not None:
-            shutil.rmtree(self._db_dir, ignore_errors=True)
+        super().__init__(log_path, env)
+        self.port = port or free_port()
+        self._port_chosen = port is None  # ours to change if another process takes it first
 
-
-class UvicornGateway(GatewayProcess):
-    """The gateway as `uvicorn sse_monitor.app:app --http <protocol>` runs it."""
-
-    def __init__(self, kato_url: str, http: str, env: dict[str, str] | None = None) -> None:
-        super().__init__(kato_url, env={"KATO_URL": kato_url, **(env or {})})
-        self.http = http
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "sse_monitor.app:app",
-            "--http",
-            self.http,
-            "--port",
-            str(self.port),
-            "--timeout-graceful-shutdown",
-            "2",
-            "--no-proxy-headers",
-        ]
-
-    def lines(self) -> list[dict[str, Any]]:
-        """The log's complete JSON lines (the last one may still be being written)."""
-        complete = self.log().split("\n")[:-1]
-        return [json.loads(line) for line in complete if line.startswith("{")]
-
-    def count(self, event: str) -> int:
-        return sum(1 for line in self.lines() if line["event"] == event)
+    def start(self, timeout: float | None = None) -> Self:
+        attempts_left = PORT_ATTEMPTS
+        while True:
+            try:
+                super().start(timeout)
+                break
+            except PortTaken:
+                attempts_left -= 1
+                if not self._port_chosen or not attempts_left:
+                    raise
+                self.port = free_port()
+        self._port_chosen = False
+        return self

@@ -1,0 +1,85 @@
+"""The dashboard page as the page tests drive it in Chromium: a browser profile, a tab on the
+live page, its parts by test id, its toasts, logging in, and the alerts panel.
+
+playwright is imported only when called: a page-test module skips itself without it
+(tests.support.browser.playwright_or_skip) before any of these runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Locator, Page
+
+
+async def new_context(browser: Browser, color_scheme: Literal["light", "dark"]) -> BrowserContext:
+    """A fresh browser profile (own cookies, storage and SharedWorkers) in this colour scheme."""
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 800}, color_scheme=color_scheme
+    )
+    context.set_default_timeout(10_000)
+    return context
+
+
+def hook(page: Page, name: str) -> Locator:
+    """The page's part with this `data-testid`."""
+    return page.get_by_test_id(name)
+
+
+def toasts(page: Page, kind: str | None = None) -> Locator:
+    selector = "[data-testid=toasts] [data-testid=toast]"
+    return page.locator(selector + (f"[data-kind={kind}]" if kind else ""))
+
+
+async def goto(context: BrowserContext, url: str) -> Page:
+    """A new tab on the page, not waiting for any state."""
+    page = await context.new_page()
+    await page.goto(url, wait_until="domcontentloaded")
+    return page
+
+
+async def open_page(context: BrowserContext, url: str) -> Page:
+    """A new tab on the dashboard, once its stream is live."""
+    from playwright.async_api import expect
+
+    page = await goto(context, url)
+    await expect(hook(page, "connection-state")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def settled(page: Page) -> None:
+    """Wait until every finite animation and transition (a toast sliding in) has finished."""
+    await page.wait_for_function(
+        """document.getAnimations().every(a => a.playState !== 'running'
+             || a.effect === null || a.effect.getComputedTiming().endTime === Infinity)"""
+    )
+
+
+async def log_in(page: Page, token: str) -> None:
+    """Log in with the login form the page shows in place of the dashboard."""
+    from playwright.async_api import expect
+
+    await expect(hook(page, "login-form")).to_be_visible()
+    await hook(page, "login-token").fill(token)
+    await hook(page, "login-submit").click()
+
+
+def alert_rows(page: Page, **attributes: str) -> Locator:
+    """The alerts panel's rows, those with these `data-` attributes (state="firing")."""
+    selector = "[data-testid=alerts-panel] [data-testid=alert-row]"
+    selector += "".join(f'[data-{name}="{value}"]' for name, value in attributes.items())
+    return page.locator(selector)
+
+
+async def open_alerts_panel(page: Page) -> Locator:
+    """Click the bell; the panel, once it shows."""
+    from playwright.async_api import expect
+
+    bell = hook(page, "alert-bell")
+    await expect(bell).to_have_attribute("aria-expanded", "false")
+    await bell.click()
+    await expect(bell).to_have_attribute("aria-expanded", "true")
+    panel = hook(page, "alerts-panel")
+    await expect(panel).to_be_visible()
+    return panel
