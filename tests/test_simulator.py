@@ -18,6 +18,7 @@ import pytest
 from sse_monitor.simulator.answers import REDIS_URL
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import ROUTE_TEMPLATES, SimulatedKato
+from tests.support.kato import SESSION_FIELDS
 from tests.support.servers import ThreadedServer
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -251,15 +252,7 @@ def test_unknown_route_is_404(client: httpx.Client) -> None:
 
 def test_create_session(client: httpx.Client) -> None:
     session = create(client, "dash_test", ttl_seconds=120, metadata={"who": "test"})
-    assert list(session) == [
-        "session_id",
-        "node_id",
-        "created_at",
-        "expires_at",
-        "ttl_seconds",
-        "metadata",
-        "session_config",
-    ]
+    assert list(session) == SESSION_FIELDS
     assert SESSION_ID.match(session["session_id"])
     assert session["session_id"].endswith(f"-{int(START * 1000)}")
     assert session["node_id"] == "dash_test"

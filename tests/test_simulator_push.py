@@ -27,6 +27,7 @@ from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.redis_layout import ACTIVE_INDEX_KEY, SESSION_KEY_PREFIX
 from sse_monitor.simulator.state import SimulatedKato
 from sse_monitor.simulator.workers import WORKER_HEADER
+from tests.support.kato import SESSION_FIELDS
 from tests.support.processes import free_port
 from tests.support.servers import ThreadedServer
 
@@ -275,15 +276,7 @@ async def test_redis_keys_in_katos_layout(serve: Serve, redis_url: str, store: r
 
     assert set(store.keys("*")) == {key, ACTIVE_INDEX_KEY}
     stored = json.loads(store.get(key))
-    assert list(stored) == [
-        "session_id",
-        "node_id",
-        "created_at",
-        "expires_at",
-        "ttl_seconds",
-        "metadata",
-        "session_config",
-    ]
+    assert list(stored) == SESSION_FIELDS
     assert stored == session  # the POST answer, Z-suffixed times included
     assert stored["expires_at"].endswith("Z")
     assert 110 <= store.ttl(key) <= 120

@@ -22,6 +22,7 @@ from tests.support.processes import LoopbackServer, free_port
 ROOT = Path(__file__).resolve().parents[2]
 # The Procfile's command finds uvicorn on PATH, as a platform would in the app's environment.
 PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+SERVE = [sys.executable, "-m", "sse_monitor", "serve"]  # the CLI as an operator runs it
 
 
 def answers_ready(url: str) -> bool:
@@ -78,16 +79,7 @@ class GatewayProcess(LoopbackServer):
 
     def serve_command(self) -> list[str]:
         """How the gateway is started: the project's own CLI (a subclass may run another)."""
-        return [
-            sys.executable,
-            "-m",
-            "sse_monitor",
-            "serve",
-            "--port",
-            str(self.port),
-            "--kato-url",
-            self.kato_url,
-        ]
+        return [*SERVE, "--port", str(self.port), "--kato-url", self.kato_url]
 
     def ready(self) -> bool:
         return answers_ready(self.url)
@@ -137,19 +129,9 @@ class UvicornGateway(GatewayProcess):
         self.http = http
 
     def serve_command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "sse_monitor.app:app",
-            "--http",
-            self.http,
-            "--port",
-            str(self.port),
-            "--timeout-graceful-shutdown",
-            "2",
-            "--no-proxy-headers",
-        ]
+        uvicorn = [sys.executable, "-m", "uvicorn", "sse_monitor.app:app", "--http", self.http]
+        options = ["--timeout-graceful-shutdown", "2", "--no-proxy-headers"]
+        return [*uvicorn, "--port", str(self.port), *options]
 
 
 def procfile_web_command() -> str:
@@ -204,5 +186,4 @@ def run_until_exit(
 def serve_until_exit(env: dict[str, str], timeout: float = 20) -> subprocess.CompletedProcess[str]:
     """`python -m sse_monitor serve` on a free port with `env` added, to its end: for settings
     that must stop start-up."""
-    command = [sys.executable, "-m", "sse_monitor", "serve", "--port", str(free_port())]
-    return run_until_exit(command, env, timeout)
+    return run_until_exit([*SERVE, "--port", str(free_port())], env, timeout)

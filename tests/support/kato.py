@@ -16,6 +16,17 @@ from sse_monitor.simulator.state import SimulatedKato
 from sse_monitor.simulator.workers import WORKER_HEADER
 from tests.support.servers import ThreadedServer
 
+# A KATO session as KATO answers POST /sessions and writes it into Redis: its fields, in order.
+SESSION_FIELDS = [
+    "session_id",
+    "node_id",
+    "created_at",
+    "expires_at",
+    "ttl_seconds",
+    "metadata",
+    "session_config",
+]
+
 
 @dataclass
 class Kato:
