@@ -83,9 +83,14 @@ class Nginx(LoopbackServer):
 
     def launch(self) -> subprocess.Popen[bytes]:
         self.write_config()  # for this start's port
+        (self.root / "nginx.pid").unlink(missing_ok=True)  # a killed nginx leaves its own
         return super().launch()
 
     def ready(self) -> bool:
+        # nginx writes its pid file once it holds its port (it retries a taken one for a few
+        # seconds): until then, whatever answers on the port is not this nginx.
+        if not (self.root / "nginx.pid").exists():
+            return False
         try:
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
         except OSError:
