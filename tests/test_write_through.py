@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
 from tests.support.gateway import UvicornGateway
+from tests.support.kato import running_kato
 from tests.support.raw_stream import RawStream, WireFrame
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import wait_until
@@ -116,8 +116,8 @@ def push_kato() -> Iterator[str]:
     a second or two."""
     state = SimulatedKato(session_backend="redis")
     state.set_health_issues([f"issue {n} " + "x" * 480 for n in range(40)])
-    with ThreadedServer(create_simulator_app(state)) as server:
-        yield server.url
+    with running_kato(state) as kato:
+        yield kato.url
 
 
 @pytest.fixture(scope="module")
