@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -46,28 +47,24 @@ class AlertEvaluator(Protocol):
     ) -> None: ...
 
 
+@dataclass
 class Poller:
-    """The tick, and the background tasks (push channel, container sampling) that feed it."""
+    """The tick: containers first, then KATO, then the alert rules over both."""
 
-    def __init__(
-        self,
-        kato: KatoMonitor,
-        append: Callable[[Event], None],
-        *,
-        interval: float,
-        containers: ContainerSource | None = None,
-        alerts: AlertEvaluator | None = None,
-        observe_tick: Callable[[float], None] | None = None,
-    ) -> None:
-        self.kato = kato
-        self._append = append
-        self.interval = interval
-        self._containers = containers
-        self._alerts = alerts
-        self._observe_tick = observe_tick
-        self.upstream_errors: Counter[str] = kato.upstream_errors  # failed reads, by source
-        self.tick_count = 0
-        self.last_tick_monotonic: float | None = None
+    kato: KatoMonitor
+    append: Callable[[Event], None]
+    _: KW_ONLY
+    interval: float
+    containers: ContainerSource | None = None
+    alerts: AlertEvaluator | None = None
+    observe_tick: Callable[[float], None] | None = None
+    tick_count: int = field(default=0, init=False)
+    last_tick_monotonic: float | None = field(default=None, init=False)
+
+    @property
+    def upstream_errors(self) -> Counter[str]:
+        """Failed upstream reads, by source."""
+        return self.kato.upstream_errors
 
     async def run(self) -> None:
         """Tick at a fixed rate until cancelled."""
@@ -79,13 +76,13 @@ class Poller:
         started = time.monotonic()
         containers = None
         try:
-            containers = self._containers.snapshot() if self._containers is not None else None
+            containers = self.containers.snapshot() if self.containers is not None else None
             if containers is not None and not containers.get("available"):
                 self.upstream_errors["docker"] += 1
             if containers is not None:
                 # First, so that a slow KATO never delays it; the collector samples in the
                 # background, so this never waits for the engine either.
-                self._append(Event("containers", containers))
+                self.append(Event("containers", containers))
             await self.kato.poll()
         except asyncio.CancelledError:
             raise
@@ -93,12 +90,12 @@ class Poller:
             log.exception("poller.tick_failed")
         finally:
             self.last_tick_monotonic = time.monotonic()
-            if self._observe_tick is not None:
-                self._observe_tick(self.last_tick_monotonic - started)
-        if self._alerts is not None:
+            if self.observe_tick is not None:
+                self.observe_tick(self.last_tick_monotonic - started)
+        if self.alerts is not None:
             # After the metrics are out: rules read this tick's snapshots, both of them.
             try:
-                await self._alerts.evaluate(self.kato.snapshot, containers)
+                await self.alerts.evaluate(self.kato.snapshot, containers)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -31,34 +32,22 @@ ENABLE_SESSION_LIST = (
 )
 
 
+@dataclass
 class JsonApi:
     """The JSON endpoints; each reads the log (or the registry), never an upstream."""
 
-    def __init__(
-        self,
-        event_log: EventLog,
-        fanout: FanOut,
-        registry: StreamRegistry,
-        access: Access,
-        session_list: SessionList | None,
-        *,
-        interval: float,
-        history_size: int,
-        containers_enabled: bool,
-        polls: Callable[[], int] | None,
-    ) -> None:
-        self._log = event_log
-        self._fanout = fanout
-        self._registry = registry
-        self._access = access
-        self._session_list = session_list
-        self._interval = interval
-        self._history_size = history_size
-        self._containers_enabled = containers_enabled
-        self._polls = polls  # the local poller's tick count; None on an edge alone
+    log: EventLog
+    fanout: FanOut
+    registry: StreamRegistry
+    access: Access
+    session_list: SessionList | None
+    interval: float
+    history_size: int
+    containers_enabled: bool
+    polls: Callable[[], int] | None  # the local poller's tick count; None on an edge alone
 
     def routes(self) -> list[Route]:
-        viewer, admin = partial(self._access.protect, VIEWER), partial(self._access.protect, ADMIN)
+        viewer, admin = partial(self.access.protect, VIEWER), partial(self.access.protect, ADMIN)
         return [
             Route("/api/sessions/count", viewer(self.sessions_count), methods=["GET"]),
             Route("/api/sessions", viewer(self.sessions_list), methods=["GET"]),
@@ -80,12 +69,12 @@ class JsonApi:
         """KATO's sessions from its Redis, newest first, `limit` at a time."""
         offset = int_param(request, "offset", default=0, low=0, high=1_000_000)
         limit = int_param(request, "limit", default=10, low=1, high=100)
-        if self._session_list is None:
+        if self.session_list is None:
             return JSONResponse(
                 {"available": False, "error": ENABLE_SESSION_LIST, "total": None, "sessions": []}
             )
         try:
-            listing = await self._session_list.listing()
+            listing = await self.session_list.listing()
         except SessionListError as exc:
             return json_error(503, str(exc), available=True, retry_after_seconds=5)
         return JSONResponse(
@@ -111,16 +100,16 @@ class JsonApi:
         forward; with no id (or one that cannot be resumed), the newest `limit` of the history."""
         after = event_id_param(request, "after")
         limit = int_param(request, "limit", default=100, low=1, high=1000)
-        replay = await self._log.replay(after) if after else None
+        replay = await self.log.replay(after) if after else None
         if replay is None or replay.reset is not None:
-            frames = await self._log.recent(limit + 1)
+            frames = await self.log.recent(limit + 1)
             page, more = frames[-limit:], len(frames) > limit
         else:
             frames = [frame for frame in replay.frames if frame.event.durable]
             page, more = frames[:limit], len(frames) > limit
         return JSONResponse(
             {
-                "boot": self._log.epoch,
+                "boot": self.log.epoch,
                 "reset": replay.reset if replay else None,
                 "events": [_frame_json(frame) for frame in page],
                 "more": more,
@@ -128,7 +117,7 @@ class JsonApi:
         )
 
     async def containers(self, request: Request) -> Response:
-        if not self._containers_enabled:
+        if not self.containers_enabled:
             return JSONResponse(
                 {
                     "enabled": False,
@@ -146,7 +135,7 @@ class JsonApi:
     async def streams(self, request: Request) -> Response:
         """Open streams by topic and client address, the most lagging first."""
         limit = int_param(request, "limit", default=100, low=1, high=1000)
-        return JSONResponse(self._registry.describe(limit))
+        return JSONResponse(self.registry.describe(limit))
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -155,22 +144,22 @@ class JsonApi:
         """Ready once a `metrics` snapshot was appended recently, whatever it says."""
         metrics = await self._state("metrics")
         ready = metrics is not None and (
-            time.monotonic() - metrics.appended_at <= 3 * self._interval + 1
+            time.monotonic() - metrics.appended_at <= 3 * self.interval + 1
         )
         snapshot = metrics.event.data if metrics is not None else {}
         body = {
             "ready": ready,
-            "polls": self._polls() if self._polls is not None else None,
-            "streams": self._fanout.subscriber_count,
+            "polls": self.polls() if self.polls is not None else None,
+            "streams": self.fanout.subscriber_count,
             "kato_status": snapshot.get("kato", {}).get("status"),
             "last_poll": snapshot.get("timestamp"),
             # Deployment mistakes (a proxy not trusted): they do not make it unready.
-            "warnings": self._access.warnings(),
+            "warnings": self.access.warnings(),
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def _state(self, name: str) -> Frame | None:
-        return next((f for f in await self._log.current() if f.event.name == name), None)
+        return next((f for f in await self.log.current() if f.event.name == name), None)
 
     async def _session_count(self) -> tuple[int | None, bool]:
         """KATO's session count as last announced (a `session_event`, or the snapshot's count
@@ -179,7 +168,7 @@ class JsonApi:
         if metrics is None:
             return None, True
         count = metrics.event.data["sessions"]["active_count"]
-        for frame in reversed(await self._log.recent(self._history_size)):
+        for frame in reversed(await self.log.recent(self.history_size)):
             if frame.seq < metrics.seq:
                 break
             if frame.event.name == "session_event":
