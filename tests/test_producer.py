@@ -1,5 +1,4 @@
-"""Session change detection, what the KATO monitor appends for each kind of reading, and the
-poller's fixed-rate tick."""
+"""What the KATO monitor appends for each kind of reading, and the poller's fixed-rate tick."""
 
 import asyncio
 import json
@@ -10,7 +9,7 @@ import pytest
 from sse_monitor.bus.event import Event
 from sse_monitor.monitor.kato import KatoMonitor
 from sse_monitor.monitor.producer import Poller
-from sse_monitor.monitor.sessions import SessionMonitor, SessionTracker
+from sse_monitor.monitor.sessions import SessionMonitor
 from sse_monitor.sources.kato import KatoHealth, KatoMetrics, KatoReading
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -18,60 +17,6 @@ T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-def test_first_count_is_the_baseline() -> None:
-    detector = SessionTracker()
-    assert detector.observe(5, at(0)) is None
-    assert detector.count == 5
-
-
-def test_count_going_up_and_down() -> None:
-    detector = SessionTracker()
-    detector.observe(2, at(0))
-    up = detector.observe(5, at(3))
-    assert up is not None
-    assert up["type"] == "session_event"
-    assert up["event_type"] == "session_created"
-    assert up["timestamp"] == "2026-11-25T12:00:03+00:00"
-    assert up["data"] == {
-        "current_count": 5,
-        "previous_count": 2,
-        "delta": 3,
-        "time_since_last_event": None,
-        "source": "poll",
-    }
-    down = detector.observe(1, at(9))
-    assert down is not None
-    assert down["event_type"] == "session_destroyed"
-    assert down["data"] == {
-        "current_count": 1,
-        "previous_count": 5,
-        "delta": 4,
-        "time_since_last_event": 6.0,
-        "source": "poll",
-    }
-    assert detector.observe(1, at(12)) is None
-
-
-def test_an_outage_is_not_zero_and_recovery_compares_with_last_known() -> None:
-    detector = SessionTracker()
-    detector.observe(4, at(0))
-    for t in (3, 6, 9):
-        assert detector.observe(None, at(t)) is None
-    assert detector.count == 4
-    assert detector.observe(4, at(12)) is None  # back with the same count: nothing happened
-    detector.observe(None, at(15))
-    change = detector.observe(6, at(18))
-    assert change is not None
-    assert change["data"]["previous_count"] == 4
-    assert change["data"]["delta"] == 2
-
-
-def test_outage_before_any_baseline_emits_nothing_on_first_success() -> None:
-    detector = SessionTracker()
-    assert detector.observe(None, at(0)) is None
-    assert detector.observe(3, at(3)) is None
 
 
 HEALTHY = KatoHealth(

@@ -116,3 +116,60 @@ def test_no_baseline_no_push_event_and_unknown_counts_change_nothing() -> None:
     assert tracker.pushed(push(False, 4, 4)) is not None
     tracker.observe(0, at(5), at(5))
     assert tracker.pushed(push(False, 6, 6)) is None  # below zero cannot be
+
+
+# Polls alone
+
+
+def test_first_count_is_the_baseline() -> None:
+    detector = SessionTracker()
+    assert detector.observe(5, at(0)) is None
+    assert detector.count == 5
+
+
+def test_count_going_up_and_down() -> None:
+    detector = SessionTracker()
+    detector.observe(2, at(0))
+    up = detector.observe(5, at(3))
+    assert up is not None
+    assert up["type"] == "session_event"
+    assert up["event_type"] == "session_created"
+    assert up["timestamp"] == "2026-11-25T12:00:03+00:00"
+    assert up["data"] == {
+        "current_count": 5,
+        "previous_count": 2,
+        "delta": 3,
+        "time_since_last_event": None,
+        "source": "poll",
+    }
+    down = detector.observe(1, at(9))
+    assert down is not None
+    assert down["event_type"] == "session_destroyed"
+    assert down["data"] == {
+        "current_count": 1,
+        "previous_count": 5,
+        "delta": 4,
+        "time_since_last_event": 6.0,
+        "source": "poll",
+    }
+    assert detector.observe(1, at(12)) is None
+
+
+def test_an_outage_is_not_zero_and_recovery_compares_with_last_known() -> None:
+    detector = SessionTracker()
+    detector.observe(4, at(0))
+    for t in (3, 6, 9):
+        assert detector.observe(None, at(t)) is None
+    assert detector.count == 4
+    assert detector.observe(4, at(12)) is None  # back with the same count: nothing happened
+    detector.observe(None, at(15))
+    change = detector.observe(6, at(18))
+    assert change is not None
+    assert change["data"]["previous_count"] == 4
+    assert change["data"]["delta"] == 2
+
+
+def test_outage_before_any_baseline_emits_nothing_on_first_success() -> None:
+    detector = SessionTracker()
+    assert detector.observe(None, at(0)) is None
+    assert detector.observe(3, at(3)) is None
