@@ -1,8 +1,8 @@
 """The event log's contract: the one seam between the producer and the edge.
 
-Producers are given `append` and nothing else; the edge is given the rest (`current`, `replay`,
-`recent`, `follow`) and never sees who appends. `memory.py` is the log of a single process; a
-second log (Redis Streams, for a cluster) is one new module that keeps this contract.
+Producers are given `append` and nothing else; the edge is given a `LogReader` (`current`,
+`replay`, `recent`, `follow`) and never sees who appends. `memory.py` is the log of a single
+process; a second log (Redis Streams, for a cluster) is one new module that keeps this contract.
 
 The contract:
 
@@ -63,14 +63,11 @@ class Replay:
     reset: str | None = None  # why the id could not be resumed, or None
 
 
-class EventLog(Protocol):
-    """Ordered events with opaque ids, the newest state, a bounded history and a live tail."""
+class LogReader(Protocol):
+    """The log as the edge sees it: it reads, and never appends."""
 
     @property
     def epoch(self) -> str: ...
-
-    def append(self, event: Event) -> None:
-        """Take one event. Never waits: a remote log queues it, in order."""
 
     def follow(self, deliver: Callable[[Frame], None]) -> None:
         """Call `deliver` with every frame appended from now on."""
@@ -83,3 +80,11 @@ class EventLog(Protocol):
 
     async def recent(self, limit: int) -> list[Frame]:
         """The newest `limit` durable frames, oldest first."""
+
+
+class EventLog(LogReader, Protocol):
+    """Ordered events with opaque ids, the newest state, a bounded history and a live tail."""
+
+    def append(self, event: Event) -> None:
+        """Take one event. Never waits: a remote log queues it, in order. Producers are given
+        this method alone."""

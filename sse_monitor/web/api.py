@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sse_monitor.bus.fanout import FanOut
-from sse_monitor.bus.log import EventLog, Frame
+from sse_monitor.bus.log import Frame, LogReader
 from sse_monitor.clock import iso, utc_now
 from sse_monitor.sources.kato_redis import SessionList, SessionListError
 from sse_monitor.web.access import ADMIN, VIEWER, Access
@@ -36,7 +36,7 @@ ENABLE_SESSION_LIST = (
 class JsonApi:
     """The JSON endpoints; each reads the log (or the registry), never an upstream."""
 
-    log: EventLog
+    log: LogReader
     fanout: FanOut
     registry: StreamRegistry
     access: Access

@@ -19,7 +19,7 @@ from starlette.types import ExceptionHandler
 
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.bus.fanout import FanOut
-from sse_monitor.bus.log import EventLog
+from sse_monitor.bus.log import LogReader
 from sse_monitor.settings import Settings
 from sse_monitor.sources.kato_redis import SessionList
 from sse_monitor.web.access import (
@@ -50,7 +50,7 @@ class Edge:
     def __init__(
         self,
         settings: Settings,
-        event_log: EventLog,
+        event_log: LogReader,
         fanout: FanOut,
         prometheus: PrometheusEndpoint,
         *,
@@ -88,7 +88,7 @@ class Edge:
     def _routes(
         self,
         settings: Settings,
-        event_log: EventLog,
+        event_log: LogReader,
         fanout: FanOut,
         prometheus: PrometheusEndpoint,
         alerts: AlertManager | None,

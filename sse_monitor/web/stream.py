@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from sse_monitor.bus.event import TOPICS
 from sse_monitor.bus.fanout import FanOut, Subscription
-from sse_monitor.bus.log import EventLog
+from sse_monitor.bus.log import LogReader
 from sse_monitor.settings import Settings
 from sse_monitor.web.addresses import client_address
 from sse_monitor.web.errors import BadRequest, json_error
@@ -217,7 +217,7 @@ class EventStream:
     """The endpoint; it holds what it needs, handed over by the app factory."""
 
     def __init__(
-        self, event_log: EventLog, fanout: FanOut, registry: StreamRegistry, settings: Settings
+        self, event_log: LogReader, fanout: FanOut, registry: StreamRegistry, settings: Settings
     ) -> None:
         self.event_log = event_log
         self.fanout = fanout
