@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sse_monitor.durations import parse_duration
+from sse_monitor.networks import Network, parse_networks
 from sse_monitor.redact import redact_url
-from sse_monitor.web.addresses import Network, parse_networks
 
 
 class ConfigError(ValueError):

@@ -7,7 +7,8 @@ import json
 
 import httpx
 
-from sse_monitor.web.addresses import MAX_HOPS, client_address, parse_networks
+from sse_monitor.networks import parse_networks
+from sse_monitor.web.addresses import MAX_HOPS, client_address
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
 from tests.support.nginx import ShippedNginx, skip_without_nginx

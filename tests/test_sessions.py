@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sse_monitor.monitor.sessions import PushedChange, SessionTracker
+from sse_monitor.monitor.sessions import SessionTracker
+from sse_monitor.sources.kato_push import PushedChange
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -16,26 +16,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sse_monitor.bus.event import Event
 from sse_monitor.clock import iso
+from sse_monitor.sources.kato_push import PushedChange
 
 CREATED, DESTROYED = "session_created", "session_destroyed"
-
-
-@dataclass(frozen=True, slots=True)
-class PushedChange:
-    """One `session.created` / `session.destroyed` message from KATO's /ws/events."""
-
-    created: bool
-    session_id: str | None
-    node_id: str | None
-    reason: str | None
-    kato_time: datetime | None  # the message's timestamp
-    received_at: datetime  # the gateway's clock
 
 
 class SessionTracker:

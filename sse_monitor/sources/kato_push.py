@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +22,6 @@ from websockets.exceptions import WebSocketException
 
 from sse_monitor.backoff import Backoff
 from sse_monitor.clock import iso, utc_now
-from sse_monitor.monitor.sessions import PushedChange
 from sse_monitor.redact import redact_url
 from sse_monitor.sources.kato import kato_time
 
@@ -37,6 +37,18 @@ def push_url(kato_url: str) -> str:
     parts = urlsplit(kato_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws/events", "", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class PushedChange:
+    """One `session.created` / `session.destroyed` message from KATO's /ws/events."""
+
+    created: bool
+    session_id: str | None
+    node_id: str | None
+    reason: str | None
+    kato_time: datetime | None  # the message's timestamp
+    received_at: datetime  # the gateway's clock
 
 
 class PushListener(Protocol):

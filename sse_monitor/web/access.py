@@ -31,7 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sse_monitor.web.addresses import Network, UntrustedForwarding, client_address, is_within
+from sse_monitor.networks import Network, is_within
+from sse_monitor.web.addresses import UntrustedForwarding, client_address
 from sse_monitor.web.bodies import json_object, read_capped
 from sse_monitor.web.errors import BadRequest, json_error
 from sse_monitor.web.lockout import Lockout, TooManyFailures

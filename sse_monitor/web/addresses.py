@@ -19,28 +19,13 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-log = structlog.get_logger("sse_monitor.web.addresses")
+from sse_monitor.networks import Network, is_within
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+log = structlog.get_logger("sse_monitor.web.addresses")
 
 # Hops of X-Forwarded-For read, from the right: more proxies than this in a chain is not a
 # deployment, and a header of thousands of hops should cost no more than a short one.
 MAX_HOPS = 16
-
-
-def parse_networks(raw: str) -> tuple[Network, ...]:
-    """Comma-separated addresses or CIDR blocks: `127.0.0.1, 10.0.0.0/8, ::1`."""
-    networks = []
-    for part in (part.strip() for part in raw.split(",")):
-        if not part:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(part, strict=False))
-        except ValueError:
-            raise ValueError(f"{part!r} is not an IP address or CIDR block") from None
-    if not networks:
-        raise ValueError("expected comma-separated IP addresses or CIDR blocks")
-    return tuple(networks)
 
 
 def client_address(peer: str | None, headers: Mapping[str, str], trusted: Iterable[Network]) -> str:
@@ -64,15 +49,6 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def is_within(address: str, networks: tuple[Network, ...]) -> bool:
-    """Whether an address (text) is in one of the networks; False for anything not an address."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 class UntrustedForwarding:
