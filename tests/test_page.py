@@ -27,7 +27,17 @@ from tests.support.docker_engine import DockerEngineProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
 from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.page import hook, new_context, open_page, settled, toasts
+from tests.support.page import (
+    ENV,
+    POLL,
+    THEME,
+    each_theme,
+    hook,
+    new_context,
+    open_page,
+    settled,
+    toasts,
+)
 from tests.support.processes import free_port
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
@@ -39,8 +49,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-POLL = 0.3  # the gateway's poll interval in these tests
-ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 TOAST_LIFETIME = 5.0
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
@@ -318,29 +326,28 @@ async def test_two_tabs_share_one_stream(
 async def test_theme_follows_the_os_then_the_stored_choice(
     gateway: GatewayProcess, browser: Browser
 ) -> None:
-    root = "document.documentElement.dataset.theme"
     async with await new_context(browser, "light") as light_os:
         page = await light_os.new_page()
         await page.goto(f"{gateway.url}/")
-        await page.wait_for_function(f"{root} === 'light'")
+        await page.wait_for_function(f"{THEME} === 'light'")
 
     async with await new_context(browser, "dark") as dark_os:
         page = await dark_os.new_page()
         await page.goto(f"{gateway.url}/")
-        await page.wait_for_function(f"{root} === 'dark'")
+        await page.wait_for_function(f"{THEME} === 'dark'")
         dark = await settled_backdrop(page)
 
         await hook(page, "theme-toggle").click()
-        await page.wait_for_function(f"{root} === 'light'")
+        await page.wait_for_function(f"{THEME} === 'light'")
         light = await settled_backdrop(page)
         assert light > dark + 0.3, f"the backdrop luminance went from {dark:.2f} to {light:.2f}"
 
         await page.reload()
         await expect(hook(page, "theme-toggle")).to_be_visible()
-        assert await page.evaluate(root) == "light", "the choice was forgotten on reload"
+        assert await page.evaluate(THEME) == "light", "the choice was forgotten on reload"
 
         await hook(page, "theme-toggle").click()
-        await page.wait_for_function(f"{root} === 'dark'")
+        await page.wait_for_function(f"{THEME} === 'dark'")
 
 
 async def settled_backdrop(page: Page) -> float:
@@ -366,12 +373,7 @@ async def test_screenshots_light_and_dark(
     await expect(toasts(page)).to_have_count(3)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    root = "document.documentElement.dataset.theme"
-    for theme in ("light", "dark"):
-        if await page.evaluate(root) != theme:
-            await hook(page, "theme-toggle").click()
-            await page.wait_for_function(f"{root} === '{theme}'")
-        await settled(page)
+    async for theme in each_theme(page):
         path = SCREENSHOTS / f"dashboard-{theme}.png"
         await page.screenshot(path=path, full_page=True)
         assert path.stat().st_size > 10_000

@@ -24,6 +24,7 @@ from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
 from tests.support.nginx import NginxProcess, skip_without_nginx
 from tests.support.page import (
+    ENV,
     alert_rows,
     goto,
     hook,
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-POLL = 0.3  # the gateway's poll interval in these tests
-ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 VIEWER_TOKEN = "viewer-token-4f9c2a7e1b"  # tokens must be at least 16 characters
 ADMIN_TOKEN = "admin-token-8d3b6e0c5a71"
 RETRY_AFTER = 2  # seconds, in the tests of the stream limits

@@ -24,12 +24,13 @@ from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
 from tests.support.nginx import NginxProcess, skip_without_nginx
 from tests.support.page import (
+    ENV,
     alert_rows,
+    each_theme,
     hook,
     new_context,
     open_alerts_panel,
     open_page,
-    settled,
     toasts,
 )
 from tests.support.waiting import eventually
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-POLL = 0.3  # the gateway's poll interval in these tests
 ALERT_TOAST_LIFETIME = 10.0
 
 
@@ -69,7 +69,7 @@ def gateway(kato: Kato, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
     rules = tmp_path / "rules.toml"
     rules.write_text(getattr(request, "param", DEGRADED_AND_UNHEALTHY))
     env = {
-        "SSE_MONITOR_POLL_INTERVAL": str(POLL),
+        **ENV,
         "SSE_MONITOR_ALERT_RULES": str(rules),
         "SSE_MONITOR_DB": str(tmp_path / "alerts.db"),
     }
@@ -411,12 +411,7 @@ async def test_at_most_three_toasts_when_four_alerts_fire_at_once(
     assert sorted(kinds) == ["alert-critical", "alert-info", "alert-warning"], kinds
 
     # Each severity's colour, with readable text, in both themes.
-    root = "document.documentElement.dataset.theme"
-    for theme in ("light", "dark"):
-        if await page.evaluate(root) != theme:
-            await hook(page, "theme-toggle").click()
-            await page.wait_for_function(f"{root} === '{theme}'")
-        await settled(page)
+    async for _theme in each_theme(page):
         for toast in await shown.all():
             await check_palette(toast)
     await expect(shown).to_have_count(3)  # checked while all three were up

@@ -22,7 +22,7 @@ from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato, running_kato
 from tests.support.kato_redis import seed
 from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.page import hook, log_in, open_page, toasts
+from tests.support.page import ENV, hook, log_in, open_page, toasts
 from tests.support.processes import free_port
 from tests.support.redis_server import RedisServerProcess, missing_redis
 from tests.support.sse_client import SSEStream
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-POLL = 0.3  # the gateway's poll interval in these tests
-ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 REFRESH = 1.0  # the session list's refresh in these tests (?sessions_interval=)
 SLOW = {"SSE_MONITOR_POLL_INTERVAL": "30"}  # no tick comes between a push and the check
 PUSH_DEADLINE = 0.5  # a pushed change on the page, counted from before the POST
