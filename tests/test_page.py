@@ -6,12 +6,14 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from tests.support.browser import (
     ACCENT_COLOURS,
@@ -60,6 +62,12 @@ def gateway(kato: Kato) -> Iterator[GatewayProcess]:
         yield process
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(gateway: GatewayProcess, context: BrowserContext) -> Page:
+    """A tab on the gateway's dashboard, once its stream is live."""
+    return await open_page(context, f"{gateway.url}/")
+
+
 def total(count: int) -> re.Pattern[str]:
     return re.compile(rf"Total:\s*{count}(?!\d)")
 
@@ -71,6 +79,15 @@ def totals(texts: list[str]) -> list[int]:
 async def readyz(gateway: GatewayProcess) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=5) as client:
         return (await client.get(f"{gateway.url}/readyz")).json()
+
+
+@asynccontextmanager
+async def side_stream(gateway: GatewayProcess) -> AsyncIterator[SSEStream]:
+    """A stream of the test's own beside the page's, live (its first `metrics` came): what the
+    test waits on to know a change has reached the gateway."""
+    async with SSEStream(f"{gateway.url}/events") as side:
+        await side.wait_for_event("metrics")
+        yield side
 
 
 async def create_sessions(kato: Kato, side: SSEStream, count: int) -> None:
@@ -108,10 +125,7 @@ async def test_unknown_count_and_unreachable_kato(context: BrowserContext) -> No
         await page.close()
 
 
-async def test_created_and_destroyed_toasts(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
-) -> None:
-    page = await open_page(context, f"{gateway.url}/")
+async def test_created_and_destroyed_toasts(kato: Kato, page: Page) -> None:
     await expect(hook(page, "session-count")).to_have_text("0")
     region = hook(page, "toasts")
     await expect(region).to_have_attribute("aria-live", "polite")
@@ -151,12 +165,10 @@ async def test_created_and_destroyed_toasts(
 
 
 async def test_a_toast_counts_several_sessions_of_one_change(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
     """Two sessions created while KATO's health failed arrive as one change of 2."""
-    page = await open_page(context, f"{gateway.url}/")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await kato.fault("health", "http500")
         down = await side.wait_for_event("metrics", lambda d: d["kato"]["status"] != "healthy")
         await expect(hook(page, "kato-status")).to_have_attribute(
@@ -173,10 +185,7 @@ async def test_a_toast_counts_several_sessions_of_one_change(
     await expect(hook(page, "kato-status")).to_have_attribute("data-status", "healthy")
 
 
-async def test_a_toast_leaves_after_five_seconds(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
-) -> None:
-    page = await open_page(context, f"{gateway.url}/")
+async def test_a_toast_leaves_after_five_seconds(kato: Kato, page: Page) -> None:
     await watch_toasts(page)
     await kato.create_session()
     toast = toasts(page, "created")
@@ -191,12 +200,10 @@ async def test_a_toast_leaves_after_five_seconds(
 
 
 async def test_at_most_three_toasts_the_oldest_leaving_first(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
-    page = await open_page(context, f"{gateway.url}/")
     await watch_toasts(page)
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 4)
     shown = toasts(page)
     await expect(shown.filter(has_text=total(4))).to_have_count(1)
@@ -219,11 +226,9 @@ async def test_at_most_three_toasts_the_oldest_leaving_first(
 
 
 async def test_the_dismiss_button_removes_a_toast_at_once(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
-    page = await open_page(context, f"{gateway.url}/")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 2)
     first = toasts(page).filter(has_text=total(1))
     second = toasts(page).filter(has_text=total(2))
@@ -238,13 +243,11 @@ async def test_the_dismiss_button_removes_a_toast_at_once(
 
 
 async def test_a_page_coming_back_gets_the_changes_made_while_it_was_away(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
     """The tab resumes its stream from the last id it saw (`?last_event_id=`)."""
-    page = await open_page(context, f"{gateway.url}/")
     changes = page.locator("[data-testid=session-events] li")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 1)
         await expect(changes).to_have_count(1)
         await page.goto("about:blank")
@@ -356,13 +359,9 @@ async def settled_backdrop(page: Page) -> float:
     return await page.evaluate(BACKDROP_LUMINANCE)
 
 
-async def test_screenshots_light_and_dark(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
-) -> None:
+async def test_screenshots_light_and_dark(kato: Kato, gateway: GatewayProcess, page: Page) -> None:
     """Saves artifacts/screenshots/dashboard-{light,dark}.png with toasts and events showing."""
-    page = await open_page(context, f"{gateway.url}/")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 3)
         session = await kato.create_session()
         await side.wait_for_event("session_event", lambda d: d["data"]["current_count"] == 4)
