@@ -57,6 +57,13 @@ def alert_events(stream: SSEStream, transition: str | None = None) -> list[dict]
     ]
 
 
+async def firing_alert(gateway: GatewayProcess) -> dict[str, Any]:
+    """The gateway's one firing alert, once its `alerts` state lists it."""
+    async with SSEStream(f"{gateway.url}/events") as stream:
+        state = await stream.wait_for_event("alerts", lambda d: d["firing_count"] == 1)
+    return state.json()["firing"][0]
+
+
 async def ticks(stream: SSEStream, count: int) -> None:
     """Wait for `count` more polls (each publishes one `metrics`): time passing, observed."""
     target = len(stream.of("metrics")) + count
@@ -76,9 +83,15 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def alerting(kato: Kato, rules: Path, db: Path) -> Iterator[GatewayProcess]:
-    env = {"SSE_MONITOR_ALERT_RULES": str(rules), "SSE_MONITOR_DB": str(db)}
-    with GatewayProcess(kato.url, env=env) as process:
+def alerting_env(rules: Path, db: Path) -> dict[str, str]:
+    """The settings of a gateway alerting by `rules` into the store `db`: a restart test starts
+    several gateways on them."""
+    return {"SSE_MONITOR_ALERT_RULES": str(rules), "SSE_MONITOR_DB": str(db)}
+
+
+@pytest.fixture
+def alerting(kato: Kato, alerting_env: dict[str, str]) -> Iterator[GatewayProcess]:
+    with GatewayProcess(kato.url, env=alerting_env) as process:
         yield process
 
 
@@ -330,18 +343,17 @@ async def test_a_new_client_gets_what_fires_now(kato: Kato, alerting: GatewayPro
         assert state.json()["unacknowledged_count"] == 1
 
 
-async def test_alerts_and_acks_survive_a_restart(kato: Kato, rules: Path, db: Path) -> None:
-    env = {"SSE_MONITOR_ALERT_RULES": str(rules), "SSE_MONITOR_DB": str(db)}
+async def test_alerts_and_acks_survive_a_restart(
+    kato: Kato, alerting_env: dict[str, str], db: Path
+) -> None:
     await kato.fault("health", "degraded")
-    with GatewayProcess(kato.url, env=env) as first:
-        async with SSEStream(f"{first.url}/events") as stream:
-            state = await stream.wait_for_event("alerts", lambda d: d["firing_count"] == 1)
-            fired = state.json()["firing"][0]
+    with GatewayProcess(kato.url, env=alerting_env) as first:
+        fired = await firing_alert(first)
         ack = await post(f"{first.url}/api/alerts/{fired['id']}/ack", json={"by": "carol"})
         assert ack.status_code == 200
     assert await asyncio.to_thread(db.exists)
 
-    with GatewayProcess(kato.url, env=env) as second:  # KATO still degraded
+    with GatewayProcess(kato.url, env=alerting_env) as second:  # KATO still degraded
         async with SSEStream(f"{second.url}/events") as stream:
             state = await stream.wait_for_event("alerts")
             [restored] = state.json()["firing"]
@@ -358,22 +370,19 @@ async def test_alerts_and_acks_survive_a_restart(kato: Kato, rules: Path, db: Pa
             (fired["id"], "resolved", "carol")
         ]
 
-    with GatewayProcess(kato.url, env=env) as third:
+    with GatewayProcess(kato.url, env=alerting_env) as third:
         listed = (await get(f"{third.url}/api/alerts")).json()["alerts"]
         assert [(a["id"], a["state"]) for a in listed] == [(fired["id"], "resolved")]
 
 
 async def test_a_firing_alert_of_a_removed_rule_resolves_at_start(
-    kato: Kato, rules: Path, db: Path
+    kato: Kato, rules: Path, alerting_env: dict[str, str]
 ) -> None:
-    env = {"SSE_MONITOR_ALERT_RULES": str(rules), "SSE_MONITOR_DB": str(db)}
     await kato.fault("health", "degraded")
-    with GatewayProcess(kato.url, env=env) as first:
-        async with SSEStream(f"{first.url}/events") as stream:
-            state = await stream.wait_for_event("alerts", lambda d: d["firing_count"] == 1)
-            fired = state.json()["firing"][0]
+    with GatewayProcess(kato.url, env=alerting_env) as first:
+        fired = await firing_alert(first)
     await asyncio.to_thread(rules.write_text, CPU_RULE)  # the degraded rule is gone
-    with GatewayProcess(kato.url, env=env) as second:
+    with GatewayProcess(kato.url, env=alerting_env) as second:
         [listed] = (await get(f"{second.url}/api/alerts")).json()["alerts"]
         assert (listed["id"], listed["state"]) == (fired["id"], "resolved")
         assert '"reason": "rule removed"' in second.log()

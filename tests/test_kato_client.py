@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import aclosing
 
 import pytest
 from starlette.applications import Starlette
@@ -47,21 +48,26 @@ def odd() -> Iterator[tuple[OddKato, str]]:
 
 
 @pytest.fixture(scope="module")
-def simulated() -> Iterator[tuple[SimulatedKato, str]]:
+def simulated_server() -> Iterator[tuple[SimulatedKato, str]]:
     state = SimulatedKato()
     with ThreadedServer(create_simulator_app(state)) as server:
         yield state, server.url
 
 
+@pytest.fixture
+def simulated(simulated_server: tuple[SimulatedKato, str]) -> Iterator[tuple[SimulatedKato, str]]:
+    """The module's simulated KATO, reset before and after the test (its sessions, its faults)."""
+    state, url = simulated_server
+    state.reset()
+    yield state, url
+    state.reset()
+
+
 async def test_reads_health_and_metrics_from_kato(simulated) -> None:
     state, url = simulated
-    state.reset()
     state.create_session("a")
-    client = KatoClient(url, timeout=10)
-    try:
+    async with aclosing(KatoClient(url, timeout=10)) as client:
         reading = await client.read()
-    finally:
-        await client.aclose()
     assert reading.health is not None and reading.metrics is not None
     assert reading.health.active_sessions == 1
     assert reading.health.status == "healthy"
@@ -72,15 +78,10 @@ async def test_reads_health_and_metrics_from_kato(simulated) -> None:
 
 async def test_kato_health_check_failure_makes_the_count_unknown(simulated) -> None:
     state, url = simulated
-    state.reset()
     state.create_session("a")
     state.set_fault("health", "error")
-    client = KatoClient(url, timeout=10)
-    try:
+    async with aclosing(KatoClient(url, timeout=10)) as client:
         health = await client.health()
-    finally:
-        await client.aclose()
-        state.reset()
     assert health.status == "unhealthy"
     assert health.active_sessions is None  # KATO said 0; the truth is 1
 
@@ -107,12 +108,9 @@ async def test_kato_health_check_failure_makes_the_count_unknown(simulated) -> N
 async def test_odd_answers_are_failed_reads(odd, path: str, response: Response, message: str):
     kato, url = odd
     kato.answers[path] = response
-    client = KatoClient(url, timeout=10)
-    try:
+    async with aclosing(KatoClient(url, timeout=10)) as client:
         with pytest.raises(UpstreamError, match=message):
             await (client.health() if path == "/health" else client.metrics())
-    finally:
-        await client.aclose()
 
 
 @pytest.mark.parametrize(
@@ -134,11 +132,8 @@ async def test_an_odd_health_field_spoils_only_itself(
 ) -> None:
     kato, url = odd
     kato.answers["/health"] = Response(json.dumps({**HEALTHY, field: value}))
-    client = KatoClient(url, timeout=2)
-    try:
+    async with aclosing(KatoClient(url, timeout=2)) as client:
         health = await client.health()
-    finally:
-        await client.aclose()
     assert any(problem in text for text in health.problems), health.problems
     assert health.uptime_seconds == 12.5  # the rest of the answer stands
     if field == "active_sessions":
@@ -161,11 +156,8 @@ async def test_defect_8_a_huge_number_is_null_not_a_failed_read(odd) -> None:
         f' "performance": {{"total_requests": -{huge}0000}}, "rates": {{"requests_per_second": 2}},'
         f' "error": null}}'
     )
-    client = KatoClient(url, timeout=2)
-    try:
+    async with aclosing(KatoClient(url, timeout=2)) as client:
         reading = await client.read()
-    finally:
-        await client.aclose()
     assert reading.health_error is None and reading.metrics_error is None
     assert reading.health is not None and reading.metrics is not None
     assert reading.health.uptime_seconds is None and reading.health.active_sessions == 2
@@ -181,12 +173,9 @@ async def test_defect_8_a_huge_number_is_null_not_a_failed_read(odd) -> None:
 async def test_a_body_declared_too_large_is_refused_unread(odd) -> None:
     kato, url = odd
     kato.answers["/health"] = Response(b"{}", headers={"content-length": str(10**12)})
-    client = KatoClient(url, timeout=2)
-    try:
+    async with aclosing(KatoClient(url, timeout=2)) as client:
         with pytest.raises(UpstreamError, match="larger than"):
             await client.health()
-    finally:
-        await client.aclose()
 
 
 async def test_non_finite_and_odd_figures_become_null(odd) -> None:
@@ -201,11 +190,8 @@ async def test_non_finite_and_odd_figures_become_null(odd) -> None:
         ' "performance": {"error_rate": 0.5}, "rates": {"requests_per_second": 2}, "error": null}',
         media_type="application/json",
     )
-    client = KatoClient(url, timeout=10)
-    try:
+    async with aclosing(KatoClient(url, timeout=10)) as client:
         metrics = await client.metrics()
-    finally:
-        await client.aclose()
     assert metrics.resources == dict.fromkeys(sections["resources"])
     assert metrics.performance["error_rate"] == 0.5
     assert metrics.performance["total_requests"] is None
@@ -214,18 +200,11 @@ async def test_non_finite_and_odd_figures_become_null(odd) -> None:
 
 async def test_refused_and_slow_are_failed_reads(simulated) -> None:
     state, url = simulated
-    refused = KatoClient("http://127.0.0.1:9", timeout=1)
-    try:
+    async with aclosing(KatoClient("http://127.0.0.1:9", timeout=1)) as refused:
         reading = await refused.read()
-    finally:
-        await refused.aclose()
     assert reading.health is None and "cannot connect" in (reading.health_error or "")
     state.set_fault("all", "slow", delay=3)
-    slow = KatoClient(url, timeout=0.3)
-    try:
+    async with aclosing(KatoClient(url, timeout=0.3)) as slow:
         reading = await slow.read()
-    finally:
-        await slow.aclose()
-        state.reset()
     assert reading.health is None and reading.metrics is None
     assert "no answer within 0.3 s" in (reading.health_error or "")

@@ -18,6 +18,11 @@ ADMIN = "admin-token-7c2e91b0d4a85f13"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 
 
+def admin_gateway(kato: Kato, **env: str) -> GatewayProcess:
+    """The gateway with these settings and an admin token, for the test to read /api/streams."""
+    return GatewayProcess(kato.url, env={**env, "SSE_MONITOR_ADMIN_TOKEN": ADMIN})
+
+
 async def streams(gateway: GatewayProcess) -> dict:
     async with httpx.AsyncClient(timeout=10) as client:
         return (await client.get(f"{gateway.url}/api/streams", headers=AS_ADMIN)).json()
@@ -44,12 +49,7 @@ async def try_stream(url: str, headers: dict[str, str] | None = None) -> httpx.R
 
 
 async def test_past_the_total_the_extra_stream_gets_503_until_one_closes(kato: Kato) -> None:
-    env = {
-        "SSE_MONITOR_MAX_STREAMS": "3",
-        "SSE_MONITOR_RETRY_AFTER": "7",
-        "SSE_MONITOR_ADMIN_TOKEN": ADMIN,
-    }
-    with GatewayProcess(kato.url, env=env) as gateway:
+    with admin_gateway(kato, SSE_MONITOR_MAX_STREAMS="3", SSE_MONITOR_RETRY_AFTER="7") as gateway:
         url = f"{gateway.url}/events"
         held = [SSEStream(url) for _ in range(3)]
         for stream in held:
@@ -71,8 +71,7 @@ async def test_past_the_total_the_extra_stream_gets_503_until_one_closes(kato: K
 
 
 async def test_per_client_limit_counts_the_real_address(kato: Kato) -> None:
-    env = {"SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1", "SSE_MONITOR_ADMIN_TOKEN": ADMIN}
-    with GatewayProcess(kato.url, env=env) as gateway:
+    with admin_gateway(kato, SSE_MONITOR_MAX_STREAMS_PER_CLIENT="1") as gateway:
         url = f"{gateway.url}/events?topics=metrics,alerts"
         async with SSEStream(url) as first:
             await first.wait_for_event("metrics")
@@ -90,12 +89,8 @@ async def test_per_client_limit_counts_the_real_address(kato: Kato) -> None:
 
 
 async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_limit(kato: Kato) -> None:
-    env = {
-        "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1",
-        "SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1",
-        "SSE_MONITOR_ADMIN_TOKEN": ADMIN,
-    }
-    with GatewayProcess(kato.url, env=env) as gateway:
+    env = {"SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "1", "SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1"}
+    with admin_gateway(kato, **env) as gateway:
         url = f"{gateway.url}/events"
         one = SSEStream(url, headers={"X-Forwarded-For": "198.51.100.1"})
         two = SSEStream(url, headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.2"})
@@ -109,7 +104,7 @@ async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_limit(kato:
 
 
 async def test_api_streams_needs_the_admin_token(kato: Kato) -> None:
-    with GatewayProcess(kato.url, env={"SSE_MONITOR_ADMIN_TOKEN": ADMIN}) as gateway:
+    with admin_gateway(kato) as gateway:
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"{gateway.url}/api/streams")).status_code == 403
             bad = await client.get(f"{gateway.url}/api/streams?limit=0", headers=AS_ADMIN)
@@ -164,8 +159,7 @@ def test_a_huge_x_forwarded_for_reads_only_the_last_hops() -> None:
 
 
 async def test_a_trusted_proxy_passing_garbage_counts_on_its_own_address(kato: Kato) -> None:
-    env = {"SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1", "SSE_MONITOR_ADMIN_TOKEN": ADMIN}
-    with GatewayProcess(kato.url, env=env) as gateway:
+    with admin_gateway(kato, SSE_MONITOR_TRUSTED_PROXIES="127.0.0.1") as gateway:
         url = f"{gateway.url}/events"
         async with SSEStream(url, headers={"X-Forwarded-For": GARBAGE_HOPS[0]}) as stream:
             await stream.wait_for_event("metrics")

@@ -6,12 +6,14 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from tests.support.browser import (
     ACCENT_COLOURS,
@@ -26,8 +28,18 @@ from tests.support.browser import (
 from tests.support.docker_engine import DockerEngineProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
-from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.page import hook, new_context, open_page, settled, toasts
+from tests.support.nginx import prefixed_nginx
+from tests.support.page import (
+    ENV,
+    POLL,
+    THEME,
+    each_theme,
+    hook,
+    new_context,
+    open_page,
+    settled,
+    toasts,
+)
 from tests.support.processes import free_port
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
@@ -39,8 +51,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-POLL = 0.3  # the gateway's poll interval in these tests
-ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 TOAST_LIFETIME = 5.0
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
@@ -50,6 +60,12 @@ def gateway(kato: Kato) -> Iterator[GatewayProcess]:
     """The gateway as a process, polling the simulated KATO every POLL seconds."""
     with GatewayProcess(kato.url, env=ENV) as process:
         yield process
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(gateway: GatewayProcess, context: BrowserContext) -> Page:
+    """A tab on the gateway's dashboard, once its stream is live."""
+    return await open_page(context, f"{gateway.url}/")
 
 
 def total(count: int) -> re.Pattern[str]:
@@ -63,6 +79,15 @@ def totals(texts: list[str]) -> list[int]:
 async def readyz(gateway: GatewayProcess) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=5) as client:
         return (await client.get(f"{gateway.url}/readyz")).json()
+
+
+@asynccontextmanager
+async def side_stream(gateway: GatewayProcess) -> AsyncIterator[SSEStream]:
+    """A stream of the test's own beside the page's, live (its first `metrics` came): what the
+    test waits on to know a change has reached the gateway."""
+    async with SSEStream(f"{gateway.url}/events") as side:
+        await side.wait_for_event("metrics")
+        yield side
 
 
 async def create_sessions(kato: Kato, side: SSEStream, count: int) -> None:
@@ -100,10 +125,7 @@ async def test_unknown_count_and_unreachable_kato(context: BrowserContext) -> No
         await page.close()
 
 
-async def test_created_and_destroyed_toasts(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
-) -> None:
-    page = await open_page(context, f"{gateway.url}/")
+async def test_created_and_destroyed_toasts(kato: Kato, page: Page) -> None:
     await expect(hook(page, "session-count")).to_have_text("0")
     region = hook(page, "toasts")
     await expect(region).to_have_attribute("aria-live", "polite")
@@ -143,12 +165,10 @@ async def test_created_and_destroyed_toasts(
 
 
 async def test_a_toast_counts_several_sessions_of_one_change(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
     """Two sessions created while KATO's health failed arrive as one change of 2."""
-    page = await open_page(context, f"{gateway.url}/")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await kato.fault("health", "http500")
         down = await side.wait_for_event("metrics", lambda d: d["kato"]["status"] != "healthy")
         await expect(hook(page, "kato-status")).to_have_attribute(
@@ -165,10 +185,7 @@ async def test_a_toast_counts_several_sessions_of_one_change(
     await expect(hook(page, "kato-status")).to_have_attribute("data-status", "healthy")
 
 
-async def test_a_toast_leaves_after_five_seconds(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
-) -> None:
-    page = await open_page(context, f"{gateway.url}/")
+async def test_a_toast_leaves_after_five_seconds(kato: Kato, page: Page) -> None:
     await watch_toasts(page)
     await kato.create_session()
     toast = toasts(page, "created")
@@ -183,12 +200,10 @@ async def test_a_toast_leaves_after_five_seconds(
 
 
 async def test_at_most_three_toasts_the_oldest_leaving_first(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
-    page = await open_page(context, f"{gateway.url}/")
     await watch_toasts(page)
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 4)
     shown = toasts(page)
     await expect(shown.filter(has_text=total(4))).to_have_count(1)
@@ -211,11 +226,9 @@ async def test_at_most_three_toasts_the_oldest_leaving_first(
 
 
 async def test_the_dismiss_button_removes_a_toast_at_once(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
-    page = await open_page(context, f"{gateway.url}/")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 2)
     first = toasts(page).filter(has_text=total(1))
     second = toasts(page).filter(has_text=total(2))
@@ -230,13 +243,11 @@ async def test_the_dismiss_button_removes_a_toast_at_once(
 
 
 async def test_a_page_coming_back_gets_the_changes_made_while_it_was_away(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
+    kato: Kato, gateway: GatewayProcess, page: Page
 ) -> None:
     """The tab resumes its stream from the last id it saw (`?last_event_id=`)."""
-    page = await open_page(context, f"{gateway.url}/")
     changes = page.locator("[data-testid=session-events] li")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 1)
         await expect(changes).to_have_count(1)
         await page.goto("about:blank")
@@ -318,29 +329,28 @@ async def test_two_tabs_share_one_stream(
 async def test_theme_follows_the_os_then_the_stored_choice(
     gateway: GatewayProcess, browser: Browser
 ) -> None:
-    root = "document.documentElement.dataset.theme"
     async with await new_context(browser, "light") as light_os:
         page = await light_os.new_page()
         await page.goto(f"{gateway.url}/")
-        await page.wait_for_function(f"{root} === 'light'")
+        await page.wait_for_function(f"{THEME} === 'light'")
 
     async with await new_context(browser, "dark") as dark_os:
         page = await dark_os.new_page()
         await page.goto(f"{gateway.url}/")
-        await page.wait_for_function(f"{root} === 'dark'")
+        await page.wait_for_function(f"{THEME} === 'dark'")
         dark = await settled_backdrop(page)
 
         await hook(page, "theme-toggle").click()
-        await page.wait_for_function(f"{root} === 'light'")
+        await page.wait_for_function(f"{THEME} === 'light'")
         light = await settled_backdrop(page)
         assert light > dark + 0.3, f"the backdrop luminance went from {dark:.2f} to {light:.2f}"
 
         await page.reload()
         await expect(hook(page, "theme-toggle")).to_be_visible()
-        assert await page.evaluate(root) == "light", "the choice was forgotten on reload"
+        assert await page.evaluate(THEME) == "light", "the choice was forgotten on reload"
 
         await hook(page, "theme-toggle").click()
-        await page.wait_for_function(f"{root} === 'dark'")
+        await page.wait_for_function(f"{THEME} === 'dark'")
 
 
 async def settled_backdrop(page: Page) -> float:
@@ -349,13 +359,9 @@ async def settled_backdrop(page: Page) -> float:
     return await page.evaluate(BACKDROP_LUMINANCE)
 
 
-async def test_screenshots_light_and_dark(
-    kato: Kato, gateway: GatewayProcess, context: BrowserContext
-) -> None:
+async def test_screenshots_light_and_dark(kato: Kato, gateway: GatewayProcess, page: Page) -> None:
     """Saves artifacts/screenshots/dashboard-{light,dark}.png with toasts and events showing."""
-    page = await open_page(context, f"{gateway.url}/")
-    async with SSEStream(f"{gateway.url}/events") as side:
-        await side.wait_for_event("metrics")
+    async with side_stream(gateway) as side:
         await create_sessions(kato, side, 3)
         session = await kato.create_session()
         await side.wait_for_event("session_event", lambda d: d["data"]["current_count"] == 4)
@@ -366,12 +372,7 @@ async def test_screenshots_light_and_dark(
     await expect(toasts(page)).to_have_count(3)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    root = "document.documentElement.dataset.theme"
-    for theme in ("light", "dark"):
-        if await page.evaluate(root) != theme:
-            await hook(page, "theme-toggle").click()
-            await page.wait_for_function(f"{root} === '{theme}'")
-        await settled(page)
+    async for theme in each_theme(page):
         path = SCREENSHOTS / f"dashboard-{theme}.png"
         await page.screenshot(path=path, full_page=True)
         assert path.stat().st_size > 10_000
@@ -414,14 +415,12 @@ async def test_the_page_works_through_nginx_under_a_path_prefix(
     kato: Kato, gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """Every URL in the page is relative: behind nginx at /monitor/ it works unchanged."""
-    skip_without_nginx()
-    with NginxProcess(gateway.port, prefix="/monitor") as nginx:
+    with prefixed_nginx(gateway.port) as nginx:
         page = await open_page(context, nginx.url)
         await kato.create_session()
         await expect(hook(page, "session-count")).to_have_text("1")
         await expect(toasts(page, "created")).to_have_count(1)
         await expect(hook(page, "connection-state")).to_have_attribute("data-state", "live")
         await page.close()
-        seen, outside = nginx.requests(), nginx.outside_prefix()
-    assert not outside, f"requests outside the prefix: {outside}"
+        seen = nginx.requests()
     assert any(line.startswith("/monitor/static/js/stream-worker.js 200") for line in seen)

@@ -22,14 +22,15 @@ from tests.support.browser import (
 )
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
-from tests.support.nginx import NginxProcess, skip_without_nginx
+from tests.support.nginx import prefixed_nginx
 from tests.support.page import (
+    ENV,
     alert_rows,
+    each_theme,
     hook,
     new_context,
     open_alerts_panel,
     open_page,
-    settled,
     toasts,
 )
 from tests.support.waiting import eventually
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-POLL = 0.3  # the gateway's poll interval in these tests
 ALERT_TOAST_LIFETIME = 10.0
 
 
@@ -69,7 +69,7 @@ def gateway(kato: Kato, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
     rules = tmp_path / "rules.toml"
     rules.write_text(getattr(request, "param", DEGRADED_AND_UNHEALTHY))
     env = {
-        "SSE_MONITOR_POLL_INTERVAL": str(POLL),
+        **ENV,
         "SSE_MONITOR_ALERT_RULES": str(rules),
         "SSE_MONITOR_DB": str(tmp_path / "alerts.db"),
     }
@@ -411,12 +411,7 @@ async def test_at_most_three_toasts_when_four_alerts_fire_at_once(
     assert sorted(kinds) == ["alert-critical", "alert-info", "alert-warning"], kinds
 
     # Each severity's colour, with readable text, in both themes.
-    root = "document.documentElement.dataset.theme"
-    for theme in ("light", "dark"):
-        if await page.evaluate(root) != theme:
-            await hook(page, "theme-toggle").click()
-            await page.wait_for_function(f"{root} === '{theme}'")
-        await settled(page)
+    async for _theme in each_theme(page):
         for toast in await shown.all():
             await check_palette(toast)
     await expect(shown).to_have_count(3)  # checked while all three were up
@@ -426,8 +421,7 @@ async def test_alerts_work_through_nginx_under_a_path_prefix(
     kato: Kato, gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """The list and the ack use URLs relative to the page: behind /monitor/ they stay there."""
-    skip_without_nginx()
-    with NginxProcess(gateway.port, prefix="/monitor") as nginx:
+    with prefixed_nginx(gateway.port) as nginx:
         page = await open_page(context, nginx.url)
         await kato.fault("health", "degraded")
         await expect(toasts(page, "alert-warning")).to_have_count(1)
@@ -441,7 +435,6 @@ async def test_alerts_work_through_nginx_under_a_path_prefix(
         await expect(row).to_contain_text("acknowledged by bob")
         await expect(hook(page, "alert-error")).to_be_hidden()
         await page.close()
-        seen, outside = nginx.requests(), nginx.outside_prefix()
-    assert not outside, f"requests outside the prefix: {outside}"
+        seen = nginx.requests()
     assert any(line.startswith("/monitor/api/alerts?state=all") for line in seen), seen
     assert f"/monitor/api/alerts/{alert_id}/ack 200" in seen, seen

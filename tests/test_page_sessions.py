@@ -21,8 +21,8 @@ from tests.support.browser import playwright_or_skip
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato, running_kato
 from tests.support.kato_redis import seed
-from tests.support.nginx import NginxProcess, skip_without_nginx
-from tests.support.page import hook, log_in, open_page, toasts
+from tests.support.nginx import prefixed_nginx
+from tests.support.page import ENV, hook, log_in, open_page, toasts
 from tests.support.processes import free_port
 from tests.support.redis_server import RedisServerProcess, missing_redis
 from tests.support.sse_client import SSEStream
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-POLL = 0.3  # the gateway's poll interval in these tests
-ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}
 REFRESH = 1.0  # the session list's refresh in these tests (?sessions_interval=)
 SLOW = {"SSE_MONITOR_POLL_INTERVAL": "30"}  # no tick comes between a push and the check
 PUSH_DEADLINE = 0.5  # a pushed change on the page, counted from before the POST
@@ -661,17 +659,15 @@ async def test_a_401_on_the_list_asks_for_a_login_then_it_reads_again(
 async def test_the_list_works_through_nginx_under_a_path_prefix(
     listing_kato: Kato, redis_url: str, context: BrowserContext
 ) -> None:
-    skip_without_nginx()
     session_id = await listing_kato.create_session("behind-nginx")
     env = {**ENV, "KATO_REDIS_URL": redis_url}
     with (
         GatewayProcess(listing_kato.url, env=env) as gateway,
-        NginxProcess(gateway.port, prefix="/monitor") as nginx,
+        prefixed_nginx(gateway.port) as nginx,
     ):
         page = await open_page(context, nginx.url)
         await expect_listed(page, [session_id])
         await expect(hook(page, "sessions-range")).to_have_text(span(1, 1, 1))
         await page.close()
-        seen, outside = nginx.requests(), nginx.outside_prefix()
+        seen = nginx.requests()
     assert "/monitor/api/sessions?offset=0&limit=10 200" in seen, seen
-    assert not outside, f"requests outside the prefix: {outside}"

@@ -57,6 +57,13 @@ def store(redis_url: str) -> Iterator[redis.Redis]:
         yield client
 
 
+@pytest.fixture
+def writing(serve: Serve, redis_url: str) -> str:
+    """A simulator in Redis session mode that writes its sessions into the test's Redis, as KATO
+    does: its URL."""
+    return serve(SimulatedKato(session_backend="redis", redis_url=redis_url))
+
+
 @contextlib.asynccontextmanager
 async def socket(url: str, worker: int | None = None) -> AsyncIterator[ClientConnection]:
     headers = {} if worker is None else {WORKER_HEADER: str(worker)}
@@ -262,9 +269,8 @@ def session_key(session_id: str) -> str:
     return f"{SESSION_KEY_PREFIX}{session_id}"
 
 
-async def test_redis_keys_in_katos_layout(serve: Serve, redis_url: str, store: redis.Redis) -> None:
-    url = serve(SimulatedKato(session_backend="redis", redis_url=redis_url))
-    async with http_client(url) as http, socket(url) as ws:
+async def test_redis_keys_in_katos_layout(writing: str, store: redis.Redis) -> None:
+    async with http_client(writing) as http, socket(writing) as ws:
         await snapshot(ws)
         body = {"node_id": "dash", "ttl_seconds": 120, "metadata": {"who": "test"}}
         session = (await http.post("/sessions", json=body)).json()
@@ -285,11 +291,8 @@ async def test_redis_keys_in_katos_layout(serve: Serve, redis_url: str, store: r
     assert store.scard(ACTIVE_INDEX_KEY) == 1
 
 
-async def test_redis_delete_removes_key_and_index_entry(
-    serve: Serve, redis_url: str, store: redis.Redis
-) -> None:
-    url = serve(SimulatedKato(session_backend="redis", redis_url=redis_url))
-    async with http_client(url) as http:
+async def test_redis_delete_removes_key_and_index_entry(writing: str, store: redis.Redis) -> None:
+    async with http_client(writing) as http:
         gone = await create(http)
         kept = await create(http)
         await delete(http, gone)
@@ -313,11 +316,8 @@ async def test_redis_expiry_removes_the_key_but_not_the_index_entry(
         assert store.scard(ACTIVE_INDEX_KEY) == 1
 
 
-async def test_redis_get_slides_the_keys_ttl(
-    serve: Serve, redis_url: str, store: redis.Redis
-) -> None:
-    url = serve(SimulatedKato(session_backend="redis", redis_url=redis_url))
-    async with http_client(url) as http:
+async def test_redis_get_slides_the_keys_ttl(writing: str, store: redis.Redis) -> None:
+    async with http_client(writing) as http:
         session_id = await create(http, ttl_seconds=300)
         key = session_key(session_id)
         before = store.get(key)
@@ -327,12 +327,9 @@ async def test_redis_get_slides_the_keys_ttl(
     assert store.get(key) == before  # KATO slides with EXPIRE: the JSON is left as it was
 
 
-async def test_redis_reset_clears_katos_keys(
-    serve: Serve, redis_url: str, store: redis.Redis
-) -> None:
+async def test_redis_reset_clears_katos_keys(writing: str, store: redis.Redis) -> None:
     store.set("someone-else", "kept")
-    url = serve(SimulatedKato(session_backend="redis", redis_url=redis_url))
-    async with http_client(url) as http:
+    async with http_client(writing) as http:
         await create(http)
         assert (await http.post("/_sim/reset")).status_code == 200
     assert store.keys("*") == ["someone-else"]

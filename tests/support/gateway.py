@@ -116,6 +116,12 @@ class GatewayProcess(LoopbackServer):
         """The log lines' event names, in order, keeping only those named."""
         return [line["event"] for line in self.lines() if line.get("event") in names]
 
+    def outage_changes(self, up: str, down: str, before: int) -> list[str]:
+        """The `up`/`down` lines around one outage, `before` being how many were logged before
+        it: the last of those, then the two after. Only that far: on a loaded machine a later
+        read can time out, which is a true change of its own."""
+        return self.logged_events(up, down)[before - 1 : before + 2]
+
     def count(self, event: str) -> int:
         """How many log lines have this event name."""
         return sum(1 for line in self.lines() if line.get("event") == event)

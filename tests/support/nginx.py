@@ -1,7 +1,8 @@
 """A real nginx in front of the gateway, as a deployment would run it.
 
-NginxProcess serves the gateway under a path prefix with a config of its own (the page tests);
-ShippedNginx runs deploy/nginx.conf itself, wrapped in a main config for a temporary prefix.
+NginxProcess serves the gateway under a path prefix with a config of its own (the page tests,
+through prefixed_nginx); ShippedNginx runs deploy/nginx.conf itself, wrapped in a main config
+for a temporary prefix.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -133,6 +136,17 @@ class NginxProcess(Nginx):
         """The requests (as requests() gives them) for a URI outside the prefix: a page whose
         URLs are all relative makes none."""
         return [line for line in self.requests() if not line.startswith(f"{self.prefix}/")]
+
+
+@contextmanager
+def prefixed_nginx(upstream_port: int, prefix: str = "/monitor") -> Iterator[NginxProcess]:
+    """NginxProcess in front of the gateway (the test skipped without nginx). On leaving, the
+    test fails if anything was asked outside the prefix: every URL in the page is relative."""
+    skip_without_nginx()
+    with NginxProcess(upstream_port, prefix) as nginx:
+        yield nginx
+        outside = nginx.outside_prefix()
+    assert not outside, f"requests outside the prefix: {outside}"
 
 
 DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"

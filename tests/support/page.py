@@ -1,5 +1,6 @@
-"""The dashboard page as the page tests drive it in Chromium: a browser profile, a tab on the
-live page, its parts by test id, its toasts, logging in, and the alerts panel.
+"""The dashboard page as the page tests drive it in Chromium: the gateway settings they share,
+a browser profile, a tab on the live page, its parts by test id, its toasts, its two themes,
+logging in, and the alerts panel.
 
 playwright is imported only when called: a page-test module skips itself without it
 (tests.support.browser.playwright_or_skip) before any of these runs.
@@ -7,10 +8,15 @@ playwright is imported only when called: a page-test module skips itself without
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Locator, Page
+
+POLL = 0.3  # the gateway's poll interval in the page tests: a change reaches the page quickly
+ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}  # the settings every page test's gateway starts from
+THEME = "document.documentElement.dataset.theme"  # the page's theme, in JavaScript
 
 
 async def new_context(browser: Browser, color_scheme: Literal["light", "dark"]) -> BrowserContext:
@@ -54,6 +60,17 @@ async def settled(page: Page) -> None:
         """document.getAnimations().every(a => a.playState !== 'running'
              || a.effect === null || a.effect.getComputedTiming().endTime === Infinity)"""
     )
+
+
+async def each_theme(page: Page) -> AsyncIterator[str]:
+    """Show the page in the light theme, then in the dark one (with its toggle), each settled:
+    for a test that checks something in both."""
+    for theme in ("light", "dark"):
+        if await page.evaluate(THEME) != theme:
+            await hook(page, "theme-toggle").click()
+            await page.wait_for_function(f"{THEME} === '{theme}'")
+        await settled(page)
+        yield theme
 
 
 async def log_in(page: Page, token: str) -> None:
