@@ -137,12 +137,26 @@ def redis_url(redis_server: str) -> str:
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def fail_if_skipped_on_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
     """On CI every skip is a failure: a missing system component must not pass silently."""
-    outcome = yield
-    report = outcome.get_result()
     if ON_CI and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped on CI (CI=true), where every test must run: {reason}"
+
+
+# Both hooks run where the test runs (an xdist worker, or this process with -n 0): the worker
+# sends the failed report on, so the rule holds either way.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A test (or its fixture) that skips itself: no Docker engine, no Redis, no nginx."""
+    outcome = yield
+    fail_if_skipped_on_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    """A module that skips itself as a whole (the page tests without Chromium or playwright,
+    the Sentry tests without sentry-sdk): on CI, an error collecting it."""
+    outcome = yield
+    fail_if_skipped_on_ci(outcome.get_result())
