@@ -22,7 +22,7 @@ def secrets_of(settings: Settings) -> Scrubber:
     """What must never be logged: the access tokens, and the credentials in KATO's URLs."""
     return Scrubber.from_secrets(
         tokens=(settings.viewer_token, settings.admin_token),
-        urls=(settings.kato_url, settings.kato_redis_url, settings.sentry_dsn),
+        urls=(settings.kato_url, settings.kato_redis_url, settings.redis_url, settings.sentry_dsn),
     )
 
 

@@ -53,6 +53,14 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     sentry_dsn: str | None = field(default=None, repr=False)
     sentry_environment: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # None: one process, in memory
+    cluster: str = "sse-monitor"  # the prefix of every key in that Redis
+    leader_ttl: float = 5.0
+    redis_timeout: float = 2.0
+
+    @property
+    def clustered(self) -> bool:
+        return self.redis_url is not None
 
     def __post_init__(self) -> None:
         self._check_upstreams()
@@ -60,6 +68,7 @@ class Settings:
         self._check_containers()
         self._check_access_and_limits()
         self._check_storage_and_logs()
+        self._check_cluster()
 
     def _check_upstreams(self) -> None:
         _check_url("KATO_URL", self.kato_url)
@@ -72,14 +81,7 @@ class Settings:
                     f"SSE_MONITOR_POLL_INTERVAL={self.poll_interval}, or ticks would overlap"
                 )
         if self.kato_redis_url is not None:
-            parts = urlsplit(self.kato_redis_url)
-            if parts.scheme not in ("redis", "rediss", "unix") or not (
-                parts.hostname or parts.path
-            ):
-                raise ConfigError(
-                    f"KATO_REDIS_URL={redact_url(self.kato_redis_url)!r} must be a redis://, "
-                    "rediss:// or unix:// URL"
-                )
+            _check_redis_url("KATO_REDIS_URL", self.kato_redis_url)
 
     def _check_stream(self) -> None:
         _check_range("SSE_MONITOR_HISTORY", self.history_size, 1, 1_000_000)
@@ -134,6 +136,22 @@ class Settings:
                 f"SSE_MONITOR_LOG_FORMAT={self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
             )
 
+    def _check_cluster(self) -> None:
+        if self.redis_url is not None:
+            _check_redis_url("SSE_MONITOR_REDIS_URL", self.redis_url)
+        if not _CLUSTER_NAME.match(self.cluster):
+            raise ConfigError(
+                f"SSE_MONITOR_CLUSTER={self.cluster[:80]!r} must be 1 to 64 letters, digits, "
+                "'-', '_' or '.'"
+            )
+        _check_range("SSE_MONITOR_LEADER_TTL", self.leader_ttl, 1, 600)
+        _check_range("SSE_MONITOR_REDIS_TIMEOUT", self.redis_timeout, 0.05, 60)
+        if self.redis_timeout >= self.leader_ttl / 2:
+            raise ConfigError(
+                f"SSE_MONITOR_REDIS_TIMEOUT={self.redis_timeout} must be under half of "
+                f"SSE_MONITOR_LEADER_TTL={self.leader_ttl}, or a slow renewal outlives the lease"
+            )
+
     @property
     def watched_names(self) -> tuple[str, ...]:
         """The container names to watch; empty when watching by label or all of them."""
@@ -173,6 +191,7 @@ DEFAULT_CONTAINERS = ("kato", "kato-clickhouse", "kato-qdrant", "kato-redis")
 LOG_FORMATS = ("auto", "json", "console")
 MIN_TOKEN_LENGTH = 16
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # the engine's own rule
 
 
@@ -254,6 +273,10 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", parse_int),
     "SSE_MONITOR_RETRY_AFTER": ("retry_after", parse_int),
     "SSE_MONITOR_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
+    "SSE_MONITOR_REDIS_URL": ("redis_url", str),
+    "SSE_MONITOR_CLUSTER": ("cluster", str),
+    "SSE_MONITOR_LEADER_TTL": ("leader_ttl", parse_duration),
+    "SSE_MONITOR_REDIS_TIMEOUT": ("redis_timeout", parse_duration),
     "SENTRY_DSN": ("sentry_dsn", str),
     "SENTRY_ENVIRONMENT": ("sentry_environment", str),
     "SSE_MONITOR_LOG_LEVEL": ("log_level", str.lower),
@@ -271,6 +294,18 @@ def _check_url(name: str, value: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             f"{name}={redact_url(value)!r} must be an http:// or https:// URL with a host"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{name}={redact_url(value)!r} has an invalid port") from None
+
+
+def _check_redis_url(name: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ConfigError(
+            f"{name}={redact_url(value)!r} must be a redis://, rediss:// or unix:// URL"
         )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
