@@ -7,22 +7,27 @@ Procfile use it); tests and the CLI call `create_app(settings)` with settings of
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from functools import partial
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
 
+from sse_monitor.alerts.rules import load_rules
+from sse_monitor.alerts.store import AlertStore, StoreError
 from sse_monitor.bus.fanout import FanOut
 from sse_monitor.bus.log import EventLog
 from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.error_tracking import start_sentry
 from sse_monitor.logs import configure_logging, secrets_of
+from sse_monitor.monitor.announced import read_announced
 from sse_monitor.monitor.producer import Producer
 from sse_monitor.redact import redact_url
-from sse_monitor.settings import Settings
+from sse_monitor.settings import ConfigError, Settings
 from sse_monitor.web.edge import Edge
-from sse_monitor.web.prometheus import PrometheusEndpoint
+from sse_monitor.web.prometheus import ClusterCollector, PrometheusEndpoint
 
 log = structlog.get_logger("sse_monitor.app")
 
@@ -32,15 +37,26 @@ def create_app(
 ) -> Starlette:
     """One process, both roles by default: a producer appending to an in-memory log, and an
     edge serving it. `produce=False` builds an edge alone over a log someone else appends to.
+    With SSE_MONITOR_REDIS_URL, a node of a cluster (`create_node_app`).
 
     Raises ConfigError (a RulesError for the alert rules) before anything starts.
     """
+    if settings.clustered and event_log is None:
+        return create_node_app(settings)
+    rules = load_rules(settings.alert_rules)
+    alert_store = _checked_alert_store(settings)
     event_log = event_log or MemoryLog(history_size=settings.history_size)
     fanout = FanOut(client_buffer=settings.client_buffer)
     event_log.follow(fanout.deliver)
     prometheus = PrometheusEndpoint()
     producer = (
-        Producer(settings, event_log.append, observe_tick=prometheus.poll_duration.observe)
+        Producer(
+            settings,
+            event_log.append,
+            rules=rules,
+            alert_store=alert_store,
+            observe_tick=prometheus.poll_duration.observe,
+        )
         if produce
         else None
     )
@@ -49,15 +65,81 @@ def create_app(
         event_log,
         fanout,
         prometheus,
-        alerts=producer.alerts if producer else None,
+        alert_store=alert_store if producer else None,
+        acknowledge=producer.alerts.acknowledge if producer else None,
         polls=(lambda: producer.poller.tick_count) if producer else None,
         upstream_errors=producer.poller.upstream_errors if producer else None,
     )
 
+    async def start() -> None:
+        if producer is not None:
+            await producer.start(await read_announced(event_log, settings.history_size))
+
+    async def stop() -> None:
+        if producer is not None:
+            await producer.aclose()
+
+    lifespan = partial(
+        _lifespan,
+        settings,
+        edge,
+        opened=[alert_store.open],
+        started=[start],
+        stopped=[stop, alert_store.aclose],
+        describe={"epoch": event_log.epoch, "role": "producer and edge" if producer else "edge"},
+    )
+    return _starlette(edge, lifespan)
+
+
+def create_node_app(settings: Settings) -> Starlette:
+    """A node of a cluster: an edge over the cluster's log in Redis, and its producer while
+    this node holds the lease."""
+    # Imported only in cluster mode: a single process never loads redis-py's asyncio client.
+    from sse_monitor.alerts.redis_store import RedisAlertStore
+    from sse_monitor.cluster.acks import ClusterAcks
+    from sse_monitor.cluster.node import ClusterNode
+
+    rules = load_rules(settings.alert_rules)
+    prometheus = PrometheusEndpoint()
+    node = ClusterNode(
+        settings,
+        rules=rules,
+        alert_store_of=partial(RedisAlertStore, prefix=settings.cluster),
+        observe_tick=prometheus.poll_duration.observe,
+        observe_lag=prometheus.log_lag.observe,
+    )
+    fanout = FanOut(client_buffer=settings.client_buffer)
+    node.log.follow(fanout.deliver)
+    prometheus.add(ClusterCollector(node))
+    acks = ClusterAcks(node.alert_store, node.log.append)
+    edge = Edge(
+        settings,
+        node.log,
+        fanout,
+        prometheus,
+        alert_store=node.alert_store,
+        acknowledge=acks.acknowledge,
+        polls=lambda: node.polls,
+        upstream_errors=node.upstream_errors,
+        node=node.describe,
+    )
+    lifespan = partial(
+        _lifespan,
+        settings,
+        edge,
+        opened=[node.open, node.alert_store.open],
+        started=[node.start],
+        stopped=[node.aclose],
+        describe={"node": node.name, "cluster": settings.cluster, "role": "node"},
+    )
+    return _starlette(edge, lifespan)
+
+
+def _starlette(edge: Edge, lifespan: Callable[[Starlette], AsyncContextManager[None]]) -> Starlette:
     app = Starlette(
         routes=edge.routes,
         middleware=edge.middleware,
-        lifespan=partial(_lifespan, settings, event_log.epoch, producer, edge),
+        lifespan=lifespan,
         exception_handlers=edge.exception_handlers,
     )
     # No slash redirects: Starlette builds their Location from the request's Host header and
@@ -67,31 +149,48 @@ def create_app(
     return app
 
 
+def _checked_alert_store(settings: Settings) -> AlertStore:
+    store = AlertStore(settings.db_path)
+    try:
+        store.check()
+    except StoreError as exc:
+        raise ConfigError(f"SSE_MONITOR_DB: {exc}") from None
+    return store
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(
-    settings: Settings, epoch: str, producer: Producer | None, edge: Edge, app: Starlette
+    settings: Settings,
+    edge: Edge,
+    app: Starlette,
+    *,
+    opened: list[Callable[[], Awaitable[None]]],
+    started: list[Callable[[], Awaitable[None]]],
+    stopped: list[Callable[[], Awaitable[None]]],
+    describe: dict[str, Any],
 ) -> AsyncIterator[None]:
-    """The edge opens first (a logged-out cookie stays out from the first request), then the
-    producer starts; they stop the other way round."""
+    """The stores open, then the edge (a logged-out cookie stays out from the first request),
+    then production starts; they stop the other way round."""
     log.info(
         "gateway.starting",
         kato_url=redact_url(settings.kato_url),
         poll_interval=settings.poll_interval,
-        boot_id=epoch,
         access_control="on" if edge.access.enabled else "off",
         max_streams=settings.max_streams,
-        role="producer and edge" if producer else "edge",
+        **describe,
     )
+    for step in opened:
+        await step()
     await edge.open()
-    if producer is not None:
-        await producer.start()
+    for step in started:
+        await step()
     try:
         yield
     finally:
-        if producer is not None:
-            await producer.aclose()
+        for step in stopped:
+            await step()
         await edge.aclose()
-        log.info("gateway.stopped", polls=producer.poller.tick_count if producer else None)
+        log.info("gateway.stopped")
 
 
 def set_up_process(settings: Settings) -> None:

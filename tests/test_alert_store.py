@@ -82,16 +82,12 @@ async def test_values_round_trip_and_retention_keeps_firing_alerts(tmp_path: Pat
     await store.aclose()
 
     # A manager prunes at start with its retention.
-    manager = AlertManager(
-        (),
-        AlertStore(str(path)),
-        [].append,
-        retention_seconds=12 * 3600,
-        clock=lambda: NOW,
-    )
+    store = AlertStore(str(path))
+    await store.open()
+    manager = AlertManager((), store, [].append, retention_seconds=12 * 3600, clock=lambda: NOW)
     await manager.start()
     left = await manager.store.page(state=None, severity=None, limit=10, before=None)
-    await manager.aclose()
+    await store.aclose()
     assert [a.id for a in left] == ["00000000000000a3"]
 
 
@@ -104,14 +100,18 @@ async def test_a_restarted_manager_resolves_nothing_still_true(tmp_path: Path) -
     degraded = {"kato": {"status": "degraded"}, "stale": False}
     path = str(tmp_path / "a.db")
     first_events: list[Event] = []
-    first = AlertManager(rules, AlertStore(path), first_events.append, retention_seconds=86400)
+    first_store = AlertStore(path)
+    await first_store.open()
+    first = AlertManager(rules, first_store, first_events.append, retention_seconds=86400)
     await first.start()
     await first.evaluate(degraded, None)
-    await first.aclose()
+    await first_store.aclose()
     assert [e.data["transition"] for e in first_events if e.durable] == ["fired"]
 
     second_events: list[Event] = []
-    second = AlertManager(rules, AlertStore(path), second_events.append, retention_seconds=86400)
+    second_store = AlertStore(path)
+    await second_store.open()
+    second = AlertManager(rules, second_store, second_events.append, retention_seconds=86400)
     await second.start()
     for _ in range(3):
         await second.evaluate(degraded, None)
@@ -120,7 +120,7 @@ async def test_a_restarted_manager_resolves_nothing_still_true(tmp_path: Path) -
     assert state.data["firing_count"] == 1
     await second.evaluate({"kato": {"status": "healthy"}, "stale": False}, None)
     assert [e.data["transition"] for e in second_events if e.durable] == ["resolved"]
-    await second.aclose()
+    await second_store.aclose()
 
 
 async def test_a_missing_folder_is_named(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import structlog
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.lifecycle import Lifecycle, Transition
 from sse_monitor.alerts.rules import Rule
-from sse_monitor.alerts.store import AlertStore
+from sse_monitor.alerts.store import AlertStorage
 from sse_monitor.bus.event import Event
 from sse_monitor.clock import utc_now
 
@@ -32,12 +32,15 @@ class AlertManager:
     def __init__(
         self,
         rules: Iterable[Rule],
-        store: AlertStore,
+        store: AlertStorage,
         append: Callable[[Event], None],
         *,
         retention_seconds: float,
         clock: Callable[[], datetime] = utc_now,
+        shared_store: bool = False,
     ) -> None:
+        """`shared_store`: other processes acknowledge alerts in the same store (a cluster);
+        each evaluation then copies their acks into the firing alerts."""
         self.lifecycle = Lifecycle(rules)
         self.store = store
         self._append = append
@@ -46,10 +49,11 @@ class AlertManager:
         self._lock = asyncio.Lock()  # one change at a time: a poll's transitions, or an ack
         self._pending_keys: frozenset[tuple[str, str | None]] = frozenset()
         self._pruned_at: float | None = None
+        self._shared_store = shared_store
 
     async def start(self) -> None:
-        """Open the store, take back what was firing, and append the state for new clients."""
-        await self.store.open()
+        """Take back what was firing (the store is open), and append the state for new
+        clients."""
         await self._prune()
         restored = await self.store.firing()
         orphans = self.lifecycle.restore(restored)
@@ -85,8 +89,9 @@ class AlertManager:
                 for transition in transitions:
                     self._log(transition)
                     self._announce(transition)
+            acked = await self._take_acks() if self._shared_store else False
             pending = frozenset((p.rule.id, p.subject) for p in self.lifecycle.pending())
-            if transitions or pending != self._pending_keys:
+            if transitions or acked or pending != self._pending_keys:
                 self._pending_keys = pending
                 self._append_state(now)
         if self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
@@ -111,12 +116,26 @@ class AlertManager:
             self._append_state(self._clock())
             return alert
 
+    async def _take_acks(self) -> bool:
+        """Copy acks another node took into the firing alerts; whether any was new."""
+        try:
+            stored = {alert.id: alert for alert in await self.store.firing()}
+        except Exception:
+            log.warning("alerts.acks_unread", exc_info=True)
+            return False
+        changed = False
+        for alert in self.lifecycle.firing():
+            found = stored.get(alert.id)
+            if found is not None and found.acknowledged_at and not alert.acknowledged_at:
+                alert.acknowledged_by = found.acknowledged_by
+                alert.acknowledged_at = found.acknowledged_at
+                alert.ack_note = found.ack_note
+                changed = True
+        return changed
+
     def firing(self) -> list[Alert]:
         """Newest first."""
         return sorted(self.lifecycle.firing(), key=lambda a: (a.started_at, a.id), reverse=True)
-
-    async def aclose(self) -> None:
-        await self.store.aclose()
 
     def _announce(self, transition: Transition) -> None:
         data = {**transition.alert.to_json(), "transition": transition.kind}

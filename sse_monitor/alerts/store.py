@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.settings import ConfigError
@@ -61,6 +61,25 @@ COLUMNS = (
     "ack_note",
 )
 JSON_COLUMNS = frozenset({"value", "threshold", "resolved_value"})
+
+
+class AlertStorage(Protocol):
+    """What the alert manager and the API need of a store: SQLite here, Redis in a cluster."""
+
+    path: str  # where it is, for the log
+
+    async def open(self) -> None: ...
+    async def save(self, alerts: Iterable[Alert]) -> None: ...
+    async def firing(self) -> list[Alert]: ...
+    async def get(self, alert_id: str) -> Alert | None: ...
+    async def acknowledge(
+        self, alert_id: str, by: str, note: str | None, at: datetime
+    ) -> tuple[Alert, bool] | None: ...
+    async def page(
+        self, *, state: str | None, severity: str | None, limit: int, before: tuple[str, str] | None
+    ) -> list[Alert]: ...
+    async def prune(self, resolved_before: datetime) -> int: ...
+    async def aclose(self) -> None: ...
 
 
 class StoreError(ConfigError):

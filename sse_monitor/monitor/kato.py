@@ -55,6 +55,10 @@ class KatoMonitor:
         self._reachable_since: datetime | None = None
         self._metrics_error: str | None = None
 
+    def start_from(self, reachable: bool | None) -> None:
+        """KATO's reachability as clients were last told: not announced again if unchanged."""
+        self._reachable = reachable
+
     async def poll(self) -> None:
         """One read of KATO (bounded by the client's timeout), folded in and appended."""
         self.apply(await self._kato.read(), self._clock())

@@ -13,21 +13,22 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from sse_monitor.alerts.manager import AlertManager
-from sse_monitor.alerts.rules import load_rules
-from sse_monitor.alerts.store import AlertStore, StoreError
+from sse_monitor.alerts.rules import Rule
+from sse_monitor.alerts.store import AlertStorage
 from sse_monitor.bus.event import Event
+from sse_monitor.monitor.announced import Announced
 from sse_monitor.monitor.kato import KatoMonitor
 from sse_monitor.monitor.sessions import SessionMonitor
 from sse_monitor.monitor.ticker import run_every
 from sse_monitor.redact import redact_url
-from sse_monitor.settings import ConfigError, Settings
+from sse_monitor.settings import Settings
 from sse_monitor.sources.kato import KatoClient
 from sse_monitor.sources.kato_push import KatoPush, push_url
 
@@ -110,33 +111,35 @@ class Producer:
         settings: Settings,
         append: Callable[[Event], None],
         *,
+        rules: Sequence[Rule],
+        alert_store: AlertStorage,
         observe_tick: Callable[[float], None] | None = None,
+        upstream_errors: Counter[str] | None = None,
+        shared_alert_store: bool = False,
     ) -> None:
-        """Raises ConfigError (a RulesError for the alert rules) before anything starts."""
-        store = AlertStore(settings.db_path)
-        try:
-            store.check()
-        except StoreError as exc:
-            raise ConfigError(f"SSE_MONITOR_DB: {exc}") from None
+        """The alert store is opened and closed by the app: it outlives a producer in a
+        cluster, where a producer runs only while its node holds the lease."""
         self.alerts = AlertManager(
-            load_rules(settings.alert_rules),
-            store,
+            rules,
+            alert_store,
             append,
             retention_seconds=settings.alert_retention,
+            shared_store=shared_alert_store,
         )
         self._kato_client = KatoClient(settings.kato_url, timeout=settings.upstream_timeout)
         self.containers = _container_collector(settings, append)
         self.push = KatoPush(push_url(settings.kato_url)) if settings.kato_push else None
         self.sessions = SessionMonitor(append, announce=settings.session_events)
-        kato = KatoMonitor(
+        self.kato = KatoMonitor(
             self._kato_client,
             append,
             self.sessions,
             kato_url=redact_url(settings.kato_url),
             push_state=self.push.describe if self.push is not None else None,
+            upstream_errors=upstream_errors,
         )
         self.poller = Poller(
-            kato,
+            self.kato,
             append,
             interval=settings.poll_interval,
             containers=self.containers,
@@ -145,7 +148,12 @@ class Producer:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
+    async def start(self, announced: Announced | None = None) -> None:
+        """Start from what clients were last told (read back from the log): the first poll
+        announces what changed since, once."""
+        if announced is not None:
+            self.sessions.start_from(announced.session_count)
+            self.kato.start_from(announced.kato_reachable)
         await self.alerts.start()  # before the first poll: what fired before a restart is known
         self._tasks.append(asyncio.create_task(self.poller.run(), name="poller"))
         if self.containers is not None:
@@ -159,7 +167,6 @@ class Producer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.alerts.aclose()
         await self._kato_client.aclose()
         if self.containers is not None:
             await self.containers.aclose()

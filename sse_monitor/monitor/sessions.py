@@ -29,8 +29,8 @@ CREATED, DESTROYED = "session_created", "session_destroyed"
 class SessionTracker:
     """The published count, and the pushes not yet confirmed by a poll."""
 
-    def __init__(self) -> None:
-        self.count: int | None = None
+    def __init__(self, count: int | None = None) -> None:
+        self.count = count  # the last announced count, or None: the first known is the baseline
         self._last_event_at: datetime | None = None
         # (kato_time, received_at, delta) of each push since the last reconciled poll
         self._unconfirmed: deque[tuple[datetime | None, datetime, int]] = deque()
@@ -124,6 +124,11 @@ class SessionMonitor:
         self._append = append
         self._announce = announce  # SSE_MONITOR_SESSION_EVENTS: off, the count still moves
         self.tracker = SessionTracker()
+
+    def start_from(self, count: int | None) -> None:
+        """The count clients were last told (None: never): the first poll announces what
+        changed while no producer ran, once."""
+        self.tracker = SessionTracker(count)
 
     @property
     def count(self) -> int | None:

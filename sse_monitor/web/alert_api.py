@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sse_monitor.alerts.alert import stamp
-from sse_monitor.alerts.manager import AlertManager
+from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.rules import SEVERITIES
+from sse_monitor.alerts.store import AlertStorage
 from sse_monitor.web.access import ADMIN, VIEWER, Access
 from sse_monitor.web.bodies import json_object, read_capped
 from sse_monitor.web.errors import BadRequest, json_error
@@ -24,13 +25,19 @@ MAX_NOTE_LENGTH = 1000
 _ALERT_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-def alert_routes(alerts: AlertManager, access: Access) -> list[Route]:
+Acknowledge = Callable[[str, str, str | None], Awaitable[Alert | None]]
+
+
+def alert_routes(store: AlertStorage, acknowledge: Acknowledge, access: Access) -> list[Route]:
+    """`acknowledge(alert_id, by, note)`: the alert manager's in one process, any node's in a
+    cluster (cluster/acks.py)."""
+
     async def list_alerts(request: Request) -> Response:
         state = choice_param(request, "state", STATE_FILTERS, default="all")
         severity = choice_param(request, "severity", SEVERITIES, default=None)
         limit = int_param(request, "limit", default=50, low=1, high=500)
-        before = await _cursor(request, alerts)
-        page = await alerts.store.page(
+        before = await _cursor(request, store)
+        page = await store.page(
             state=None if state == "all" else state,
             severity=severity,
             limit=limit + 1,
@@ -50,7 +57,7 @@ def alert_routes(alerts: AlertManager, access: Access) -> list[Route]:
         by, note = await _ack_body(request)
         if not _ALERT_ID.match(alert_id):
             return json_error(404, f"no alert with id {alert_id[:40]!r}")
-        alert = await alerts.acknowledge(alert_id, by, note)
+        alert = await acknowledge(alert_id, by, note)
         if alert is None:
             return json_error(404, f"no alert with id {alert_id!r}")
         return JSONResponse(alert.to_json())
@@ -61,13 +68,13 @@ def alert_routes(alerts: AlertManager, access: Access) -> list[Route]:
     ]
 
 
-async def _cursor(request: Request, alerts: AlertManager) -> tuple[str, str] | None:
+async def _cursor(request: Request, store: AlertStorage) -> tuple[str, str] | None:
     """`before`: an alert id (the previous page's `next_before`) or an ISO-8601 time."""
     raw = request.query_params.get("before")
     if not raw:
         return None
     if _ALERT_ID.match(raw):
-        alert = await alerts.store.get(raw)
+        alert = await store.get(raw)
         if alert is None:
             raise BadRequest(f"before: no alert with id {raw!r}", parameter="before")
         return alert.started_at, alert.id

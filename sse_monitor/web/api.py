@@ -44,7 +44,8 @@ class JsonApi:
     interval: float
     history_size: int
     containers_enabled: bool
-    polls: Callable[[], int] | None  # the local poller's tick count; None on an edge alone
+    polls: Callable[[], int | None] | None  # the local poller's ticks; None: no producer here
+    node: Callable[[], dict[str, Any]]  # this process's role and the log's state
 
     def routes(self) -> list[Route]:
         viewer, admin = partial(self.access.protect, VIEWER), partial(self.access.protect, ADMIN)
@@ -141,14 +142,19 @@ class JsonApi:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Ready once a `metrics` snapshot was appended recently, whatever it says."""
+        """Ready once a `metrics` snapshot was appended recently (whatever it says) and the log
+        can be read."""
         metrics = await self._state("metrics")
-        ready = metrics is not None and (
-            time.monotonic() - metrics.appended_at <= 3 * self.interval + 1
+        node = self.node()
+        ready = (
+            metrics is not None
+            and time.monotonic() - metrics.appended_at <= 3 * self.interval + 1
+            and node["log"]["state"] == "ok"
         )
         snapshot = metrics.event.data if metrics is not None else {}
         body = {
             "ready": ready,
+            **node,
             "polls": self.polls() if self.polls is not None else None,
             "streams": self.fanout.subscriber_count,
             "kato_status": snapshot.get("kato", {}).get("status"),

@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 from starlette.types import ExceptionHandler
 
-from sse_monitor.alerts.manager import AlertManager
+from sse_monitor.alerts.store import AlertStorage
 from sse_monitor.bus.fanout import FanOut
 from sse_monitor.bus.log import LogReader
 from sse_monitor.settings import Settings
@@ -32,7 +32,7 @@ from sse_monitor.web.access import (
     unauthorized,
 )
 from sse_monitor.web.addresses import ForwardedForCheck
-from sse_monitor.web.alert_api import alert_routes
+from sse_monitor.web.alert_api import Acknowledge, alert_routes
 from sse_monitor.web.api import JsonApi
 from sse_monitor.web.cors import cors_middleware
 from sse_monitor.web.errors import EXCEPTION_HANDLERS
@@ -54,10 +54,13 @@ class Edge:
         fanout: FanOut,
         prometheus: PrometheusEndpoint,
         *,
-        alerts: AlertManager | None = None,
-        polls: Callable[[], int] | None = None,
+        alert_store: AlertStorage | None = None,
+        acknowledge: Acknowledge | None = None,
+        polls: Callable[[], int | None] | None = None,
         upstream_errors: Counter[str] | None = None,
+        node: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """`node` describes this process for /readyz (its role, the log's state)."""
         self._fanout = fanout
         self.revocations = SQLiteRevocations(settings.db_path)
         self.access = Access(
@@ -73,7 +76,13 @@ class Edge:
             SessionList(settings.kato_redis_url) if settings.kato_redis_url else None
         )
         prometheus.add(GatewayCollector(fanout, self.registry, self.access, upstream_errors))
-        self.routes = self._routes(settings, event_log, fanout, prometheus, alerts, polls)
+        self._node = node or _single_process(polls)
+        alerts = (
+            alert_routes(alert_store, acknowledge, self.access)
+            if alert_store is not None and acknowledge is not None
+            else []
+        )
+        self.routes = self._routes(settings, event_log, fanout, prometheus, polls, alerts)
         self.middleware = [Middleware(ForwardedForCheck, forwarding=self.access.forwarding)]
         if settings.cors_origins:
             self.middleware.append(cors_middleware(settings.cors_origins))
@@ -91,8 +100,8 @@ class Edge:
         event_log: LogReader,
         fanout: FanOut,
         prometheus: PrometheusEndpoint,
-        alerts: AlertManager | None,
-        polls: Callable[[], int] | None,
+        polls: Callable[[], int | None] | None,
+        alerts: list[Route],
     ) -> list[BaseRoute]:
         stream = EventStream(event_log, fanout, self.registry, settings)
         api = JsonApi(
@@ -105,12 +114,13 @@ class Edge:
             history_size=settings.history_size,
             containers_enabled=settings.container_stats,
             polls=polls,
+            node=self._node,
         )
         return [
             *page_routes(page_folder(settings.static_dir), access_control=self.access.enabled),
             Route("/events", self.access.protect(VIEWER, stream.endpoint), methods=["GET"]),
             *api.routes(),
-            *(alert_routes(alerts, self.access) if alerts is not None else []),
+            *alerts,
             *self.access.routes(),
             Route("/metrics", self.access.protect(VIEWER, prometheus.endpoint), methods=["GET"]),
         ]
@@ -128,3 +138,12 @@ class Edge:
         await self.revocations.aclose()
         if self._session_list is not None:
             await self._session_list.aclose()
+
+
+def _single_process(polls: Callable[[], int | None] | None) -> Callable[[], dict[str, Any]]:
+    """A process with its own log in memory: a producer if it polls, else an edge alone."""
+    description = {
+        "role": "producer" if polls is not None else "edge",
+        "log": {"backend": "memory", "state": "ok"},
+    }
+    return lambda: description

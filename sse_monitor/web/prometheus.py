@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,7 +29,11 @@ from sse_monitor.bus.fanout import FanOut
 from sse_monitor.web.access import Access
 from sse_monitor.web.registry import StreamRegistry
 
+if TYPE_CHECKING:
+    from sse_monitor.cluster.node import ClusterNode
+
 POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 CLOSE_REASONS = ("lagging", "stuck", "client", "shutdown")
 REFUSAL_REASONS = (
     "max_streams",
@@ -131,6 +136,47 @@ class GatewayCollector(Collector):
         yield refused
 
 
+class ClusterCollector(Collector):
+    """A cluster node's role, its lease changes and its log's state."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        leadership, event_log = self._node.leadership, self._node.log
+        role = GaugeMetricFamily(
+            "sse_monitor_role", "1 for this node's role (producer or edge).", labels=["role"]
+        )
+        for name in ("producer", "edge"):
+            role.add_metric([name], 1 if leadership.role == name else 0)
+        yield role
+        yield CounterMetricFamily(
+            "sse_monitor_leader_changes",
+            "Terms of leadership this node began or ended.",
+            value=leadership.changes,
+        )
+        yield GaugeMetricFamily(
+            "sse_monitor_log_available",
+            "1 while this node reads and writes the log in Redis.",
+            value=1 if event_log.available else 0,
+        )
+        yield GaugeMetricFamily(
+            "sse_monitor_log_waiting_appends",
+            "Events queued for Redis (it is slow or unreachable).",
+            value=event_log.outbox_size,
+        )
+        yield CounterMetricFamily(
+            "sse_monitor_log_appends_refused",
+            "Events not appended: refused by the lease's fence, or the queue was full.",
+            value=event_log.appends_refused,
+        )
+        yield CounterMetricFamily(
+            "sse_monitor_log_resets",
+            "Times this node reloaded the log and sent its clients a reset.",
+            value=event_log.resets,
+        )
+
+
 def _asyncio_tasks() -> Iterator[Metric]:
     """Tasks alive on the event loop: a leak of per-stream tasks shows here before in memory.
 
@@ -160,6 +206,14 @@ class PrometheusEndpoint:
             "sse_monitor_poll_duration_seconds",
             "How long one poll of the upstreams took.",
             buckets=POLL_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.log_lag = Histogram(
+            "sse_monitor_log_lag_seconds",
+            "Cluster mode: from an event's append in Redis to this node's fan-out (Redis's clock "
+            "against this node's).",
+            buckets=LAG_BUCKETS,
             registry=self.registry,
         )
 

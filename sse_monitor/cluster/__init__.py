@@ -1,0 +1,1 @@
+"""Cluster mode: several gateway processes on one Redis, one producer at a time."""
