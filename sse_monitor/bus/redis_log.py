@@ -309,6 +309,7 @@ class RedisLog:
             try:
                 if check:
                     await self._check()
+                    self._set_available(True)
                     check = False
                 found = await self._tail_client.xread(
                     {self._keys.log: self._last_id}, count=1000, block=BLOCK_MS
