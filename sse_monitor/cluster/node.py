@@ -16,11 +16,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from datetime import UTC, datetime
+
 import structlog
 
 from sse_monitor.alerts.rules import Rule
 from sse_monitor.alerts.store import AlertStorage
 from sse_monitor.bus.redis_log import RedisLog
+from sse_monitor.clock import iso
 from sse_monitor.cluster.connection import connect
 from sse_monitor.cluster.leadership import Leadership
 from sse_monitor.cluster.lease import Lease
@@ -103,7 +106,11 @@ class ClusterNode:
             "node": self.name,
             "cluster": self._settings.cluster,
             "leader": self.leadership.holder,
-            "producing_since": self.leadership.elected_at,
+            "producing_since": (
+                iso(datetime.fromtimestamp(self.leadership.elected_at, UTC))
+                if self.leadership.elected_at is not None
+                else None
+            ),
             "log": {
                 "backend": "redis",
                 "state": "ok" if self.log.available else "unavailable",
