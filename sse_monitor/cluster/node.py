@@ -14,9 +14,8 @@ import secrets
 import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
-
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
