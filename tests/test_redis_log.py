@@ -163,6 +163,8 @@ async def test_a_restarted_redis_without_its_data_resets_and_the_tail_resumes(
         own_redis.start()
         await eventually(lambda: "reset" in node.names(), 15, "a reset after the restart")
         assert node.log.available and node.log.epoch != before
+        told = [f.event.data["log"] for f in node.delivered if f.event.name == "cluster"]
+        assert told == ["unavailable", "available"]  # the node's clients were told, once each
         token = await node.lease.acquire()
         assert token is not None
         node.log.appender(token)(session(2))

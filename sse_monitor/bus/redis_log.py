@@ -43,6 +43,7 @@ from sse_monitor.bus.event import Event, topic_of
 from sse_monitor.bus.frames import Frames, reset_frame
 from sse_monitor.bus.log import Frame, Replay
 from sse_monitor.bus.sse import encode_frame, to_json
+from sse_monitor.clock import iso, utc_now
 
 log = structlog.get_logger("sse_monitor.bus.redis_log")
 
@@ -408,14 +409,29 @@ class RedisLog:
         return Frame(seq, event_id, event, frame_bytes, topic_of(name), time.monotonic() - age)
 
     def _set_available(self, available: bool, error: BaseException | None = None) -> None:
-        """One log line per change of state, not per failed call."""
+        """One log line per change of state, not per failed call, and a `cluster` event to
+        this node's clients (no id: it is this node's news, not the log's)."""
         if available == self.available:
             return
+        first = self.available is None
         self.available = available
         if available:
             log.info("log.available", epoch=self._epoch)
         else:
             log.warning("log.unavailable", error=repr(error)[:200], epoch=self._epoch)
+        if not (first and available):
+            self._frames.announce(self._log_state(available, error))
+
+    def _log_state(self, available: bool, error: BaseException | None) -> Frame:
+        data = {
+            "timestamp": iso(utc_now()),
+            "log": "available" if available else "unavailable",
+            "node": self._node,
+            "error": None if available else type(error).__name__,
+        }
+        event = Event("cluster", data)
+        frame_bytes = encode_frame(event="cluster", data=to_json(data))
+        return Frame(self._frames.seq, "", event, frame_bytes, None, time.monotonic())
 
 
 def _parts(entry_id: bytes) -> tuple[int, int]:
