@@ -52,7 +52,7 @@ def alert_routes(store: AlertStorage, acknowledge: Acknowledge, access: Access) 
             }
         )
 
-    async def acknowledge(request: Request) -> Response:
+    async def acknowledge_alert(request: Request) -> Response:
         alert_id = request.path_params["alert_id"]
         by, note = await _ack_body(request)
         if not _ALERT_ID.match(alert_id):
@@ -64,7 +64,7 @@ def alert_routes(store: AlertStorage, acknowledge: Acknowledge, access: Access) 
 
     return [
         Route("/api/alerts", access.protect(VIEWER, list_alerts), methods=["GET"]),
-        Route("/api/alerts/{alert_id}/ack", access.protect(ADMIN, acknowledge), methods=["POST"]),
+        Route("/api/alerts/{alert_id}/ack", access.protect(ADMIN, acknowledge_alert), methods=["POST"]),
     ]
 
 
