@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from functools import partial
 
 import structlog
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from sse_monitor.bus.fanout import FanOut
@@ -39,6 +40,15 @@ def create_app(
     fanout = FanOut(client_buffer=settings.client_buffer)
     event_log.follow(fanout.deliver)
     prometheus = PrometheusEndpoint()
+    redis = (
+        Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+        )
+        if settings.redis_url
+        else None
+    )
     producer = (
         Producer(settings, event_log.append, observe_tick=prometheus.poll_duration.observe)
         if produce
@@ -52,12 +62,13 @@ def create_app(
         alerts=producer.alerts if producer else None,
         polls=(lambda: producer.poller.tick_count) if producer else None,
         upstream_errors=producer.poller.upstream_errors if producer else None,
+        redis=redis,
     )
 
     app = Starlette(
         routes=edge.routes,
         middleware=edge.middleware,
-        lifespan=partial(_lifespan, settings, event_log.epoch, producer, edge),
+        lifespan=partial(_lifespan, settings, event_log.epoch, producer, edge, redis),
         exception_handlers=edge.exception_handlers,
     )
     # No slash redirects: Starlette builds their Location from the request's Host header and
@@ -69,7 +80,12 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def _lifespan(
-    settings: Settings, epoch: str, producer: Producer | None, edge: Edge, app: Starlette
+    settings: Settings,
+    epoch: str,
+    producer: Producer | None,
+    edge: Edge,
+    redis: Redis | None,
+    app: Starlette,
 ) -> AsyncIterator[None]:
     """The edge opens first (a logged-out cookie stays out from the first request), then the
     producer starts; they stop the other way round."""
@@ -91,6 +107,8 @@ async def _lifespan(
         if producer is not None:
             await producer.aclose()
         await edge.aclose()
+        if redis is not None:
+            await redis.aclose()
         log.info("gateway.stopped", polls=producer.poller.tick_count if producer else None)
 
 
