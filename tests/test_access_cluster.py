@@ -131,15 +131,18 @@ def test_while_redis_is_down_both_nodes_answer_from_what_they_know(
         assert read(node_b, cookies=kept).status_code == 401
 
         own_redis.start()  # back, and empty
-        probe = log_in(node_a)  # a cookie B has never seen makes B ask Redis again
+        probe = log_in(node_a)  # a cookie neither has seen: asking about it asks Redis
 
-        def refused_on_a() -> bool:
-            assert read(node_b, cookies=probe).status_code == 200
-            return read(node_a, cookies=kept).status_code == 401
+        def all_answering() -> bool:
+            for node in (node_a, node_b):
+                assert read(node, cookies=probe).status_code == 200
+                assert read(node, headers=RIGHT).status_code == 200
+            return all(node.count("access.redis_answering") == 2 for node in (node_a, node_b))
 
-        # B writes the logout it took meanwhile once Redis answers it (within B's retry
-        # interval), and A, asking Redis again, refuses that cookie too.
-        wait_until(refused_on_a, what="B's logout from the outage to reach A through Redis")
+        # Each store asks Redis again within its retry interval (a second).
+        wait_until(all_answering, what="both stores of both nodes to ask Redis again")
+        # B wrote the logout it took meanwhile when Redis answered it: A refuses that cookie.
+        assert read(node_a, cookies=kept).status_code == 401
 
         for node in (node_a, node_b):
             changes = [
@@ -148,6 +151,7 @@ def test_while_redis_is_down_both_nodes_answer_from_what_they_know(
                 if line.get("event", "").startswith("access.redis_")
             ]
             assert sorted(changes) == [
+                ("access.redis_answering", "lockout", "info"),
                 ("access.redis_answering", "revocations", "info"),
                 ("access.redis_unreachable", "lockout", "warning"),
                 ("access.redis_unreachable", "revocations", "warning"),

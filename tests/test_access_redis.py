@@ -173,6 +173,21 @@ async def test_a_redis_that_does_not_answer_costs_one_timeout(
     await eventually(written, what="the logout made meanwhile to reach Redis")
 
 
+async def test_a_redis_restarted_between_two_calls_is_no_outage(
+    clients: Clients, own_redis: RedisServerProcess
+) -> None:
+    """The client's connections from before the restart are closed: one failing is no reason to
+    fall back while a new one answers."""
+    node_a = revocations(clients)
+    await asyncio.gather(node_a.is_revoked(SIGNATURE), node_a.is_revoked(OTHER))
+    await asyncio.to_thread(own_redis.stop)
+    await asyncio.to_thread(own_redis.start)
+    with capture_logs() as logs:
+        await node_a.revoke(SIGNATURE, int(time.time()) + 3600)
+        assert await revocations(clients).is_revoked(SIGNATURE)
+    assert not [entry for entry in logs if entry["event"].startswith("access.redis_")]
+
+
 # The lockout
 
 
@@ -284,5 +299,5 @@ async def test_after_a_failure_redis_is_left_alone_for_the_retry_interval(
         await calls.run(ping("too soon"))  # not even asked
     clock.now = 105.0
     assert await calls.run(ping("retry")) is True
-    assert asked == ["first", "fails", "retry"]
+    assert asked == ["first", "fails", "fails", "retry"]  # a lost connection: once more at once
     assert calls.answering

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from redis.exceptions import ConnectionError as ConnectionLost
 from redis.exceptions import RedisError
 
 log = structlog.get_logger("sse_monitor.web.redis_calls")
@@ -63,7 +64,12 @@ class RedisCalls:
             self._retry_at = now + self._retry_interval  # this call tries; the others wait
         try:
             async with asyncio.timeout(self._timeout):
-                result = await call()
+                try:
+                    result = await call()
+                except ConnectionLost:
+                    # A connection Redis closed (it restarted) fails once; a new one, which
+                    # the client opens now, tells whether Redis is there.
+                    result = await call()
         except REDIS_ERRORS as exc:
             self._failed(exc)
             raise Unanswered from None
