@@ -122,6 +122,7 @@ def create_node_app(settings: Settings) -> Starlette:
         polls=lambda: node.polls,
         upstream_errors=node.upstream_errors,
         node=node.describe,
+        redis=node.redis,
     )
     lifespan = partial(
         _lifespan,

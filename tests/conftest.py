@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,6 +123,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(f"no Redis: {reason}")
     with RedisServerProcess(tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
+    """A redis-server of this test's own, which it may stop."""
+    reason = missing_redis()
+    if reason:
+        pytest.skip(f"no Redis: {reason}")
+    with RedisServerProcess(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

@@ -28,35 +28,35 @@ class Clock:
         return self.now
 
 
-def test_the_window_slides() -> None:
+async def test_the_window_slides() -> None:
     clock = Clock()
     lockout = Lockout(3, 60, clock=clock)
-    assert lockout.record_failure("a") is False
+    assert await lockout.record_failure("a") is False
     clock.now += 10
-    assert lockout.record_failure("a") is False
+    assert await lockout.record_failure("a") is False
     assert lockout.retry_after("a") is None
     clock.now += 10
-    assert lockout.record_failure("a") is True  # the third within a minute
+    assert await lockout.record_failure("a") is True  # the third within a minute
     assert lockout.retry_after("a") == 40  # when the first of them leaves the window
     assert lockout.retry_after("b") is None  # per address
     clock.now += 39.5
     assert lockout.retry_after("a") == 1
     clock.now += 0.5
     assert lockout.retry_after("a") is None  # two failures left in the window
-    assert lockout.record_failure("a") is True  # and one more locks again
+    assert await lockout.record_failure("a") is True  # and one more locks again
     assert lockout.retry_after("a") == 10  # until the second leaves
     clock.now += 61
     assert lockout.retry_after("a") is None
     assert lockout._failures == {}  # nothing kept for an address that has served its time
 
 
-def test_memory_is_bounded_whatever_the_number_of_addresses() -> None:
+async def test_memory_is_bounded_whatever_the_number_of_addresses() -> None:
     clock = Clock()
     lockout = Lockout(2, 60, max_addresses=100, clock=clock)
     for index in range(1000):
-        lockout.record_failure(f"10.0.{index // 256}.{index % 256}")
+        await lockout.record_failure(f"10.0.{index // 256}.{index % 256}")
         if index in (880, 950):  # 119 addresses after the first: kept only as it moved
-            lockout.record_failure("kept")  # seen again recently: not forgotten
+            await lockout.record_failure("kept")  # seen again recently: not forgotten
     assert len(lockout._failures) == 100
     assert lockout.retry_after("kept") is not None
     assert lockout.retry_after("10.0.0.0") is None  # the least recently seen were forgotten

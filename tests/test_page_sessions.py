@@ -24,7 +24,7 @@ from tests.support.kato_redis import seed
 from tests.support.nginx import prefixed_nginx
 from tests.support.page import ENV, hook, log_in, open_page, toasts
 from tests.support.processes import free_port
-from tests.support.redis_server import RedisServerProcess, missing_redis
+from tests.support.redis_server import RedisServerProcess
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
 
@@ -46,16 +46,6 @@ def listing_kato(redis_url: str) -> Iterator[Kato]:
     """KATO in Redis session mode writing every session into a real Redis, in KATO's layout."""
     with running_kato(SimulatedKato(session_backend="redis", redis_url=redis_url)) as kato:
         yield kato
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
-    """A redis-server of this test's own, which it may stop."""
-    reason = missing_redis()
-    if reason:
-        pytest.skip(f"no Redis: {reason}")
-    with RedisServerProcess(tmp_path) as server:
-        yield server
 
 
 class ListRequests:

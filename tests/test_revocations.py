@@ -35,19 +35,19 @@ async def test_a_revocation_survives_a_restart_until_its_cookie_expires(tmp_path
     await store.revoke("short", NOW + 10)
     await store.revoke("long", NOW + 3600)
     await store.revoke("already-expired", NOW - 1)  # nothing to refuse: not kept
-    assert store.is_revoked("short") and store.is_revoked("long")
-    assert not store.is_revoked("already-expired") and not store.is_revoked("other")
+    assert await store.is_revoked("short") and await store.is_revoked("long")
+    assert not await store.is_revoked("already-expired") and not await store.is_revoked("other")
     await store.aclose()
     assert rows(path) == {"short": NOW + 10, "long": NOW + 3600}
 
     clock.now += 60  # "short" has expired: the next start-up drops it, on disk too
     again = SQLiteRevocations(str(path), clock=clock)
     await again.open()
-    assert again.is_revoked("long") and not again.is_revoked("short")
+    assert await again.is_revoked("long") and not await again.is_revoked("short")
     assert rows(path) == {"long": NOW + 3600}
     clock.now += 7200
     await again.revoke("later", int(clock.now) + 10)  # a write prunes what has expired
-    assert not again.is_revoked("long")
+    assert not await again.is_revoked("long")
     await again.aclose()
     assert rows(path) == {"later": NOW + 60 + 7200 + 10}
 
@@ -58,11 +58,11 @@ async def test_the_set_is_bounded_forgetting_the_soonest_to_expire(tmp_path: Pat
     await store.open()
     for n, expires in enumerate([NOW + 50, NOW + 10, NOW + 90, NOW + 70]):
         await store.revoke(f"s{n}", expires)
-    assert [store.is_revoked(f"s{n}") for n in range(4)] == [True, False, True, True]
+    assert [await store.is_revoked(f"s{n}") for n in range(4)] == [True, False, True, True]
     await store.aclose()
     reloaded = SQLiteRevocations(str(path), max_revoked=3, clock=clock)
     await reloaded.open()  # the file still has all four: the start-up loads the latest three
-    assert [reloaded.is_revoked(f"s{n}") for n in range(4)] == [True, False, True, True]
+    assert [await reloaded.is_revoked(f"s{n}") for n in range(4)] == [True, False, True, True]
     await reloaded.aclose()
 
 
@@ -82,7 +82,7 @@ async def test_in_memory_works_and_keeps_nothing() -> None:
     store = SQLiteRevocations(":memory:")
     await store.open()
     await store.revoke("sig", NOW * 2)
-    assert store.is_revoked("sig")
+    assert await store.is_revoked("sig")
     await store.aclose()
 
 
@@ -102,6 +102,6 @@ async def test_a_failed_write_still_refuses_the_cookie_and_raises_nothing(tmp_pa
     assert store._db is not None
     await store._run(store._db.execute, "PRAGMA query_only = ON")  # every write now fails
     await store.revoke("sig", NOW * 2)
-    assert store.is_revoked("sig")
+    assert await store.is_revoked("sig")
     await store.aclose()
     assert rows(tmp_path / "gateway.db") == {}

@@ -8,7 +8,9 @@ keyed by the token that granted it: never the token itself, and rotating a token
 sessions. Tokens are compared in constant time and never written anywhere: not in a log line,
 an error, or a response. An address that presents too many wrong tokens is locked out for a
 while (`sse_monitor.web.lockout`). `POST /logout` revokes the cookie it ends
-(`sse_monitor.web.revocations`), so a copy taken before is refused too.
+(`sse_monitor.web.revocations`), so a copy taken before is refused too. In cluster mode both
+are kept in Redis, for every node: a request with a token asks it about the lockout, a request
+with a login cookie about that cookie's revocation; a request without either never waits on it.
 
 Everything here reads headers a client chose: the parsers accept an exact shape, bounded in
 length, and treat anything else as absent, so no forged value can raise.
@@ -35,7 +37,7 @@ from sse_monitor.networks import Network, is_within
 from sse_monitor.web.addresses import UntrustedForwarding, client_address
 from sse_monitor.web.bodies import json_object, read_capped
 from sse_monitor.web.errors import BadRequest, json_error
-from sse_monitor.web.lockout import Lockout, TooManyFailures
+from sse_monitor.web.lockout import AddressLockout, TooManyFailures
 from sse_monitor.web.revocations import Revocations
 
 log = structlog.get_logger("sse_monitor.web.access")
@@ -79,7 +81,7 @@ class Access:
         admin_token: str | None,
         *,
         login_ttl: float,
-        lockout: Lockout,
+        lockout: AddressLockout,
         revocations: Revocations,
         trusted_proxies: Iterable[Network] = (),
     ) -> None:
@@ -96,7 +98,7 @@ class Access:
     def enabled(self) -> bool:
         return self._viewer is not None or self._admin is not None
 
-    def role(self, request: Request) -> str | None:
+    async def role(self, request: Request) -> str | None:
         """What this request may do: admin, viewer, or None (nothing but the open paths).
 
         A token that is presented must be right (else 401, rather than quietly reading as
@@ -105,17 +107,17 @@ class Access:
         """
         presented = _bearer(request) or request.query_params.get("token")
         if presented:
-            return self._role_of_presented(presented, self._address(request))
-        login = self._login_of(request)
+            return await self._role_of_presented(presented, self._address(request))
+        login = await self._login_of(request)
         if login is not None:
             return login.role
         if not self.enabled:
             return ADMIN
         return VIEWER if self._viewer is None else None
 
-    def require(self, request: Request, needed: str) -> str:
+    async def require(self, request: Request, needed: str) -> str:
         try:
-            role = self.role(request)
+            role = await self.role(request)
         except Unauthorized:
             self.refused["unauthorized"] += 1
             raise
@@ -134,7 +136,7 @@ class Access:
         """The endpoint, answering 401/403 before it runs when the request may not."""
 
         async def protected(request: Request) -> Response:
-            self.require(request, needed)
+            await self.require(request, needed)
             return await endpoint(request)
 
         return protected
@@ -150,7 +152,7 @@ class Access:
         token = await _login_token(request)
         address = self._address(request)
         try:
-            role = self._role_of_presented(token, address)
+            role = await self._role_of_presented(token, address)
         except TooManyFailures:
             self.refused["locked_out"] += 1
             raise
@@ -169,7 +171,7 @@ class Access:
     async def logout(self, request: Request) -> Response:
         """Clears the cookie, and revokes it if it is a valid one: a copy of it (another tab,
         a captured header) is refused from now on, until it expires."""
-        for login in self._logins(request):
+        for login in await self._logins(request):
             await self._revocations.revoke(login.signature, login.expires)
             log.info("access.logout", client=self._address(request), role=login.role)
         response = JSONResponse({"role": None})
@@ -179,9 +181,9 @@ class Access:
     async def describe(self, request: Request) -> Response:
         """What this request may do, and whether a login cookie grants it (the page offers
         "Log out" only then)."""
-        logged_in = self._login_of(request) is not None
+        logged_in = await self._login_of(request) is not None
         return JSONResponse(
-            {"enabled": self.enabled, "role": self.role(request), "session": logged_in}
+            {"enabled": self.enabled, "role": await self.role(request), "session": logged_in}
         )
 
     def warnings(self) -> list[str]:
@@ -194,11 +196,11 @@ class Access:
         peer = request.client.host if request.client else None
         return client_address(peer, request.headers, self._trusted)
 
-    def _role_of_presented(self, presented: str, address: str) -> str:
-        self._lockout.check(address)
+    async def _role_of_presented(self, presented: str, address: str) -> str:
+        await self._lockout.check(address)
         role = self._role_of_token(presented)
         if role is None:
-            if self._lockout.record_failure(address):
+            if await self._lockout.record_failure(address):
                 log.warning(
                     "access.locked_out",
                     client=address,
@@ -227,16 +229,21 @@ class Access:
         nonce = secrets.token_hex(8)
         return f"{role}.{expires}.{nonce}.{_sign(key, role, expires, nonce)}"
 
-    def _login_of(self, request: Request) -> Login | None:
-        return next(iter(self._logins(request)), None)
+    async def _login_of(self, request: Request) -> Login | None:
+        """The first valid login cookie: one revocation to look up, in the common case."""
+        for value in _cookie_values(request, COOKIE):
+            login = await self._login_in(value)
+            if login is not None:
+                return login
+        return None
 
-    def _logins(self, request: Request) -> list[Login]:
+    async def _logins(self, request: Request) -> list[Login]:
         """The request's valid, unexpired, unrevoked login cookies (a stale, forged or
         malformed one is as good as absent)."""
-        found = (self._login_in(value) for value in _cookie_values(request, COOKIE))
+        found = [await self._login_in(value) for value in _cookie_values(request, COOKIE)]
         return [login for login in found if login is not None]
 
-    def _login_in(self, value: str) -> Login | None:
+    async def _login_in(self, value: str) -> Login | None:
         shape = SESSION_SHAPE.fullmatch(value)
         if shape is None:
             return None
@@ -246,7 +253,7 @@ class Access:
             return None
         if not hmac.compare_digest(_sign(key, role, expires, nonce), signature):
             return None
-        if self._revocations.is_revoked(signature):
+        if await self._revocations.is_revoked(signature):
             return None
         return Login(role, expires, signature)
 

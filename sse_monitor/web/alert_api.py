@@ -64,7 +64,9 @@ def alert_routes(store: AlertStorage, acknowledge: Acknowledge, access: Access) 
 
     return [
         Route("/api/alerts", access.protect(VIEWER, list_alerts), methods=["GET"]),
-        Route("/api/alerts/{alert_id}/ack", access.protect(ADMIN, acknowledge_alert), methods=["POST"]),
+        Route(
+            "/api/alerts/{alert_id}/ack", access.protect(ADMIN, acknowledge_alert), methods=["POST"]
+        ),
     ]
 
 

@@ -1,9 +1,10 @@
 """The edge: everything that answers HTTP, built over a way to read the event log.
 
 It is given the log (to read: current state, replay, history), the local fan-out fed by the log's
-tail, and the alert desk when a producer runs in this process; it never sees who appends. Its
-routes, middleware and error handlers make the Starlette app; `open` and `aclose` bracket the
-app's life.
+tail, the alert desk when a producer runs in this process, and in cluster mode the process's
+Redis client (logouts and the wrong-token lockout then count for every node); it never sees who
+appends. Its routes, middleware and error handlers make the Starlette app; `open` and `aclose`
+bracket the app's life.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
@@ -36,12 +37,17 @@ from sse_monitor.web.alert_api import Acknowledge, alert_routes
 from sse_monitor.web.api import JsonApi
 from sse_monitor.web.cors import cors_middleware
 from sse_monitor.web.errors import EXCEPTION_HANDLERS
-from sse_monitor.web.lockout import Lockout, TooManyFailures
+from sse_monitor.web.lockout import AddressLockout, Lockout, TooManyFailures
+from sse_monitor.web.lockout_redis import RedisLockout
 from sse_monitor.web.page import page_folder, page_routes
 from sse_monitor.web.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.web.registry import StreamRegistry
-from sse_monitor.web.revocations import SQLiteRevocations
+from sse_monitor.web.revocations import Revocations, SQLiteRevocations
+from sse_monitor.web.revocations_redis import RedisRevocations
 from sse_monitor.web.stream import EventStream, close_streams_on_shutdown
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class Edge:
@@ -59,15 +65,17 @@ class Edge:
         polls: Callable[[], int | None] | None = None,
         upstream_errors: Counter[str] | None = None,
         node: Callable[[], dict[str, Any]] | None = None,
+        redis: Redis | None = None,
     ) -> None:
-        """`node` describes this process for /readyz (its role, the log's state)."""
+        """`node` describes this process for /readyz (its role, the log's state); `redis` is
+        the cluster's, where logouts and the lockout are kept."""
         self._fanout = fanout
-        self.revocations = SQLiteRevocations(settings.db_path)
+        self.revocations, lockout = access_stores(settings, redis)
         self.access = Access(
             settings.viewer_token,
             settings.admin_token,
             login_ttl=settings.login_ttl,
-            lockout=Lockout(settings.auth_failure_limit, settings.auth_failure_window),
+            lockout=lockout,
             revocations=self.revocations,
             trusted_proxies=settings.trusted_proxies,
         )
@@ -147,3 +155,16 @@ def _single_process(polls: Callable[[], int | None] | None) -> Callable[[], dict
         "log": {"backend": "memory", "state": "ok"},
     }
     return lambda: description
+
+
+def access_stores(settings: Settings, redis: Redis | None) -> tuple[Revocations, AddressLockout]:
+    """Where logouts and wrong tokens are kept: in the cluster's Redis when there is one (this
+    process's own as the fallback), else in this process and its SQLite file."""
+    lockout = Lockout(settings.auth_failure_limit, settings.auth_failure_window)
+    if redis is None:
+        return SQLiteRevocations(settings.db_path), lockout
+    timeout = settings.redis_timeout
+    return (
+        RedisRevocations(redis, settings.cluster, timeout=timeout),
+        RedisLockout(redis, settings.cluster, lockout, timeout=timeout),
+    )

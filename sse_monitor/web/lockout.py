@@ -4,6 +4,10 @@ Tokens are long and random, so guessing one is already hopeless; this keeps a gu
 trying at line rate, and makes the attempts visible (a log line and a Prometheus counter).
 The window slides: an address is locked while `limit` of its failures fall within the last
 `window` seconds, and may try again when the oldest of them leaves it.
+
+`Lockout` counts in this process. `AddressLockout` is what `Access` asks of a lockout, so that in
+cluster mode `RedisLockout` (`sse_monitor.web.lockout_redis`) counts for every node instead; its
+answers may take a call to Redis, hence the coroutines.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 # Enough for every client of a busy gateway; past it the address seen least recently is
 # forgotten, so an attacker rotating addresses costs bounded memory.
@@ -24,6 +29,17 @@ class TooManyFailures(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many wrong tokens from this address: try again in {retry_after} s")
         self.retry_after = retry_after
+
+
+class AddressLockout(Protocol):
+    limit: int
+    window: float
+
+    async def check(self, address: str) -> None:
+        """Raise TooManyFailures while this address is locked out."""
+
+    async def record_failure(self, address: str) -> bool:
+        """Count a wrong token; True when this one locks the address."""
 
 
 class Lockout:
@@ -48,12 +64,12 @@ class Lockout:
             return None
         return max(1, math.ceil(failures[0] + self.window - self._clock()))
 
-    def check(self, address: str) -> None:
+    async def check(self, address: str) -> None:
         wait = self.retry_after(address)
         if wait is not None:
             raise TooManyFailures(wait)
 
-    def record_failure(self, address: str) -> bool:
+    async def record_failure(self, address: str) -> bool:
         """Count a wrong token; True when this one locks the address."""
         failures = self._recent(address)
         if failures is None:

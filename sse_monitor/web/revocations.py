@@ -7,8 +7,9 @@ the alert store does, and read back at start-up, so a restart does not bring a r
 back. Entries are dropped once their cookie has expired. Only a valid cookie can be revoked,
 which takes a valid token to obtain, so junk cannot fill the set; a cap bounds it all the same.
 
-`Revocations` is the interface `Access` uses: a store shared by several gateways (Redis) can
-stand in for `SQLiteRevocations` later.
+`Revocations` is the interface `Access` uses: in cluster mode `RedisRevocations`
+(`sse_monitor.web.revocations_redis`) stands in for `SQLiteRevocations`, and its answer may
+take a call to Redis, hence `is_revoked` is a coroutine.
 """
 
 from __future__ import annotations
@@ -41,9 +42,44 @@ CREATE TABLE IF NOT EXISTS revoked_sessions (
 
 
 class Revocations(Protocol):
-    def is_revoked(self, signature: str) -> bool: ...
+    async def open(self) -> None: ...
+
+    async def is_revoked(self, signature: str) -> bool: ...
 
     async def revoke(self, signature: str, expires: int) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RevokedSet:
+    """Revoked signatures in memory with their cookie's expiry (epoch seconds): at most
+    `max_revoked`, forgetting the one whose cookie expires first when full."""
+
+    def __init__(self, max_revoked: int = MAX_REVOKED) -> None:
+        self.max_revoked = max_revoked
+        self._expiries: dict[str, int] = {}
+
+    def __contains__(self, signature: str) -> bool:
+        return signature in self._expiries
+
+    def __len__(self) -> int:
+        return len(self._expiries)
+
+    def load(self, expiries: dict[str, int]) -> None:
+        self._expiries.update(expiries)
+
+    def add(self, signature: str, expires: int, now: int) -> None:
+        """Add it, first dropping what has expired (and if still full, the soonest to)."""
+        self._prune(now)
+        if len(self._expiries) >= self.max_revoked:
+            forgotten = min(self._expiries, key=self._expiries.__getitem__)
+            del self._expiries[forgotten]
+            log.warning("revocations.full", max_revoked=self.max_revoked)
+        self._expiries[signature] = expires
+
+    def _prune(self, now: int) -> None:
+        for signature in [s for s, expires in self._expiries.items() if expires < now]:
+            del self._expiries[signature]
 
 
 class SQLiteRevocations:
@@ -55,18 +91,17 @@ class SQLiteRevocations:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
-        self._max = max_revoked
         self._clock = clock
-        self._revoked: dict[str, int] = {}  # signature -> the cookie's expiry (epoch seconds)
+        self._revoked = RevokedSet(max_revoked)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revocations")
         self._db: sqlite3.Connection | None = None
 
-    def is_revoked(self, signature: str) -> bool:
+    async def is_revoked(self, signature: str) -> bool:
         return signature in self._revoked
 
     async def open(self) -> None:
         """Load the revocations still in force (and delete the others)."""
-        self._revoked = await self._run(self._open, int(self._clock()))
+        self._revoked.load(await self._run(self._open, int(self._clock())))
         log.info("revocations.loaded", count=len(self._revoked))
 
     async def revoke(self, signature: str, expires: int) -> None:
@@ -75,12 +110,7 @@ class SQLiteRevocations:
         now = int(self._clock())
         if expires < now or signature in self._revoked:
             return
-        self._prune(now)
-        if len(self._revoked) >= self._max:
-            forgotten = min(self._revoked, key=self._revoked.__getitem__)
-            del self._revoked[forgotten]
-            log.warning("revocations.full", max_revoked=self._max)
-        self._revoked[signature] = expires
+        self._revoked.add(signature, expires, now)
         try:
             await self._run(self._write, signature, expires, now)
         except (sqlite3.Error, StoreError) as exc:
@@ -92,10 +122,6 @@ class SQLiteRevocations:
         if self._db is not None:
             await self._run(self._close)
         self._executor.shutdown(wait=True)
-
-    def _prune(self, now: int) -> None:
-        for signature in [s for s, expires in self._revoked.items() if expires < now]:
-            del self._revoked[signature]
 
     # In the store's thread
 
@@ -111,7 +137,7 @@ class SQLiteRevocations:
             db.execute("DELETE FROM revoked_sessions WHERE expires < ?", (now,))
             rows = db.execute(
                 "SELECT signature, expires FROM revoked_sessions ORDER BY expires DESC LIMIT ?",
-                (self._max,),
+                (self._revoked.max_revoked,),
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the revocations: {exc}") from None
