@@ -8,7 +8,6 @@ another (no locking of our own). `:memory:` keeps nothing across restarts.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sse_monitor.alerts.alert import Alert, stamp
+from sse_monitor.alerts.columns import COLUMNS, from_columns, to_columns
 from sse_monitor.settings import ConfigError
 
 T = TypeVar("T")
@@ -43,24 +43,6 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_by_start ON alerts (started_at, id);
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state, started_at, id);
 """
-COLUMNS = (
-    "id",
-    "rule",
-    "subject",
-    "metric",
-    "severity",
-    "state",
-    "message",
-    "value",
-    "threshold",
-    "started_at",
-    "resolved_at",
-    "resolved_value",
-    "acknowledged_by",
-    "acknowledged_at",
-    "ack_note",
-)
-JSON_COLUMNS = frozenset({"value", "threshold", "resolved_value"})
 
 
 class AlertStorage(Protocol):
@@ -96,7 +78,7 @@ class AlertStore:
         await self._run(self._open)
 
     async def save(self, alerts: Iterable[Alert]) -> None:
-        rows = [_row(alert) for alert in alerts]
+        rows = [to_columns(alert) for alert in alerts]
         if rows:
             await self._run(self._save, rows)
 
@@ -203,7 +185,7 @@ class AlertStore:
 
     def _select(self, clause: str, params: tuple[Any, ...]) -> list[Alert]:
         cursor = self._connection().execute(f"SELECT * FROM alerts {clause}", params)
-        return [_alert(row) for row in cursor.fetchall()]
+        return [from_columns(row) for row in cursor.fetchall()]
 
     def _acknowledge(
         self, alert_id: str, by: str, note: str | None, at: str
@@ -231,21 +213,3 @@ class AlertStore:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-def _row(alert: Alert) -> tuple[Any, ...]:
-    data = alert.to_json()
-    return tuple(
-        json.dumps(data[column]) if column in JSON_COLUMNS else data[column] for column in COLUMNS
-    )
-
-
-def _alert(row: sqlite3.Row) -> Alert:
-    return Alert(
-        **{
-            column: json.loads(row[column])
-            if column in JSON_COLUMNS and row[column] is not None
-            else row[column]
-            for column in COLUMNS
-        }
-    )
