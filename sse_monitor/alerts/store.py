@@ -46,7 +46,9 @@ CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state, started_at, id);
 
 
 class AlertStorage(Protocol):
-    """What the alert manager and the API need of a store: SQLite here, Redis in a cluster."""
+    """What the alert manager and the API need of a store: SQLite here, Redis in a cluster
+    (redis_store.py), with the same results. A store shared by nodes keeps, on save, an ack
+    another node stored meanwhile; one that does not answer raises StoreUnavailable."""
 
     path: str  # where it is, for the log
 
@@ -66,6 +68,11 @@ class AlertStorage(Protocol):
 
 class StoreError(ConfigError):
     """The database cannot be opened or used; the message names the file."""
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer in time, or refused (Redis down, restarting, or full): the call
+    may succeed later. The message names the store, never a password."""
 
 
 class AlertStore:
