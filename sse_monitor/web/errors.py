@@ -7,7 +7,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from sse_monitor.alerts.store import StoreUnavailable
+
 log = structlog.get_logger("sse_monitor.web.errors")
+
+STORE_RETRY_AFTER_SECONDS = 5
 
 
 class BadRequest(Exception):
@@ -48,6 +52,12 @@ async def client_gone(request: Request, exc: Exception) -> Response:
     return json_error(400, "the client went away before sending its whole body")
 
 
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """The alert store did not answer (Redis down or restarting): try again shortly."""
+    log.warning("request.store_unavailable", path=request.url.path, error=str(exc))
+    return json_error(503, str(exc), retry_after_seconds=STORE_RETRY_AFTER_SECONDS)
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("request.failed", path=request.url.path)
     return json_error(500, "internal error")
@@ -57,5 +67,6 @@ EXCEPTION_HANDLERS = {
     BadRequest: bad_request,
     HTTPException: http_exception,
     ClientDisconnect: client_gone,
+    StoreUnavailable: store_unavailable,
     Exception: server_error,
 }

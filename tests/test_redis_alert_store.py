@@ -1,0 +1,240 @@
+"""The Redis alert store's own promises, on a real redis-server: every key under the cluster's
+prefix, an ack made on one node kept by the producer's next save, and a Redis that does not
+answer is a StoreUnavailable within the client's timeout (a 503 from the API), never a hang.
+What it shares with the SQLite store is tested on both in test_alert_store.py."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from starlette.applications import Starlette
+
+from sse_monitor.alerts.alert import Alert, stamp
+from sse_monitor.alerts.redis_store import RedisAlertStore
+from sse_monitor.alerts.store import AlertStorage, StoreUnavailable
+from sse_monitor.cluster.acks import ClusterAcks
+from sse_monitor.web.access import Access
+from sse_monitor.web.alert_api import alert_routes
+from sse_monitor.web.errors import EXCEPTION_HANDLERS
+from sse_monitor.web.lockout import Lockout
+from sse_monitor.web.revocations import SQLiteRevocations
+from tests.support.alert_stores import PREFIX, AlertStores
+from tests.support.redis_server import RedisServerProcess
+from tests.support.servers import ThreadedServer
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+TIMEOUT = 0.5  # the clients' socket timeout in the tests of a Redis that does not answer
+RETRIES = 10  # redis-py's own retries, each up to TIMEOUT: the store's bound must still hold
+LATE = 1.5  # seconds past TIMEOUT that a loaded machine may add before the error is raised
+UNANSWERED_CLIENT = {
+    "socket_timeout": TIMEOUT,
+    "socket_connect_timeout": TIMEOUT,
+    "retry": Retry(NoBackoff(), RETRIES),
+}
+UNAVAILABLE = r"the alert store redis://127\.0\.0\.1:\d+/0 test-cluster:alerts:\* "
+
+
+def fired(alert_id: str, *, started: timedelta = timedelta(0)) -> Alert:
+    return Alert(
+        id=alert_id,
+        rule="kato_degraded",
+        subject=None,
+        metric="kato.status",
+        severity="warning",
+        state="firing",
+        message="KATO is degraded",
+        value="degraded",
+        threshold="degraded",
+        started_at=stamp(NOW - started),
+    )
+
+
+def resolved(alert: Alert) -> Alert:
+    return replace(alert, state="resolved", resolved_at=stamp(NOW), resolved_value="healthy")
+
+
+@pytest.fixture
+async def nodes(redis_url: str) -> AsyncIterator[AlertStores]:
+    async with AlertStores("redis", redis_url) as stores:
+        yield stores
+
+
+@pytest.fixture
+async def unanswered(own_redis: RedisServerProcess) -> AsyncIterator[AlertStores]:
+    """Stores on a Redis of the test's own, whose clients retry and time out as a node's may."""
+    async with AlertStores("redis", own_redis.url, **UNANSWERED_CLIENT) as stores:
+        yield stores
+
+
+@contextmanager
+def paused(server: RedisServerProcess) -> Iterator[None]:
+    """The server stopped by SIGSTOP: it accepts connections and answers nothing."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+def every_call(store: AlertStorage) -> dict[str, Callable[[], Awaitable[Any]]]:
+    alert = fired("00000000000000e1")
+    return {
+        "open": store.open,
+        "save": lambda: store.save([alert]),
+        "firing": store.firing,
+        "get": lambda: store.get(alert.id),
+        "acknowledge": lambda: store.acknowledge(alert.id, "dan", None, NOW),
+        "page": lambda: store.page(state=None, severity=None, limit=10, before=None),
+        "prune": lambda: store.prune(NOW),
+    }
+
+
+async def assert_each_call_is_unavailable_in_time(store: AlertStorage) -> None:
+    for name, call in every_call(store).items():
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=UNAVAILABLE):
+            await call()
+        took = time.monotonic() - started
+        assert took < TIMEOUT + LATE, f"{name} took {took:.2f} s"
+
+
+async def test_a_save_keeps_an_ack_made_on_another_node(nodes: AlertStores) -> None:
+    producer, edge = await nodes.opened(), await nodes.opened()
+    alert = fired("00000000000000a1")
+    await producer.save([alert])
+    found = await edge.acknowledge(alert.id, "carol", "looking", NOW)
+    assert found is not None and found[1]
+
+    # The producer's copy has no ack: it resolves the alert and saves that copy.
+    await producer.save([resolved(alert)])
+    stored = await edge.get(alert.id)
+    assert stored is not None
+    assert (stored.state, stored.resolved_value) == ("resolved", "healthy")
+    assert (stored.acknowledged_by, stored.acknowledged_at, stored.ack_note) == (
+        "carol",
+        stamp(NOW),
+        "looking",
+    )
+
+    # A copy with another ack does not replace the first one either...
+    await producer.save([replace(stored, acknowledged_by="mallory", ack_note=None)])
+    assert await edge.get(alert.id) == stored
+    # ...but an ack the store has not got (a Redis restarted empty) is kept from the copy.
+    again = replace(fired("00000000000000a2"), acknowledged_by="dan", acknowledged_at=stamp(NOW))
+    await producer.save([again])
+    assert await edge.get(again.id) == again
+
+
+async def test_every_key_is_under_the_prefix_and_clusters_do_not_meet(nodes: AlertStores) -> None:
+    blue, green = await nodes.opened("blue"), await nodes.opened("green")
+    first, second = fired("00000000000000b1", started=timedelta(hours=1)), fired("00000000000000b2")
+    await blue.save([resolved(first), second])
+    await blue.acknowledge(second.id, "dan", None, NOW)
+    await green.save([fired("00000000000000b3")])
+    assert await green.get(first.id) is None
+    assert [a.id for a in await green.page(state=None, severity=None, limit=10, before=None)] == [
+        "00000000000000b3"
+    ]
+    assert [a.id for a in await blue.page(state=None, severity=None, limit=10, before=None)] == [
+        second.id,
+        first.id,
+    ]
+    keys = {key.decode() for key in await nodes.clients[0].keys("*")}
+    assert f"blue:alerts:alert:{first.id}" in keys and "green:alerts:resolved" not in keys
+    assert all(key.startswith(("blue:alerts:", "green:alerts:")) for key in keys), keys
+
+
+async def test_a_stopped_redis_is_unavailable_and_a_restarted_one_serves_again(
+    own_redis: RedisServerProcess, unanswered: AlertStores
+) -> None:
+    store = await unanswered.opened(PREFIX)
+    await store.save([fired("00000000000000e0")])
+    await asyncio.to_thread(own_redis.stop)
+    await assert_each_call_is_unavailable_in_time(store)
+
+    await asyncio.to_thread(own_redis.start)  # empty, and without the scripts the store loaded
+    alert = fired("00000000000000e2")
+    await store.save([alert])
+    assert await store.get(alert.id) == alert
+    assert await store.get("00000000000000e0") is None
+
+
+async def test_a_paused_redis_is_unavailable_within_the_timeout(
+    own_redis: RedisServerProcess, unanswered: AlertStores
+) -> None:
+    store = await unanswered.opened(PREFIX)
+    alert = fired("00000000000000e1")
+    await store.save([alert])
+    with paused(own_redis):
+        await assert_each_call_is_unavailable_in_time(store)
+    assert await store.get(alert.id) == alert
+
+
+@asynccontextmanager
+async def alert_api(url: str) -> AsyncIterator[str]:
+    """The alert routes of a cluster's node whose store is the Redis at `url`, served on
+    loopback: the base URL. The app makes its client and closes it, in its server's loop."""
+    client = redis.from_url(url, **UNANSWERED_CLIENT)
+    store = RedisAlertStore(client, prefix=PREFIX)
+    access = Access(
+        None,
+        None,
+        login_ttl=3600,
+        lockout=Lockout(10, 60),
+        revocations=SQLiteRevocations(":memory:"),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = Starlette(
+        routes=alert_routes(store, ClusterAcks(store, [].append).acknowledge, access),
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    with ThreadedServer(app) as server:
+        yield server.url
+
+
+async def test_the_api_answers_503_while_the_store_does_not_answer(
+    own_redis: RedisServerProcess, unanswered: AlertStores
+) -> None:
+    store = await unanswered.opened(PREFIX)
+    alert = fired("00000000000000f1")
+    await store.save([alert])
+    async with (
+        alert_api(own_redis.url) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as http,
+    ):
+        listed = await http.get("/api/alerts")
+        assert [a["id"] for a in listed.json()["alerts"]] == [alert.id]
+        with paused(own_redis):
+            for method, path, body in (
+                ("GET", "/api/alerts", None),
+                ("GET", f"/api/alerts?before={alert.id}", None),
+                ("POST", f"/api/alerts/{alert.id}/ack", {"by": "dan"}),
+            ):
+                started = time.monotonic()
+                answer = await http.request(method, path, json=body)
+                assert time.monotonic() - started < TIMEOUT + LATE, path
+                assert answer.status_code == 503, (path, answer.text)
+                assert answer.headers["retry-after"] == "5"
+                assert answer.json()["status"] == 503
+                assert "test-cluster:alerts" in answer.json()["error"]
+        acked = await http.post(f"/api/alerts/{alert.id}/ack", json={"by": "dan"})
+        assert (acked.status_code, acked.json()["acknowledged_by"]) == (200, "dan")
