@@ -9,7 +9,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,33 +19,7 @@ from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import SEVERITIES, parse_rules
 from sse_monitor.alerts.store import AlertStore, StoreError
 from sse_monitor.bus.event import Event
-from tests.support.alert_stores import KINDS, AlertStores
-
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def alert(
-    alert_id: str,
-    *,
-    state: str,
-    started: timedelta,
-    resolved: timedelta | None,
-    severity: str = "warning",
-) -> Alert:
-    """An alert that started `started` before NOW (and resolved `resolved` before it)."""
-    return Alert(
-        id=alert_id,
-        rule="r",
-        subject=None,
-        metric="kato.status",
-        severity=severity,
-        state=state,
-        message="m",
-        value={"nested": [1, 2.5, "x"]},
-        threshold="degraded",
-        started_at=stamp(NOW - started),
-        resolved_at=stamp(NOW - resolved) if resolved is not None else None,
-    )
+from tests.support.alert_stores import KINDS, NOW, AlertStores, alert
 
 
 @pytest.fixture(params=KINDS)

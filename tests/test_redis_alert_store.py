@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -30,11 +30,10 @@ from sse_monitor.web.alert_api import alert_routes
 from sse_monitor.web.errors import EXCEPTION_HANDLERS
 from sse_monitor.web.lockout import Lockout
 from sse_monitor.web.revocations import SQLiteRevocations
-from tests.support.alert_stores import PREFIX, AlertStores
+from tests.support.alert_stores import NOW, PREFIX, AlertStores, alert
 from tests.support.redis_server import RedisServerProcess
 from tests.support.servers import ThreadedServer
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TIMEOUT = 0.5  # the clients' socket timeout in the tests of a Redis that does not answer
 RETRIES = 10  # redis-py's own retries, each up to TIMEOUT: the store's bound must still hold
 LATE = 1.5  # seconds past TIMEOUT that a loaded machine may add before the error is raised
@@ -47,22 +46,14 @@ UNAVAILABLE = r"the alert store redis://127\.0\.0\.1:\d+/0 test-cluster:alerts:\
 
 
 def fired(alert_id: str, *, started: timedelta = timedelta(0)) -> Alert:
-    return Alert(
-        id=alert_id,
-        rule="kato_degraded",
-        subject=None,
-        metric="kato.status",
-        severity="warning",
-        state="firing",
-        message="KATO is degraded",
-        value="degraded",
-        threshold="degraded",
-        started_at=stamp(NOW - started),
-    )
+    return alert(alert_id, state="firing", started=started, resolved=None)
 
 
-def resolved(alert: Alert) -> Alert:
-    return replace(alert, state="resolved", resolved_at=stamp(NOW), resolved_value="healthy")
+SAVED = fired("00000000000000e1")
+
+
+def resolved(firing: Alert) -> Alert:
+    return replace(firing, state="resolved", resolved_at=stamp(NOW), resolved_value="healthy")
 
 
 @pytest.fixture
@@ -72,10 +63,13 @@ async def nodes(redis_url: str) -> AsyncIterator[AlertStores]:
 
 
 @pytest.fixture
-async def unanswered(own_redis: RedisServerProcess) -> AsyncIterator[AlertStores]:
-    """Stores on a Redis of the test's own, whose clients retry and time out as a node's may."""
+async def unanswered(own_redis: RedisServerProcess) -> AsyncIterator[AlertStorage]:
+    """A store holding SAVED, on a Redis of the test's own, whose client retries and times out
+    as a node's may."""
     async with AlertStores("redis", own_redis.url, **UNANSWERED_CLIENT) as stores:
-        yield stores
+        store = await stores.opened()
+        await store.save([SAVED])
+        yield store
 
 
 @contextmanager
@@ -90,13 +84,12 @@ def paused(server: RedisServerProcess) -> Iterator[None]:
 
 
 def every_call(store: AlertStorage) -> dict[str, Callable[[], Awaitable[Any]]]:
-    alert = fired("00000000000000e1")
     return {
         "open": store.open,
-        "save": lambda: store.save([alert]),
+        "save": lambda: store.save([SAVED]),
         "firing": store.firing,
-        "get": lambda: store.get(alert.id),
-        "acknowledge": lambda: store.acknowledge(alert.id, "dan", None, NOW),
+        "get": lambda: store.get(SAVED.id),
+        "acknowledge": lambda: store.acknowledge(SAVED.id, "dan", None, NOW),
         "page": lambda: store.page(state=None, severity=None, limit=10, before=None),
         "prune": lambda: store.prune(NOW),
     }
@@ -113,14 +106,14 @@ async def assert_each_call_is_unavailable_in_time(store: AlertStorage) -> None:
 
 async def test_a_save_keeps_an_ack_made_on_another_node(nodes: AlertStores) -> None:
     producer, edge = await nodes.opened(), await nodes.opened()
-    alert = fired("00000000000000a1")
-    await producer.save([alert])
-    found = await edge.acknowledge(alert.id, "carol", "looking", NOW)
+    target = fired("00000000000000a1")
+    await producer.save([target])
+    found = await edge.acknowledge(target.id, "carol", "looking", NOW)
     assert found is not None and found[1]
 
     # The producer's copy has no ack: it resolves the alert and saves that copy.
-    await producer.save([resolved(alert)])
-    stored = await edge.get(alert.id)
+    await producer.save([resolved(target)])
+    stored = await edge.get(target.id)
     assert stored is not None
     assert (stored.state, stored.resolved_value) == ("resolved", "healthy")
     assert (stored.acknowledged_by, stored.acknowledged_at, stored.ack_note) == (
@@ -131,7 +124,7 @@ async def test_a_save_keeps_an_ack_made_on_another_node(nodes: AlertStores) -> N
 
     # A copy with another ack does not replace the first one either...
     await producer.save([replace(stored, acknowledged_by="mallory", ack_note=None)])
-    assert await edge.get(alert.id) == stored
+    assert await edge.get(target.id) == stored
     # ...but an ack the store has not got (a Redis restarted empty) is kept from the copy.
     again = replace(fired("00000000000000a2"), acknowledged_by="dan", acknowledged_at=stamp(NOW))
     await producer.save([again])
@@ -158,29 +151,24 @@ async def test_every_key_is_under_the_prefix_and_clusters_do_not_meet(nodes: Ale
 
 
 async def test_a_stopped_redis_is_unavailable_and_a_restarted_one_serves_again(
-    own_redis: RedisServerProcess, unanswered: AlertStores
+    own_redis: RedisServerProcess, unanswered: AlertStorage
 ) -> None:
-    store = await unanswered.opened(PREFIX)
-    await store.save([fired("00000000000000e0")])
     await asyncio.to_thread(own_redis.stop)
-    await assert_each_call_is_unavailable_in_time(store)
+    await assert_each_call_is_unavailable_in_time(unanswered)
 
     await asyncio.to_thread(own_redis.start)  # empty, and without the scripts the store loaded
-    alert = fired("00000000000000e2")
-    await store.save([alert])
-    assert await store.get(alert.id) == alert
-    assert await store.get("00000000000000e0") is None
+    fresh = fired("00000000000000e2")
+    await unanswered.save([fresh])
+    assert await unanswered.get(fresh.id) == fresh
+    assert await unanswered.get(SAVED.id) is None
 
 
 async def test_a_paused_redis_is_unavailable_within_the_timeout(
-    own_redis: RedisServerProcess, unanswered: AlertStores
+    own_redis: RedisServerProcess, unanswered: AlertStorage
 ) -> None:
-    store = await unanswered.opened(PREFIX)
-    alert = fired("00000000000000e1")
-    await store.save([alert])
     with paused(own_redis):
-        await assert_each_call_is_unavailable_in_time(store)
-    assert await store.get(alert.id) == alert
+        await assert_each_call_is_unavailable_in_time(unanswered)
+    assert await unanswered.get(SAVED.id) == SAVED
 
 
 @asynccontextmanager
@@ -212,22 +200,19 @@ async def alert_api(url: str) -> AsyncIterator[str]:
 
 
 async def test_the_api_answers_503_while_the_store_does_not_answer(
-    own_redis: RedisServerProcess, unanswered: AlertStores
+    own_redis: RedisServerProcess, unanswered: AlertStorage
 ) -> None:
-    store = await unanswered.opened(PREFIX)
-    alert = fired("00000000000000f1")
-    await store.save([alert])
     async with (
         alert_api(own_redis.url) as base,
         httpx.AsyncClient(base_url=base, timeout=10) as http,
     ):
         listed = await http.get("/api/alerts")
-        assert [a["id"] for a in listed.json()["alerts"]] == [alert.id]
+        assert [a["id"] for a in listed.json()["alerts"]] == [SAVED.id]
         with paused(own_redis):
             for method, path, body in (
                 ("GET", "/api/alerts", None),
-                ("GET", f"/api/alerts?before={alert.id}", None),
-                ("POST", f"/api/alerts/{alert.id}/ack", {"by": "dan"}),
+                ("GET", f"/api/alerts?before={SAVED.id}", None),
+                ("POST", f"/api/alerts/{SAVED.id}/ack", {"by": "dan"}),
             ):
                 started = time.monotonic()
                 answer = await http.request(method, path, json=body)
@@ -236,5 +221,5 @@ async def test_the_api_answers_503_while_the_store_does_not_answer(
                 assert answer.headers["retry-after"] == "5"
                 assert answer.json()["status"] == 503
                 assert "test-cluster:alerts" in answer.json()["error"]
-        acked = await http.post(f"/api/alerts/{alert.id}/ack", json={"by": "dan"})
+        acked = await http.post(f"/api/alerts/{SAVED.id}/ack", json={"by": "dan"})
         assert (acked.status_code, acked.json()["acknowledged_by"]) == (200, "dan")
