@@ -150,6 +150,23 @@ async def test_every_key_is_under_the_prefix_and_clusters_do_not_meet(nodes: Ale
     assert all(key.startswith(("blue:alerts:", "green:alerts:")) for key in keys), keys
 
 
+async def test_a_client_that_decodes_answers_reads_the_same(redis_url: str) -> None:
+    """The app's client may decode answers to text (decode_responses) or not."""
+    async with (
+        AlertStores("redis", redis_url, decode_responses=True) as texts,
+        AlertStores("redis", redis_url) as binaries,
+    ):
+        text, binary = await texts.opened(), await binaries.opened()
+        await binary.save([SAVED, resolved(fired("00000000000000a3"))])
+        found = await text.acknowledge(SAVED.id, "dan", "é ✓", NOW)
+        assert found is not None and found[1]
+        assert await binary.get(SAVED.id) == found[0] == await text.get(SAVED.id)
+        assert await text.firing() == await binary.firing() == [found[0]]
+        everything = await text.page(state=None, severity=None, limit=10, before=None)
+        assert everything == await binary.page(state=None, severity=None, limit=10, before=None)
+        assert len(everything) == 2
+
+
 async def test_a_stopped_redis_is_unavailable_and_a_restarted_one_serves_again(
     own_redis: RedisServerProcess, unanswered: AlertStorage
 ) -> None:
