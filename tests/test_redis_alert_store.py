@@ -180,6 +180,20 @@ async def test_a_stopped_redis_is_unavailable_and_a_restarted_one_serves_again(
     assert await unanswered.get(SAVED.id) is None
 
 
+async def test_a_redis_restarted_between_two_calls_is_no_outage(
+    own_redis: RedisServerProcess,
+) -> None:
+    """The client's connections from before the restart are closed: the first call after it
+    fails on one of them, and goes again on a new one (the client, as a node's, does not)."""
+    async with AlertStores("redis", own_redis.url) as stores:
+        store = await stores.opened()
+        await asyncio.gather(store.get(SAVED.id), store.firing())  # two pooled connections
+        await asyncio.to_thread(own_redis.stop)
+        await asyncio.to_thread(own_redis.start)
+        await store.save([SAVED])
+        assert await store.get(SAVED.id) == SAVED
+
+
 async def test_a_paused_redis_is_unavailable_within_the_timeout(
     own_redis: RedisServerProcess, unanswered: AlertStorage
 ) -> None:

@@ -15,18 +15,20 @@ are set (the first ack wins, on whichever node), and a save never writes the ack
 alert already acknowledged (the producer's copy may not have an ack made on another node). The
 scripts find an alert's key from the prefix: one Redis server, not a Redis Cluster.
 
-Every call is bounded by `timeout` (by default the client's socket timeout), for redis-py alone
-retries a failed connection several times; a failure raises StoreUnavailable.
+Every call is bounded by `timeout` (by default the client's socket timeout), for a redis-py
+client may retry a call several times; a failure raises StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
+from redis.exceptions import ConnectionError as ConnectionLost
 from redis.exceptions import RedisError
 
 from sse_monitor.alerts.alert import Alert, stamp
@@ -178,13 +180,14 @@ class RedisAlertStore:
     async def save(self, alerts: Iterable[Alert]) -> None:
         values = [_argument(value) for alert in alerts for value in to_columns(alert)]
         if values:
-            await self._call("save", self._save(args=[self._base, len(COLUMNS), *COLUMNS, *values]))
+            arguments = [self._base, len(COLUMNS), *COLUMNS, *values]
+            await self._call("save", partial(self._save, args=arguments))
 
     async def firing(self) -> list[Alert]:
         return await self._list(self._index("firing", None), "ZRANGEBYLEX", "-", "+", -1)
 
     async def get(self, alert_id: str) -> Alert | None:
-        fields = await self._call("get", self._redis.hgetall(self._key(alert_id)))
+        fields = await self._call("get", partial(self._redis.hgetall, self._key(alert_id)))
         return _alert(fields) if fields else None
 
     async def acknowledge(
@@ -193,7 +196,11 @@ class RedisAlertStore:
         """The alert after the ack, and whether this call changed it (the first ack wins)."""
         found = await self._call(
             "acknowledge",
-            self._acknowledge(keys=[self._key(alert_id)], args=[by, stamp(at), _argument(note)]),
+            partial(
+                self._acknowledge,
+                keys=[self._key(alert_id)],
+                args=[by, stamp(at), _argument(note)],
+            ),
         )
         if found is None:
             return None
@@ -219,7 +226,11 @@ class RedisAlertStore:
         while True:
             looked_at, deleted = await self._call(
                 "prune",
-                self._prune(keys=[f"{self._base}:resolved"], args=[self._base, bound, PRUNE_BATCH]),
+                partial(
+                    self._prune,
+                    keys=[f"{self._base}:resolved"],
+                    args=[self._base, bound, PRUNE_BATCH],
+                ),
             )
             removed += deleted
             if looked_at < PRUNE_BATCH:
@@ -230,13 +241,19 @@ class RedisAlertStore:
 
     async def _list(self, index: str, *range_by_lex: str | int) -> list[Alert]:
         """The alerts in `index`: `range_by_lex` is the command and its bounds and count."""
-        found = await self._call("read", self._read(keys=[index], args=[self._base, *range_by_lex]))
+        arguments = [self._base, *range_by_lex]
+        found = await self._call("read", partial(self._read, keys=[index], args=arguments))
         return [_alert(_pairs(fields)) for fields in found]
 
-    async def _call(self, what: str, command: Awaitable[T]) -> T:
+    async def _call(self, what: str, command: Callable[[], Awaitable[T]]) -> T:
+        """`command()`, within the timeout. A connection Redis closed (it restarted) fails once:
+        the command goes again at once, on a new connection, before Redis counts as away."""
         try:
             async with asyncio.timeout(self.timeout):
-                return await command
+                try:
+                    return await command()
+                except ConnectionLost:
+                    return await command()
         except TimeoutError:
             raise StoreUnavailable(
                 f"the alert store {self.path} did not answer {what} within {self.timeout} s"
