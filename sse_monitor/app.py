@@ -111,7 +111,7 @@ def create_node_app(settings: Settings) -> Starlette:
     fanout = FanOut(client_buffer=settings.client_buffer)
     node.log.follow(fanout.deliver)
     prometheus.add(ClusterCollector(node))
-    acks = ClusterAcks(node.alert_store, node.log.append)
+    acks = ClusterAcks(node.alert_store, node.log, history_size=settings.history_size)
     edge = Edge(
         settings,
         node.log,

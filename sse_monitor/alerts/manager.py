@@ -19,7 +19,7 @@ import structlog
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.lifecycle import Lifecycle, Transition
 from sse_monitor.alerts.rules import Rule
-from sse_monitor.alerts.store import AlertStorage
+from sse_monitor.alerts.store import AlertStorage, StoreUnavailable
 from sse_monitor.bus.event import Event
 from sse_monitor.clock import utc_now
 
@@ -83,8 +83,15 @@ class AlertManager:
             if transitions:
                 try:
                     await self.store.save(t.alert for t in transitions)
+                except StoreUnavailable as exc:
+                    # Announce anyway: an operator must see an alert the store could not keep.
+                    # Redis away (a cluster): a warning, the next change is saved again.
+                    log.warning(
+                        "alerts.store_unavailable",
+                        alerts=[t.alert.id for t in transitions],
+                        error=str(exc),
+                    )
                 except Exception:
-                    # Announce anyway: an operator must see an alert the disk could not keep.
                     log.exception("alerts.store_failed", alerts=[t.alert.id for t in transitions])
                 for transition in transitions:
                     self._log(transition)
@@ -120,9 +127,8 @@ class AlertManager:
         """Copy acks another node took into the firing alerts; whether any was new."""
         try:
             stored = {alert.id: alert for alert in await self.store.firing()}
-        except Exception:
-            log.warning("alerts.acks_unread", exc_info=True)
-            return False
+        except StoreUnavailable:
+            return False  # Redis away: the acks are copied at a later tick
         changed = False
         for alert in self.lifecycle.firing():
             found = stored.get(alert.id)
@@ -166,6 +172,9 @@ class AlertManager:
         self._pruned_at = time.monotonic()
         try:
             removed = await self.store.prune(self._clock() - self._retention)
+        except StoreUnavailable as exc:
+            log.warning("alerts.prune_failed", error=str(exc))
+            return
         except Exception:
             log.exception("alerts.prune_failed")
             return
