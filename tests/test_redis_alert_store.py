@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.redis_store import RedisAlertStore
 from sse_monitor.alerts.store import AlertStorage, StoreUnavailable
+from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.cluster.acks import ClusterAcks
 from sse_monitor.web.access import Access
 from sse_monitor.web.alert_api import alert_routes
@@ -222,7 +223,11 @@ async def alert_api(url: str) -> AsyncIterator[str]:
         await client.aclose()
 
     app = Starlette(
-        routes=alert_routes(store, ClusterAcks(store, [].append).acknowledge, access),
+        routes=alert_routes(
+            store,
+            ClusterAcks(store, MemoryLog(history_size=10), history_size=10).acknowledge,
+            access,
+        ),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
