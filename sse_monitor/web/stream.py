@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 
 import structlog
 from sse_starlette.sse import AppStatus
@@ -189,11 +190,25 @@ async def close_streams_on_shutdown(fanout: FanOut) -> None:
     """One task for the whole app: end every stream when the server is told to stop.
 
     uvicorn waits for open responses before it runs the lifespan's shutdown, and a stream never
-    ends by itself; sse-starlette's AppStatus learns of SIGTERM from uvicorn's own handler.
+    ends by itself.
     """
-    while not AppStatus.should_exit:  # noqa: ASYNC110 - a flag set by a signal handler
+    while not server_stopping():  # noqa: ASYNC110 - flags set by a signal handler
         await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
     fanout.close_all("shutdown")
+
+
+def server_stopping() -> bool:
+    """Whether uvicorn was told to stop (SIGTERM or SIGINT).
+
+    sse-starlette's AppStatus learns of it by patching uvicorn's handler at import, which works
+    when the app is imported before the server starts. A worker of `serve --workers N` imports
+    the app after its server has installed the handler: there, the handler (a method of the
+    server) leads to the server's own flag.
+    """
+    if AppStatus.should_exit:
+        return True
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return getattr(server, "should_exit", False) is True
 
 
 def parse_topics(raw: str | None) -> tuple[str, ...]:
