@@ -1,4 +1,5 @@
-"""`sse-monitor serve` runs the gateway; `sse-monitor demo` runs it against a simulated KATO."""
+"""`sse-monitor serve` runs the gateway (one process, or `--workers N` on one port);
+`sse-monitor demo` runs it against a simulated KATO."""
 
 from __future__ import annotations
 
@@ -6,35 +7,43 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import Any
 
 import structlog
 import uvicorn
 
 from sse_monitor.app import create_app, set_up_process
 from sse_monitor.redact import redact_url
-from sse_monitor.settings import ConfigError, Settings
+from sse_monitor.settings import ENVIRONMENT, ConfigError, Settings
 
 log = structlog.get_logger("sse_monitor.cli")
 
 # uvicorn waits for open responses before it stops, and SSE responses never end by themselves:
 # streams are ended on SIGTERM (sse-starlette watches for it), and this is the backstop.
 GRACEFUL_SHUTDOWN_SECONDS = 1.5
+MAX_WORKERS = 64
+# What each worker of `serve --workers N` runs: it reads its settings from the environment,
+# where the parent has written the CLI's flags (environment_of).
+WORKER_APP = "sse_monitor.app:app_from_env"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    overrides = {
+        "kato_url": getattr(args, "kato_url", None),
+        "poll_interval": getattr(args, "interval", None),
+    }
     try:
-        settings = Settings.from_env().with_overrides(
-            kato_url=getattr(args, "kato_url", None),
-            poll_interval=getattr(args, "interval", None),
-        )
+        settings = Settings.from_env().with_overrides(**overrides)
+        if args.command == "serve":
+            check_workers(settings, args.workers)
     except ConfigError as exc:
         print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
         return 2
     set_up_process(settings)
     try:
         if args.command == "serve":
-            return _serve(settings, args.host, args.port)
+            return _serve(settings, args.host, args.port, args.workers, overrides)
         if args.command == "demo":
             return asyncio.run(_demo(settings, args.host, args.port, args.kato_port))
     except ConfigError as exc:  # the alert rules, read when the app is built
@@ -65,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=default_port)
     serve.add_argument("--kato-url", help="KATO's base URL (overrides KATO_URL)")
     serve.add_argument("--interval", type=float, help="seconds between polls")
+    serve.add_argument(
+        "--workers",
+        type=worker_count,
+        default=1,
+        help=f"gateway processes sharing the port (1 to {MAX_WORKERS}; more than 1 needs "
+        "SSE_MONITOR_REDIS_URL)",
+    )
 
     demo = commands.add_parser("demo", help="run the gateway against a built-in simulated KATO")
     demo.add_argument("--host", default="127.0.0.1")
@@ -89,32 +105,72 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def worker_count(raw: str) -> int:
+    """`--workers`: a whole number from 1 to MAX_WORKERS."""
+    try:
+        count = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{count} is out of range (1 to {MAX_WORKERS})")
+    return count
+
+
+def check_workers(settings: Settings, workers: int) -> None:
+    """Several workers only share one event log, one producer and one KATO poll through Redis."""
+    if workers > 1 and not settings.clustered:
+        raise ConfigError(
+            f"--workers {workers} needs SSE_MONITOR_REDIS_URL: without it each process would "
+            "poll KATO and keep its own history"
+        )
+
+
+def environment_of(changes: dict[str, object]) -> dict[str, str]:
+    """The environment variables that say these settings (the CLI's flags, None for unset):
+    how the flags reach worker processes, which read their settings from the environment."""
+    names = {attr: name for name, (attr, _) in ENVIRONMENT.items()}
+    return {names[attr]: str(value) for attr, value in changes.items() if value is not None}
+
+
+def _uvicorn_options(access_log: bool = True) -> dict[str, Any]:
+    """uvicorn's settings for every server of ours, in one process or in workers."""
+    return {
+        "log_config": None,  # logging is ours (structlog), set up before this
+        "access_log": access_log,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        # X-Forwarded-For is ours to read, and only from SSE_MONITOR_TRUSTED_PROXIES: uvicorn
+        # would otherwise take it from any client on 127.0.0.1 (its default).
+        "proxy_headers": False,
+    }
+
+
 def _uvicorn_config(
     app: object, host: str, port: int, *, access_log: bool = True
 ) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host=host,
-        port=port,
-        log_config=None,  # logging is ours (structlog), set up before this
-        access_log=access_log,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        # X-Forwarded-For is ours to read, and only from SSE_MONITOR_TRUSTED_PROXIES: uvicorn
-        # would otherwise take it from any client on 127.0.0.1 (its default).
-        proxy_headers=False,
-    )
+    return uvicorn.Config(app, host=host, port=port, **_uvicorn_options(access_log))  # type: ignore[arg-type]
 
 
-def _serve(settings: Settings, host: str, port: int) -> int:
-    app = create_app(settings)
+def _serve(
+    settings: Settings, host: str, port: int, workers: int, overrides: dict[str, object]
+) -> int:
+    app = create_app(settings)  # with workers too: a bad setting stops start-up here, once
     log.info(
         "gateway.listening",
         url=f"http://{host}:{port}/",
         stream=f"curl -N http://{host}:{port}/events",
         kato_url=redact_url(settings.kato_url),
+        workers=workers,
         hint="set KATO_URL or --kato-url to point at KATO; `sse-monitor demo` runs a simulated one",
     )
-    uvicorn.Server(_uvicorn_config(app, host, port)).run()
+    if workers == 1:
+        uvicorn.Server(_uvicorn_config(app, host, port)).run()
+        return 0
+    # uvicorn's supervisor binds the port, starts the workers (each builds its own app), starts
+    # a new one for any that dies, and on SIGTERM or SIGINT stops them all.
+    os.environ.update(environment_of(overrides))
+    uvicorn.run(
+        WORKER_APP, host=host, port=port, workers=workers, factory=True, **_uvicorn_options()
+    )
     return 0
 
 

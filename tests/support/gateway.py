@@ -4,6 +4,7 @@ command; and a start-up that must fail, run until it exits."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import psutil
 
 from tests.support.processes import LoopbackServer, free_port
 
@@ -125,6 +127,48 @@ class GatewayProcess(LoopbackServer):
     def count(self, event: str) -> int:
         """How many log lines have this event name."""
         return sum(1 for line in self.lines() if line.get("event") == event)
+
+
+class WorkersGateway(GatewayProcess):
+    """`python -m sse_monitor serve --workers N`: a parent process (uvicorn's supervisor) and N
+    workers accepting on its one port."""
+
+    start_timeout = 60.0  # the parent, then each worker, imports and builds the app
+
+    def __init__(
+        self,
+        kato_url: str,
+        workers: int,
+        env: dict[str, str] | None = None,
+        flags: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(kato_url, env=env)
+        self.workers = workers
+        self.flags = flags  # more of the CLI's flags
+
+    def serve_command(self) -> list[str]:
+        return [*super().serve_command(), "--workers", str(self.workers), *self.flags]
+
+    def worker_processes(self) -> list[psutil.Process]:
+        """The parent's children that listen on the port (not multiprocessing's helper)."""
+        assert self.proc is not None
+        return [
+            child
+            for child in psutil.Process(self.proc.pid).children()
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == self.port
+                for c in child.net_connections("tcp")
+            )
+        ]
+
+    def close(self) -> None:
+        """Stop it, then kill whatever of its processes outlived the parent (a test that failed
+        halfway, or a parent that was killed, leaves workers behind)."""
+        children = psutil.Process(self.proc.pid).children(recursive=True) if self.running else []
+        super().close()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()  # psutil checks it is still the same process (its start time)
 
 
 class UvicornGateway(GatewayProcess):
