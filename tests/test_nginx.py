@@ -42,7 +42,7 @@ def behind_nginx(
 ) -> Iterator[tuple[GatewayProcess, ShippedNginx]]:
     with (
         GatewayProcess(kato.url, env=env) as gateway,
-        ShippedNginx(gateway.port, with_prefix_example=with_prefix_example) as nginx,
+        ShippedNginx([gateway.port], with_prefix_example=with_prefix_example) as nginx,
     ):
         yield gateway, nginx
 
@@ -114,7 +114,7 @@ def test_the_shipped_file_has_every_sse_setting() -> None:
     """Read statically: the settings whose absence would only show after minutes or in logs."""
     top = parse_nginx(DEPLOY_CONF.read_text())
     upstream = one(top, "upstream")[2]
-    assert one(upstream, "server")[1] == ["127.0.0.1:8080"]
+    assert one(upstream, "server")[1][0] == "127.0.0.1:8080"
     assert int(one(upstream, "keepalive")[1][0]) >= 1
 
     server = one(top, "server")[2]
@@ -146,6 +146,24 @@ def test_the_shipped_file_has_every_sse_setting() -> None:
     assert "$proxy_add_x_forwarded_for" not in str(top)
 
 
+def test_the_shipped_upstream_skips_a_dead_node() -> None:
+    """Several nodes (cluster mode): a node that refuses or hangs is passed over at once, for
+    a while, and a POST is never sent to a second node."""
+    top = parse_nginx(DEPLOY_CONF.read_text())
+    upstream = one(top, "upstream")[2]
+    parameters = dict(p.split("=", 1) for p in one(upstream, "server")[1][1:])
+    assert parameters["max_fails"] == "1"
+    assert 1 <= nginx_seconds(parameters["fail_timeout"]) <= 60
+    assert find(upstream, "least_conn"), "streams are balanced by open connections"
+    assert find(upstream, "zone"), "the nodes' state is shared by nginx's workers"
+
+    server = one(top, "server")[2]
+    assert one(server, "proxy_next_upstream")[1] == ["error", "timeout"]
+    assert nginx_seconds(one(server, "proxy_connect_timeout")[1][0]) <= 5
+    for location in find(server, "location"):
+        assert not find(location[2], "proxy_next_upstream"), location[1]
+
+
 def test_the_read_timeout_is_far_above_the_ping_interval() -> None:
     """nginx's default (60 s) would cut an idle stream after 4 pings; the file says 1h."""
     server = one(parse_nginx(DEPLOY_CONF.read_text()), "server")[2]
@@ -157,7 +175,7 @@ def test_the_read_timeout_is_far_above_the_ping_interval() -> None:
 
 @pytest.mark.parametrize("with_prefix_example", [False, True], ids=["root", "prefix-example"])
 def test_nginx_accepts_the_wrapped_config(nginx_installed: None, with_prefix_example: bool) -> None:
-    nginx = ShippedNginx(upstream_port=8080, with_prefix_example=with_prefix_example)
+    nginx = ShippedNginx([8080], with_prefix_example=with_prefix_example)
     try:
         result = nginx.check()
     finally:
@@ -173,7 +191,7 @@ def test_nginx_accepts_the_wrapped_config(nginx_installed: None, with_prefix_exa
 async def test_events_pass_through_nginx_without_delay(
     nginx_installed: None, kato: Kato, gateway: GatewayProcess
 ) -> None:
-    with ShippedNginx(gateway.port) as nginx:
+    with ShippedNginx([gateway.port]) as nginx:
         connecting = time.monotonic()
         async with SSEStream(f"{nginx.url}/events") as proxied:
             first = await proxied.wait_for_event("metrics", timeout=5)
@@ -219,7 +237,7 @@ async def test_events_pass_through_nginx_without_delay(
 async def test_a_client_reconnecting_through_nginx_resumes(
     nginx_installed: None, kato: Kato, gateway: GatewayProcess, resume_with: str
 ) -> None:
-    with ShippedNginx(gateway.port) as nginx:
+    with ShippedNginx([gateway.port]) as nginx:
         async with SSEStream(f"{gateway.url}/events") as watcher:
             await watcher.wait_for_event("metrics")
             away = SSEStream(f"{nginx.url}/events")

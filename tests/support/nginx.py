@@ -2,16 +2,17 @@
 
 NginxProcess serves the gateway under a path prefix with a config of its own (the page tests,
 through prefixed_nginx); ShippedNginx runs deploy/nginx.conf itself, wrapped in a main config
-for a temporary prefix.
+for a temporary prefix, in front of one gateway or of several nodes (tests/support/cluster.py).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -167,11 +168,16 @@ WRAPPER = """
 """
 
 # The only lines of deploy/nginx.conf a test changes (ports and the log's path); the prefix
-# example is taken from the file's own comment.
+# example is taken from the file's own comment. The upstream's one server line becomes one line
+# per gateway node, each with the shipped line's parameters (max_fails=...).
 SHIPPED_LISTEN = "    listen 80;\n"
-SHIPPED_UPSTREAM = "    server 127.0.0.1:8080;\n"
+SHIPPED_SERVER = re.compile(r"^    server 127\.0\.0\.1:8080(?P<parameters>[^;\n]*);\n", re.M)
 SHIPPED_ACCESS_LOG = "/var/log/nginx/sse-monitor.access.log"
 PREFIX_EXAMPLE_START = "    # location = /monitor {\n"
+# A line of the shipped access log: `... "GET /events HTTP/1.1" 200 512 3.004 "agent" 127.0.0.1:1`
+UPSTREAM_LINE = re.compile(
+    r'"[A-Z]+ (?P<uri>\S+) [^"]*" (?P<status>\d{3}) .* "[^"]*" (?P<upstreams>[^"]*)$'
+)
 
 
 def replace_once(text: str, old: str, new: str) -> str:
@@ -183,6 +189,19 @@ def replace_once(text: str, old: str, new: str) -> str:
             "update tests/support/nginx.py along with the shipped file"
         )
     return text.replace(old, new)
+
+
+def upstream_servers(text: str, ports: Sequence[int]) -> str:
+    """The shipped upstream's server line replaced by one per port, with the same parameters."""
+    found = list(SHIPPED_SERVER.finditer(text))
+    if len(found) != 1:
+        raise AssertionError(
+            f"deploy/nginx.conf should have one `server 127.0.0.1:8080 ...;` line, found "
+            f"{len(found)}: update tests/support/nginx.py along with the shipped file"
+        )
+    line = found[0]
+    servers = "".join(f"    server 127.0.0.1:{port}{line['parameters']};\n" for port in ports)
+    return text[: line.start()] + servers + text[line.end() :]
 
 
 def prefix_example(shipped: str) -> str:
@@ -198,12 +217,14 @@ def prefix_example(shipped: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def shipped_config(root: Path, port: int, upstream: int, with_prefix_example: bool) -> str:
+def shipped_config(
+    root: Path, port: int, upstreams: Sequence[int], with_prefix_example: bool
+) -> str:
     """deploy/nginx.conf with its ports and log path replaced (and the prefix example on)."""
     text = DEPLOY_CONF.read_text()
     example = prefix_example(text) if with_prefix_example else ""
     text = replace_once(text, SHIPPED_LISTEN, f"    listen 127.0.0.1:{port};\n")
-    text = replace_once(text, SHIPPED_UPSTREAM, f"    server 127.0.0.1:{upstream};\n")
+    text = upstream_servers(text, upstreams)
     text = replace_once(text, SHIPPED_ACCESS_LOG, str(root / "access.log"))
     if example:
         end = text.rstrip().rfind("}")  # the server block's closing brace
@@ -212,18 +233,21 @@ def shipped_config(root: Path, port: int, upstream: int, with_prefix_example: bo
 
 
 class ShippedNginx(Nginx):
-    """nginx running deploy/nginx.conf in front of the gateway on `upstream_port`."""
+    """nginx running deploy/nginx.conf in front of the gateway nodes on `upstream_ports`."""
 
     def __init__(
-        self, upstream_port: int, with_prefix_example: bool = False, read_timeout: int = 1
+        self,
+        upstream_ports: Sequence[int],
+        with_prefix_example: bool = False,
+        read_timeout: int = 1,
     ) -> None:
         super().__init__()
-        self.upstream_port = upstream_port
+        self.upstream_ports = list(upstream_ports)
         self.with_prefix_example = with_prefix_example
         self.read_timeout = read_timeout
 
     def write_config(self) -> None:
-        site = shipped_config(self.root, self.port, self.upstream_port, self.with_prefix_example)
+        site = shipped_config(self.root, self.port, self.upstream_ports, self.with_prefix_example)
         (self.root / "sse-monitor.conf").write_text(site)
         http = WRAPPER.format(root=self.root, read_timeout=self.read_timeout)
         self.conf.write_text(self.main_config(http))
@@ -241,3 +265,13 @@ class ShippedNginx(Nginx):
     def access_log(self) -> str:
         log = self.root / "access.log"
         return log.read_text(errors="replace") if log.exists() else ""
+
+    def upstreams(self, uri: str) -> list[tuple[int, list[str]]]:
+        """Each logged request for `uri`: its status, and the nodes nginx tried for it in order
+        (the shipped log's $upstream_addr). A stream is logged when it ends."""
+        found = (UPSTREAM_LINE.search(line) for line in self.access_log().splitlines())
+        return [
+            (int(line["status"]), line["upstreams"].split(", "))
+            for line in found
+            if line is not None and line["uri"] == uri
+        ]
