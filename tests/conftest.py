@@ -1,5 +1,5 @@
 """The fixtures every test module may ask for: the servers on loopback (the simulated KATO, the
-gateway, Redis, a Docker engine), Chromium, and the hypothesis profiles."""
+gateway, Redis, a Docker engine, a cluster of gateways), Chromium, and the hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, settings
 
 from sse_monitor.simulator.state import SimulatedKato
+from tests.support.cluster import Cluster
 from tests.support.docker_engine import DockerEngineProcess, missing_parts
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato, running_kato
@@ -143,6 +144,13 @@ def redis_url(redis_server: str) -> str:
     with redis.Redis.from_url(redis_server) as client:
         client.flushall()
     return redis_server
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Three gateway nodes of one cluster, behind nginx (see tests/support/cluster.py)."""
+    with Cluster(tmp_path) as cluster:
+        yield cluster
 
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

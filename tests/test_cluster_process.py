@@ -1,5 +1,9 @@
-"""Several gateway processes: `serve --workers N` on one port, the CLI run as an operator
-runs it, against a real redis-server."""
+"""Several gateway processes: `serve --workers N` on one port, and nodes behind nginx.
+
+The workers run the CLI as an operator does, against a real redis-server; the nodes are the
+harness of tests/support/cluster.py, with nginx running deploy/nginx.conf in front of them.
+(What the nodes share through Redis, one log and one producer, is tested on the same harness.)
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,18 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
+from tests.support.cluster import Cluster
 from tests.support.gateway import SERVE, WorkersGateway, run_until_exit
 from tests.support.kato import Kato
 from tests.support.processes import free_port
 from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
 
 STOP_SECONDS = 5  # from SIGTERM to the last worker gone: "a few seconds"
 MAX_STREAMS = 40  # streams opened at most until every worker holds one
@@ -102,3 +110,62 @@ async def test_workers_share_one_port_and_stop_together_on_sigterm(
         # No stream was left for uvicorn to cancel at its deadline (with a traceback each).
         assert "graceful shutdown exceeded" not in gateway.log(), gateway.log_tail()
         assert "Traceback" not in gateway.log(), gateway.log_tail()
+
+
+# --- nodes behind nginx ---------------------------------------------------------------------
+
+
+async def test_nginx_spreads_streams_over_the_nodes_and_passes_over_a_dead_one(
+    cluster: Cluster,
+) -> None:
+    assert cluster.nginx is not None
+    async with open_streams() as streams:
+        # The shipped upstream balances by open connections: three streams, three nodes.
+        for _ in cluster.nodes:
+            await open_stream(cluster.url, streams)
+        assert [node.answered("/events") for node in cluster.nodes] == [1, 1, 1]
+
+        dead = cluster.nodes[1]
+        dead.kill()
+        await eventually(lambda: sum(s.ended.is_set() for s in streams) == 1, 5, "a cut stream")
+        # New streams through nginx: the first is offered to the dead node (it now has the
+        # fewest connections), refused, and passed to another without the client knowing.
+        for _ in range(3):
+            await open_stream(cluster.url, streams)
+        survivors = [node for node in cluster.nodes if node is not dead]
+        assert sum(node.answered("/events") for node in survivors) == 2 + 3
+
+    dead_address = f"127.0.0.1:{dead.port}"
+    logged = await eventually(
+        lambda: len(cluster.nginx.upstreams("/events")) == 6 and cluster.nginx.upstreams("/events"),
+        5,
+        "nginx's log of the six streams",
+    )
+    assert all(status == 200 for status, _ in logged), logged
+    passed_over = [tried for _, tried in logged if len(tried) > 1]
+    assert len(passed_over) == 1, logged
+    assert passed_over[0][0] == dead_address
+    assert passed_over[0][1] != dead_address
+
+
+def test_a_node_pauses_resumes_and_restarts_where_it_was(tmp_path: Path) -> None:
+    """The harness itself: SIGSTOP, SIGCONT, kill -9 and a restart on the same port."""
+    with Cluster(tmp_path, nodes=1, nginx=False) as cluster:
+        (node,) = cluster.nodes
+        port, database = node.port, tmp_path / "node-0" / "sse-monitor.db"
+        assert database.exists()
+        node.pause()
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(f"{node.url}/healthz", timeout=0.5)
+        node.resume()
+        assert httpx.get(f"{node.url}/healthz", timeout=5).status_code == 200
+
+        node.kill()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{node.url}/healthz", timeout=5)
+        ticks = cluster.kato_ticks()
+        node.restart()
+        assert node.port == port
+        assert httpx.get(f"{node.url}/readyz", timeout=5).status_code == 200
+        assert cluster.kato_ticks() > ticks
+        assert node.count("gateway.starting") == 2  # one log across both starts

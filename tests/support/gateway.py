@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The Procfile's command finds uvicorn on PATH, as a platform would in the app's environment.
 PATH = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 SERVE = [sys.executable, "-m", "sse_monitor", "serve"]  # the CLI as an operator runs it
+# The request's target in one of uvicorn's access lines: `127.0.0.1:5 - "GET /events HTTP/1.1" 200`
+ACCESS_TARGET = re.compile(r'"[A-Z]+ (?P<path>[^ ?]*)\S* HTTP/')
 
 
 def answers_ready(url: str) -> bool:
@@ -127,6 +130,16 @@ class GatewayProcess(LoopbackServer):
     def count(self, event: str) -> int:
         """How many log lines have this event name."""
         return sum(1 for line in self.lines() if line.get("event") == event)
+
+    def answered(self, path: str) -> int:
+        """How many requests for `path` (any query) it has answered, by its access log: uvicorn
+        logs each as the response starts, so an open stream counts."""
+        targets = (
+            ACCESS_TARGET.search(line["event"])
+            for line in self.lines()
+            if line.get("logger") == "uvicorn.access"
+        )
+        return sum(1 for t in targets if t is not None and t["path"] == path)
 
 
 class WorkersGateway(GatewayProcess):
