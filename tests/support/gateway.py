@@ -162,6 +162,11 @@ class WorkersGateway(GatewayProcess):
     def serve_command(self) -> list[str]:
         return [*super().serve_command(), "--workers", str(self.workers), *self.flags]
 
+    def ready(self) -> bool:
+        """Once every worker serves (its startup complete), not only the first to answer."""
+        started = self.count("Application startup complete.")  # uvicorn's line, once a worker
+        return started >= self.workers and super().ready()
+
     def worker_processes(self) -> list[psutil.Process]:
         """The parent's children that listen on the port (not multiprocessing's helper)."""
         assert self.proc is not None
