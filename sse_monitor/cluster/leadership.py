@@ -74,6 +74,10 @@ class Leadership:
                 raise
             except (RedisError, OSError) as exc:
                 await self._failed(exc)
+            except Exception:
+                # A bug, not Redis: logged, and the loop goes on (a node that stopped taking
+                # part in the election would never produce again).
+                log.exception("leader.step_failed", node=self.node)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._fenced.wait(), interval)
             if self._fenced.is_set():
