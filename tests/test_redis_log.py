@@ -8,8 +8,7 @@ data answers every old id with a `reset`, never a silent gap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -18,7 +17,7 @@ from sse_monitor.bus.event import Event
 from sse_monitor.bus.log import Frame
 from sse_monitor.bus.redis_log import RedisLog
 from sse_monitor.cluster.lease import Lease
-from tests.support.redis_server import RedisServerProcess, missing_redis
+from tests.support.redis_server import RedisServerProcess
 from tests.support.waiting import eventually
 
 PREFIX = "test-cluster"
@@ -46,15 +45,6 @@ class Node:
         await self.log.aclose()
         await self.redis.aclose()
         await self.tail.aclose()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
-    reason = missing_redis()
-    if reason:
-        pytest.skip(f"no Redis: {reason}")
-    with RedisServerProcess(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture
