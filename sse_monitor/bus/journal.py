@@ -98,6 +98,8 @@ def journal_for(settings: Settings) -> Journal | None:
 
 
 class Journal:
+    """One log's frames in one SQLite file, written by a thread of its own."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._owner = uuid.uuid4().hex  # names this process's hold on the file
@@ -148,7 +150,7 @@ class Journal:
         db: sqlite3.Connection | None = None
         try:
             db = self._connect()
-            saved = self._load(db, epoch, history_size)
+            saved = self._load(db, epoch)
         except Exception as exc:  # the app must not start over a journal it cannot read
             if db is not None:
                 db.close()
@@ -194,7 +196,7 @@ class Journal:
             raise StoreError(f"{self.path}: cannot open the event journal: {exc}") from None
         return db
 
-    def _load(self, db: sqlite3.Connection, epoch: str, history_size: int) -> Saved:
+    def _load(self, db: sqlite3.Connection, epoch: str) -> Saved:
         with db:
             db.execute("BEGIN IMMEDIATE")
             meta = db.execute(
