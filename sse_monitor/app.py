@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from starlette.applications import Starlette
@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from sse_monitor.alerts.rules import load_rules
 from sse_monitor.alerts.store import AlertStore, StoreError
 from sse_monitor.bus.fanout import FanOut
-from sse_monitor.bus.journal import journal_for
+from sse_monitor.bus.journal import Journal
 from sse_monitor.bus.log import EventLog
 from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.error_tracking import start_sentry
@@ -31,6 +31,8 @@ from sse_monitor.web.edge import Edge
 from sse_monitor.web.prometheus import ClusterCollector, PrometheusEndpoint
 
 log = structlog.get_logger("sse_monitor.app")
+
+Checked = TypeVar("Checked", AlertStore, Journal)
 
 
 def create_app(
@@ -46,10 +48,11 @@ def create_app(
     if settings.clustered and event_log is None:
         return create_node_app(settings)
     rules = load_rules(settings.alert_rules)
-    alert_store = _checked_alert_store(settings)
+    alert_store = _checked(AlertStore(settings.db_path))
     own_log = journal = None
     if event_log is None:
-        journal = journal_for(settings)
+        if settings.db_path != ":memory:":  # which keeps nothing, so nor does the log
+            journal = _checked(Journal(settings.db_path))
         event_log = own_log = MemoryLog(history_size=settings.history_size, journal=journal)
     fanout = FanOut(client_buffer=settings.client_buffer)
     event_log.follow(fanout.deliver)
@@ -162,8 +165,9 @@ def _starlette(edge: Edge, lifespan: Callable[[Starlette], AsyncContextManager[N
     return app
 
 
-def _checked_alert_store(settings: Settings) -> AlertStore:
-    store = AlertStore(settings.db_path)
+def _checked(store: Checked) -> Checked:
+    """The store, once its file was opened and closed: a bad SSE_MONITOR_DB is a configuration
+    error before anything starts."""
     try:
         store.check()
     except StoreError as exc:

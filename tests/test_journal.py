@@ -18,10 +18,9 @@ import pytest
 
 from sse_monitor.alerts.store import AlertStore, StoreError
 from sse_monitor.bus.event import Event
-from sse_monitor.bus.journal import LONG_AGO, Journal, journal_for
+from sse_monitor.bus.journal import LONG_AGO, Journal
 from sse_monitor.bus.log import Frame
 from sse_monitor.bus.memory import MemoryLog
-from sse_monitor.settings import ConfigError, Settings
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,9 +252,7 @@ async def test_without_a_journal_open_no_id_is_issued(tmp_path: Path) -> None:
     assert log.head is issued
 
 
-async def test_a_log_without_a_journal_keeps_nothing(tmp_path: Path) -> None:
-    assert journal_for(Settings(db_path=":memory:")) is None
-    assert journal_for(Settings(db_path=str(tmp_path / "x.db"), redis_url="redis://h")) is None
+async def test_a_log_without_a_journal_keeps_nothing() -> None:
     first = MemoryLog(history_size=10)
     await first.open()
     frame = append(first, durable(1))
@@ -266,14 +263,14 @@ async def test_a_log_without_a_journal_keeps_nothing(tmp_path: Path) -> None:
     assert await second.recent(10) == []
 
 
-def test_an_unusable_file_is_a_configuration_error_naming_it(tmp_path: Path) -> None:
+def test_an_unusable_file_is_refused_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "gateway.db"
-    with pytest.raises(ConfigError, match=f"^SSE_MONITOR_DB: {missing}: the folder"):
-        journal_for(Settings(db_path=str(missing)))
+    with pytest.raises(StoreError, match=f"^{missing}: the folder"):
+        Journal(str(missing)).check()
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not sqlite at all\n" * 64)
-    with pytest.raises(ConfigError, match=f"^SSE_MONITOR_DB: {junk}: cannot open"):
-        journal_for(Settings(db_path=str(junk)))
+    with pytest.raises(StoreError, match=f"^{junk}: cannot open the event journal"):
+        Journal(str(junk)).check()
 
 
 async def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -36,7 +36,6 @@ import structlog
 from sse_monitor.alerts.store import StoreError
 from sse_monitor.bus.event import Event, topic_of
 from sse_monitor.bus.log import Frame
-from sse_monitor.settings import ConfigError, Settings
 
 log = structlog.get_logger("sse_monitor.bus.journal")
 
@@ -82,19 +81,6 @@ class Saved:
     evicted_through: int  # the highest seq of a durable frame pruned from the history
     frames: list[Frame]  # the durable history and the newest state, by seq
     clean: bool  # whether the last process stopped cleanly (its ids resume)
-
-
-def journal_for(settings: Settings) -> Journal | None:
-    """The journal of a single process's log: none with `:memory:` or in a cluster (Redis keeps
-    the log there). Raises ConfigError, naming SSE_MONITOR_DB, when the file cannot be used."""
-    if settings.db_path == ":memory:" or settings.clustered:
-        return None
-    journal = Journal(settings.db_path)
-    try:
-        journal.check()
-    except StoreError as exc:
-        raise ConfigError(f"SSE_MONITOR_DB: {exc}") from None
-    return journal
 
 
 class Journal:
