@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from starlette.applications import Starlette
@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from sse_monitor.alerts.rules import load_rules
 from sse_monitor.alerts.store import AlertStore, StoreError
 from sse_monitor.bus.fanout import FanOut
+from sse_monitor.bus.journal import Journal
 from sse_monitor.bus.log import EventLog
 from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.error_tracking import start_sentry
@@ -31,21 +32,28 @@ from sse_monitor.web.prometheus import ClusterCollector, PrometheusEndpoint
 
 log = structlog.get_logger("sse_monitor.app")
 
+Checked = TypeVar("Checked", AlertStore, Journal)
+
 
 def create_app(
     settings: Settings, *, event_log: EventLog | None = None, produce: bool = True
 ) -> Starlette:
-    """One process, both roles by default: a producer appending to an in-memory log, and an
-    edge serving it. `produce=False` builds an edge alone over a log someone else appends to.
-    With SSE_MONITOR_REDIS_URL, a node of a cluster (`create_node_app`).
+    """One process, both roles by default: a producer appending to an in-memory log (kept in
+    SSE_MONITOR_DB across restarts), and an edge serving it. `produce=False` builds an edge
+    alone over a log someone else appends to (and opens and closes). With
+    SSE_MONITOR_REDIS_URL, a node of a cluster (`create_node_app`).
 
     Raises ConfigError (a RulesError for the alert rules) before anything starts.
     """
     if settings.clustered and event_log is None:
         return create_node_app(settings)
     rules = load_rules(settings.alert_rules)
-    alert_store = _checked_alert_store(settings)
-    event_log = event_log or MemoryLog(history_size=settings.history_size)
+    alert_store = _checked(AlertStore(settings.db_path))
+    own_log = journal = None
+    if event_log is None:
+        if settings.db_path != ":memory:":  # which keeps nothing, so nor does the log
+            journal = _checked(Journal(settings.db_path))
+        event_log = own_log = MemoryLog(history_size=settings.history_size, journal=journal)
     fanout = FanOut(client_buffer=settings.client_buffer)
     event_log.follow(fanout.deliver)
     prometheus = PrometheusEndpoint()
@@ -79,14 +87,21 @@ def create_app(
         if producer is not None:
             await producer.aclose()
 
+    opened, stopped = [alert_store.open], [stop, alert_store.aclose]
+    if own_log is not None:  # a log the caller gave is the caller's to open and close
+        opened.insert(0, own_log.open)  # what the last process kept, before anyone reads
+        stopped.append(own_log.aclose)  # after the last append: every id resumes
+    describe = {"role": "producer and edge" if producer else "edge"}
+    if journal is None:  # else the epoch is the journal's, named once it has loaded it
+        describe["epoch"] = event_log.epoch
     lifespan = partial(
         _lifespan,
         settings,
         edge,
-        opened=[alert_store.open],
+        opened=opened,
         started=[start],
-        stopped=[stop, alert_store.aclose],
-        describe={"epoch": event_log.epoch, "role": "producer and edge" if producer else "edge"},
+        stopped=stopped,
+        describe=describe,
     )
     return _starlette(edge, lifespan)
 
@@ -150,8 +165,9 @@ def _starlette(edge: Edge, lifespan: Callable[[Starlette], AsyncContextManager[N
     return app
 
 
-def _checked_alert_store(settings: Settings) -> AlertStore:
-    store = AlertStore(settings.db_path)
+def _checked(store: Checked) -> Checked:
+    """The store, once its file was opened and closed: a bad SSE_MONITOR_DB is a configuration
+    error before anything starts."""
     try:
         store.check()
     except StoreError as exc:

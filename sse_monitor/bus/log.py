@@ -13,8 +13,9 @@ The contract:
 - **Ids.** `Frame.id` is the text a client sees as the SSE `id:` and sends back as
   `Last-Event-ID`. It is issued by the log and opaque to everything else: only the log that made
   it can read it. An id is printable ASCII, at most 128 characters (what the edge reads).
-- **Epoch.** `epoch` names one life of the log (a process's memory, or a Redis stream until it
-  is lost). Ids carry it, so an id from another epoch is recognised as such.
+- **Epoch.** `epoch` names one life of the log (a process's memory, its journal until a stop
+  that was not clean, or a Redis stream until it is lost). Ids carry it, so an id from another
+  epoch is recognised as such.
 - **State and durable events.** A state event (`Event.durable` false: `metrics`, `containers`,
   `alerts`) replaces the one of the same name; `current()` holds the newest of each. Durable
   events (`session_event`, `alert`, `upstream`, ...) are kept in order, the last `history`
