@@ -125,6 +125,41 @@ async def test_an_id_before_the_log_was_lost_gets_reset(
     assert replay.frames[0].event.name == "reset"
 
 
+async def test_entries_of_a_new_epoch_are_never_passed_off_as_the_old_one(
+    nodes: tuple[Node, Node], own_redis: RedisServerProcess
+) -> None:
+    """Redis flushed, and a new node appends at once: another node reading on must notice
+    from the entries themselves, before any quiet second, and reset its clients first."""
+    a, b = nodes
+    token = await a.lease.acquire()
+    assert token is not None
+    a.log.appender(token)(session(1))
+    await eventually(lambda: len(b.delivered) == 1, 5, "one frame")
+    old_epoch = b.log.epoch
+    await a.redis.flushall()
+    late = Node(own_redis.url, "late")
+    await late.log.open(wait=5)
+    new_token = await late.lease.acquire()
+    assert new_token is not None
+    for n in range(2, 7):
+        late.log.appender(new_token)(session(n))
+    await eventually(
+        lambda: (
+            [f.event.data for f in b.delivered[-5:]] == [{"n": n} for n in range(2, 7)]
+            or len([f for f in b.delivered if f.event.durable]) >= 6
+        ),
+        10,
+        "the new entries on b",
+    )
+    after_flush = b.delivered[1:]
+    assert after_flush[0].event.name == "reset"
+    for frame in after_flush:
+        if frame.event.durable:
+            assert not frame.id.startswith(old_epoch), frame.id
+            assert frame.id.startswith(late.log.epoch)
+    await late.aclose()
+
+
 async def test_an_id_ahead_of_this_node_waits_for_its_tail(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
     token = await a.lease.acquire()

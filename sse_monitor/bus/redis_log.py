@@ -64,7 +64,7 @@ local size = tonumber(history_size)
 for i = 6, #ARGV, 3 do
   local name, data, durable = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', log_size, '*',
-                        'e', name, 'd', data, 'k', durable)
+                        'e', name, 'd', data, 'k', durable, 'p', epoch)
   if durable == '1' then
     local length = redis.call('XLEN', KEYS[3])
     if length >= size then
@@ -295,11 +295,10 @@ class RedisLog:
         return True
 
     def _reset(self, reason: str) -> Replay:
-        return self._frames.reset(reason, self._epoch, self._head_id())
+        return self._frames.reset(reason, self._epoch, self._id_of(self._frames.seq))
 
-    def _head_id(self) -> str:
-        ms, n = self._frames.seq >> _N_BITS, self._frames.seq & ((1 << _N_BITS) - 1)
-        return f"{self._epoch}-{ms}-{n}"
+    def _id_of(self, seq: int) -> str:
+        return f"{self._epoch}-{seq >> _N_BITS}-{seq & ((1 << _N_BITS) - 1)}"
 
     # The tail
 
@@ -321,6 +320,9 @@ class RedisLog:
                     check = True  # quiet for a second: is the log still the one we read?
                     continue
                 for entry_id, fields in found[0][1]:
+                    if fields.get(b"p", b"").decode() != self._epoch:
+                        check = True  # appended in a new epoch: Redis lost the log meanwhile
+                        break
                     self._take(entry_id, fields)
                 self._advanced.set()
             except asyncio.CancelledError:
@@ -382,12 +384,18 @@ class RedisLog:
         self._advanced.set()
         log.info("log.loaded", epoch=self._epoch, durable=len(history), reset=reset)
         if reset is not None:
-            self.resets += 1
-            self._frames.announce(
-                reset_frame(reset, self._epoch, self._head_id(), self._frames.seq)
-            )
-            for frame in self._frames.current():
-                self._frames.announce(frame)
+            self._announce_reset(reset)
+
+    def _announce_reset(self, reason: str) -> None:
+        """Tell every client of this node to start again. After a new epoch whose history is
+        whole, from its start (each event of the new epoch once); else from the head."""
+        self.resets += 1
+        whole = reason == "unknown_id" and self._frames.evicted_through == 0
+        position = 0 if whole else self._frames.seq
+        self._frames.announce(reset_frame(reason, self._epoch, self._id_of(position), position))
+        replay = self._frames.after(position) if whole else None
+        for frame in replay.frames if replay is not None else self._frames.current():
+            self._frames.announce(frame)
 
     def _take(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         frame = self._frame(entry_id, fields)
