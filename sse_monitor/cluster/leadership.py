@@ -68,8 +68,9 @@ class Leadership:
     async def run(self) -> None:
         interval = self._ttl / 3
         while True:
+            wait = interval
             try:
-                await self._step()
+                wait = min(interval, await self._step())
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -79,7 +80,7 @@ class Leadership:
                 # part in the election would never produce again).
                 log.exception("leader.step_failed", node=self.node)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fenced.wait(), interval)
+                await asyncio.wait_for(self._fenced.wait(), wait)
             if self._fenced.is_set():
                 self._fenced.clear()
                 await self._end("fenced")
@@ -92,18 +93,21 @@ class Leadership:
             with contextlib.suppress(RedisError, OSError):
                 await self._lease.release(token)
 
-    async def _step(self) -> None:
+    async def _step(self) -> float:
+        """One try to take or renew the lease; how long to wait before the next at most (a
+        candidate tries again just after the holder's lease would run out)."""
         if self.token is None:
             token = await self._lease.acquire()
             if token is None:
-                self.holder = await self._lease.holder()
-                return
+                self.holder, left = await self._lease.holder()
+                return left + 0.01
             self._renewed_at = time.monotonic()
             await self._start(token)
         elif await self._lease.renew(self.token):
             self._renewed_at = time.monotonic()
         else:
             await self._end("lost")
+        return self._ttl
 
     async def _start(self, token: str) -> None:
         self.token, self.holder = token, token

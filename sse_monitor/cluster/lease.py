@@ -55,6 +55,10 @@ class Lease:
     async def release(self, token: str) -> None:
         await self._release(keys=[self.key], args=[token])
 
-    async def holder(self) -> str | None:
-        token = await self._redis.get(self.key)
-        return token.decode() if token is not None else None
+    async def holder(self) -> tuple[str | None, float]:
+        """The holder's token (None: nobody) and the seconds its lease has left."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self.key)
+            pipe.pttl(self.key)
+            token, left_ms = await pipe.execute()
+        return (token.decode() if token is not None else None), max(0, left_ms) / 1000
