@@ -117,14 +117,23 @@ async def test_an_id_from_one_node_resumes_on_another_with_exactly_what_was_miss
             await cluster.kato.create_session()
             await count_reaches(reader, 1)
             last_seen = session_events(reader)[-1].id
+        # Four changes, each seen by the witness before the next (so none merges with another
+        # into one net change, or cancels it).
         kept = await cluster.kato.create_session()
-        await cluster.kato.create_session()
-        await cluster.kato.delete_session(kept)
+        await count_reaches(witness, 2)
         await cluster.kato.create_session()
         await count_reaches(witness, 3)
-        await witness.wait_for(lambda _: len(session_events(witness)) >= 1)
-        missed = [e.id for e in session_events(witness) if e.id > last_seen]
-        assert missed, "the witness saw the changes after the reader left"
+        await cluster.kato.delete_session(kept)
+        await witness.wait_for(
+            lambda _: session_events(witness)[-1].json()["data"]["current_count"] == 2
+        )
+        await cluster.kato.create_session()
+        await witness.wait_for(
+            lambda _: session_events(witness)[-1].json()["data"]["current_count"] == 3
+        )
+        seen = [e.id for e in session_events(witness)]
+        missed = seen[seen.index(last_seen) + 1 :]
+        assert len(missed) == 4, seen
 
         headers = {"Last-Event-ID": last_seen}
         async with SSEStream(f"{second.url}/events?topics=sessions", headers=headers) as resumed:
