@@ -50,7 +50,8 @@ class Leadership:
         self.node = node
         self.token: str | None = None
         self._term: Term | None = None
-        self._renewed_at = 0.0
+        self._renewed_at = 0.0  # when the last renewal (or the acquisition) was sent
+        self._failing = False  # the last renewal failed
         self._fenced = asyncio.Event()
         self.changes = 0  # terms this node began or ended
         self.holder: str | None = None  # the lease's holder as last read (None: nobody)
@@ -66,16 +67,15 @@ class Leadership:
             self._fenced.set()
 
     async def run(self) -> None:
-        interval = self._ttl / 3
         while True:
             try:
                 await self._step()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError) as exc:  # OSError: TimeoutError at the give-up time
                 await self._failed(exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fenced.wait(), interval)
+                await asyncio.wait_for(self._fenced.wait(), self._pause())
             if self._fenced.is_set():
                 self._fenced.clear()
                 await self._end("fenced")
@@ -88,16 +88,35 @@ class Leadership:
             with contextlib.suppress(RedisError, OSError):
                 await self._lease.release(token)
 
+    def _give_up_at(self) -> float:
+        return self._renewed_at + self._ttl * GIVE_UP_SHARE
+
+    def _pause(self) -> float:
+        """Until the next step: a third of the TTL. A holder renews a third of the TTL after its
+        last renewal (at once after a slow start); while renewals fail it tries again a third
+        later, and wakes at its give-up time rather than after it."""
+        interval = self._ttl / 3
+        if self.token is None:
+            return interval
+        now = time.monotonic()
+        due = now + interval if self._failing else self._renewed_at + interval
+        return max(0.0, min(due, self._give_up_at()) - now)
+
     async def _step(self) -> None:
+        # The lease runs from when Redis took the call: from no earlier than its sending.
+        sent = time.monotonic()
         if self.token is None:
             token = await self._lease.acquire()
             if token is None:
                 self.holder = await self._lease.holder()
                 return
-            self._renewed_at = time.monotonic()
+            self._renewed_at, self._failing = sent, False
             await self._start(token)
-        elif await self._lease.renew(self.token):
-            self._renewed_at = time.monotonic()
+            return
+        # A renewal still unanswered at the give-up time has failed: the lease may lapse soon.
+        renewing = self._lease.renew(self.token)
+        if await asyncio.wait_for(renewing, max(0.0, self._give_up_at() - sent)):
+            self._renewed_at, self._failing = sent, False
         else:
             await self._end("lost")
 
@@ -117,7 +136,8 @@ class Leadership:
     async def _failed(self, exc: BaseException) -> None:
         if self.token is None:
             return
-        if time.monotonic() - self._renewed_at > self._ttl * GIVE_UP_SHARE:
+        self._failing = True
+        if time.monotonic() >= self._give_up_at():
             log.warning("leader.lease_unconfirmed", node=self.node, error=repr(exc)[:200])
             await self._end("unconfirmed")
 
