@@ -50,7 +50,9 @@ class Leadership:
         self.node = node
         self.token: str | None = None
         self._term: Term | None = None
-        self._renewed_at = 0.0
+        self._renewed_at = 0.0  # when the last renewal (or the acquisition) was sent
+        self._failing = False  # the last renewal failed
+        self._retry_in = ttl / 3  # a candidate's wait before its next try
         self._fenced = asyncio.Event()
         self.changes = 0  # terms this node began or ended
         self.holder: str | None = None  # the lease's holder as last read (None: nobody)
@@ -66,21 +68,19 @@ class Leadership:
             self._fenced.set()
 
     async def run(self) -> None:
-        interval = self._ttl / 3
         while True:
-            wait = interval
             try:
-                wait = min(interval, await self._step())
+                await self._step()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError) as exc:  # OSError: TimeoutError at the give-up time
                 await self._failed(exc)
             except Exception:
                 # A bug, not Redis: logged, and the loop goes on (a node that stopped taking
                 # part in the election would never produce again).
                 log.exception("leader.step_failed", node=self.node)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fenced.wait(), wait)
+                await asyncio.wait_for(self._fenced.wait(), self._pause())
             if self._fenced.is_set():
                 self._fenced.clear()
                 await self._end("fenced")
@@ -93,21 +93,39 @@ class Leadership:
             with contextlib.suppress(RedisError, OSError):
                 await self._lease.release(token)
 
-    async def _step(self) -> float:
-        """One try to take or renew the lease; how long to wait before the next at most (a
-        candidate tries again just after the holder's lease would run out)."""
+    def _give_up_at(self) -> float:
+        return self._renewed_at + self._ttl * GIVE_UP_SHARE
+
+    def _pause(self) -> float:
+        """Until the next step: a third of the TTL. A holder renews a third of the TTL after its
+        last renewal (at once after a slow start); while renewals fail it tries again a third
+        later, and wakes at its give-up time rather than after it."""
+        interval = self._ttl / 3
+        if self.token is None:  # a candidate tries just after the holder's lease would lapse
+            retry_in, self._retry_in = self._retry_in, interval
+            return min(interval, retry_in)
+        now = time.monotonic()
+        due = now + interval if self._failing else self._renewed_at + interval
+        return max(0.0, min(due, self._give_up_at()) - now)
+
+    async def _step(self) -> None:
+        # The lease runs from when Redis took the call: from no earlier than its sending.
+        sent = time.monotonic()
         if self.token is None:
             token = await self._lease.acquire()
             if token is None:
                 self.holder, left = await self._lease.holder()
-                return left + 0.01
-            self._renewed_at = time.monotonic()
+                self._retry_in = left + 0.01
+                return
+            self._renewed_at, self._failing = sent, False
             await self._start(token)
-        elif await self._lease.renew(self.token):
-            self._renewed_at = time.monotonic()
+            return
+        # A renewal still unanswered at the give-up time has failed: the lease may lapse soon.
+        renewing = self._lease.renew(self.token)
+        if await asyncio.wait_for(renewing, max(0.0, self._give_up_at() - sent)):
+            self._renewed_at, self._failing = sent, False
         else:
             await self._end("lost")
-        return self._ttl
 
     async def _start(self, token: str) -> None:
         self.token, self.holder = token, token
@@ -125,7 +143,8 @@ class Leadership:
     async def _failed(self, exc: BaseException) -> None:
         if self.token is None:
             return
-        if time.monotonic() - self._renewed_at > self._ttl * GIVE_UP_SHARE:
+        self._failing = True
+        if time.monotonic() >= self._give_up_at():
             log.warning("leader.lease_unconfirmed", node=self.node, error=repr(exc)[:200])
             await self._end("unconfirmed")
 

@@ -43,7 +43,8 @@ class GatewayProcess(LoopbackServer):
     figures off, an alert database of its own and `env` on top; its log is JSON lines.
 
     start() returns once a tick has had KATO's answer (`kato_answers=False`: once it is ready);
-    `prefix` is a command to run it under (e.g. setpriv).
+    `prefix` is a command to run it under (e.g. setpriv, or `ip netns exec NAME`), `host` the
+    address it listens on (one the tests can reach).
     """
 
     name = "gateway"
@@ -55,6 +56,7 @@ class GatewayProcess(LoopbackServer):
         port: int | None = None,
         prefix: tuple[str, ...] = (),
         kato_answers: bool = True,
+        host: str = "127.0.0.1",
     ) -> None:
         full_env = {
             **os.environ,
@@ -74,17 +76,18 @@ class GatewayProcess(LoopbackServer):
         self.kato_url = kato_url
         self.prefix = prefix
         self.kato_answers = kato_answers
+        self.host = host
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         return [*self.prefix, *self.serve_command()]
 
     def serve_command(self) -> list[str]:
         """How the gateway is started: the project's own CLI (a subclass may run another)."""
-        return [*SERVE, "--port", str(self.port), "--kato-url", self.kato_url]
+        return [*SERVE, "--host", self.host, "--port", str(self.port), "--kato-url", self.kato_url]
 
     def ready(self) -> bool:
         return answers_ready(self.url)

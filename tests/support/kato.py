@@ -85,7 +85,8 @@ class Kato:
 
     async def restart(self) -> None:
         """A new server on the same port, with the same state: KATO coming back."""
-        self.server = ThreadedServer(create_simulator_app(self.state), port=self.server.port)
+        app = create_simulator_app(self.state)
+        self.server = ThreadedServer(app, host=self.server.host, port=self.server.port)
         await asyncio.to_thread(self.server.start)
 
 
@@ -94,10 +95,10 @@ def worker_header(worker: int | None) -> dict[str, str]:
 
 
 @contextmanager
-def running_kato(state: SimulatedKato | None = None) -> Iterator[Kato]:
-    """A simulated KATO (of `state`, or a default one) serving for the block."""
+def running_kato(state: SimulatedKato | None = None, host: str = "127.0.0.1") -> Iterator[Kato]:
+    """A simulated KATO (of `state`, or a default one) serving on `host` for the block."""
     state = SimulatedKato() if state is None else state
-    kato = Kato(state, ThreadedServer(create_simulator_app(state)).start())
+    kato = Kato(state, ThreadedServer(create_simulator_app(state), host=host).start())
     try:
         yield kato
     finally:

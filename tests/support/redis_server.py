@@ -1,4 +1,5 @@
-"""A real redis-server on loopback, its files in a folder of the test's: KATO's Redis in tests."""
+"""A real redis-server on loopback (or another address of this host), its files in a folder of
+the test's: KATO's Redis in tests, and the cluster's."""
 
 from __future__ import annotations
 
@@ -19,27 +20,36 @@ def missing_redis() -> str | None:
 
 
 class RedisServerProcess(LoopbackServer):
-    """redis-server on a free port, nothing saved to disk, its log in `root`. Started again
-    after stop(), it comes back on the same port, empty: a restarted Redis."""
+    """redis-server on a free port of `host`, its log in `root`. Started again after stop(), it
+    comes back on the same port: empty, or with `persistent` with all it had (every write is
+    in its append-only file in `root` before it answers), as a Redis with appendonly restarts.
+    """
 
     name = "redis-server"
     probe_interval = 0.02
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, host: str = "127.0.0.1", persistent: bool = False) -> None:
         super().__init__(root / "redis.log")
         self.root = root
+        self.host = host
+        self.persistent = persistent
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def command(self) -> list[str]:
+        append_only = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
+        # Off the loopback, Redis refuses clients without a password unless told not to: it
+        # listens on `host` alone, a test address of this machine (a veth's end).
+        protected = "yes" if self.host == "127.0.0.1" else "no"
         return [
             "redis-server",
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", self.host,
+            "--protected-mode", protected,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", *append_only,
             "--dir", str(self.root),
         ]  # fmt: skip
 
