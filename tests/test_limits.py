@@ -205,13 +205,13 @@ def test_x_forwarded_for_from_a_trusted_proxy_does_not_warn(kato: Kato) -> None:
 
 def test_behind_the_shipped_nginx_without_the_setting_it_warns(kato: Kato) -> None:
     skip_without_nginx()
-    with GatewayProcess(kato.url) as gateway, ShippedNginx(gateway.port) as nginx:
+    with GatewayProcess(kato.url) as gateway, ShippedNginx([gateway.port]) as nginx:
         answer = readyz(nginx.url)
         assert answer.status_code == 200
         [warning] = answer.json()["warnings"]
         assert "SSE_MONITOR_TRUSTED_PROXIES=127.0.0.1" in warning
         assert gateway.logged_events(UNTRUSTED) == [UNTRUSTED]
     env = {"SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1"}
-    with GatewayProcess(kato.url, env=env) as gateway, ShippedNginx(gateway.port) as nginx:
+    with GatewayProcess(kato.url, env=env) as gateway, ShippedNginx([gateway.port]) as nginx:
         assert readyz(nginx.url).json()["warnings"] == []
         assert gateway.logged_events(UNTRUSTED) == []
