@@ -151,8 +151,8 @@ class Leadership:
     async def _end(self, why: str) -> None:
         term, token = self._term, self.token
         self._term, self.token, self.elected_at = None, None, None
-        if term is not None:
-            await term.aclose()
         if token is not None:
             self.changes += 1
             log.warning("leader.deposed", node=self.node, token=token, why=why)
+        if term is not None:
+            await term.aclose()
