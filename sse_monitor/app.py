@@ -16,7 +16,7 @@ import structlog
 from starlette.applications import Starlette
 
 from sse_monitor.alerts.rules import load_rules
-from sse_monitor.alerts.store import AlertStore, StoreError
+from sse_monitor.alerts.store import AlertStore
 from sse_monitor.bus.fanout import FanOut
 from sse_monitor.bus.journal import Journal
 from sse_monitor.bus.log import EventLog
@@ -26,7 +26,7 @@ from sse_monitor.logs import configure_logging, secrets_of
 from sse_monitor.monitor.announced import read_announced
 from sse_monitor.monitor.producer import Producer
 from sse_monitor.redact import redact_url
-from sse_monitor.settings import ConfigError, Settings
+from sse_monitor.settings import ConfigError, Settings, StoreError
 from sse_monitor.web.edge import Edge
 from sse_monitor.web.prometheus import ClusterCollector, PrometheusEndpoint
 

@@ -19,6 +19,11 @@ class ConfigError(ValueError):
     """A setting has a bad value; the message names the variable."""
 
 
+class StoreError(ConfigError):
+    """SSE_MONITOR_DB cannot be opened or used (by the alert store or the log's journal); the
+    message names the file."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kato_url: str = field(default="http://localhost:8000", repr=False)  # may hold credentials

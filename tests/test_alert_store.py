@@ -17,8 +17,9 @@ import pytest
 from sse_monitor.alerts.alert import STATES, Alert, stamp
 from sse_monitor.alerts.manager import AlertManager
 from sse_monitor.alerts.rules import SEVERITIES, parse_rules
-from sse_monitor.alerts.store import AlertStore, StoreError
+from sse_monitor.alerts.store import AlertStore
 from sse_monitor.bus.event import Event
+from sse_monitor.settings import StoreError
 from tests.support.alert_stores import KINDS, NOW, AlertStores, alert
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from sse_monitor.alerts.store import AlertStore, StoreError
+from sse_monitor.alerts.store import AlertStore
 from sse_monitor.bus.event import Event
 from sse_monitor.bus.journal import LONG_AGO, Journal
 from sse_monitor.bus.log import Frame
 from sse_monitor.bus.memory import MemoryLog
+from sse_monitor.settings import StoreError
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.columns import COLUMNS, from_columns, to_columns
-from sse_monitor.settings import ConfigError
+from sse_monitor.settings import StoreError
 
 T = TypeVar("T")
 
@@ -64,10 +64,6 @@ class AlertStorage(Protocol):
     ) -> list[Alert]: ...
     async def prune(self, resolved_before: datetime) -> int: ...
     async def aclose(self) -> None: ...
-
-
-class StoreError(ConfigError):
-    """The database cannot be opened or used; the message names the file."""
 
 
 class StoreUnavailable(Exception):

@@ -33,9 +33,9 @@ from typing import Any
 
 import structlog
 
-from sse_monitor.alerts.store import StoreError
 from sse_monitor.bus.event import Event, topic_of
 from sse_monitor.bus.log import Frame
+from sse_monitor.settings import StoreError
 
 log = structlog.get_logger("sse_monitor.bus.journal")
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from sse_monitor.alerts.store import StoreError
+from sse_monitor.settings import StoreError
 
 log = structlog.get_logger("sse_monitor.web.revocations")
 
