@@ -199,6 +199,38 @@ async def test_a_restarted_redis_without_its_data_resets_and_the_tail_resumes(
         await node.aclose()
 
 
+async def produce_one(node: Node) -> Frame:
+    """Take the lease and append one session event: its frame, once the tail delivered it."""
+    token = await node.lease.acquire()
+    assert token is not None
+    node.log.appender(token)(session(1))
+    return await eventually(lambda: node.delivered and node.delivered[-1], 5, "the frame")
+
+
+async def test_a_client_joining_while_redis_is_away_is_told_so_with_its_replay(
+    own_redis: RedisServerProcess,
+) -> None:
+    """The `cluster` news goes only to the clients of that moment: one that connects or
+    resumes during the outage gets it after its replay, and none once Redis is back."""
+    node = Node(own_redis.url, "joined")
+    await node.log.open(wait=5)
+    try:
+        last_id = (await produce_one(node)).id
+        own_redis.stop()
+        await eventually(lambda: node.log.available is False, 10, "the log unavailable")
+        for after in (None, last_id):
+            frames = (await node.log.replay(after)).frames
+            assert frames[-1].event.name == "cluster", frames
+            assert frames[-1].event.data["log"] == "unavailable"
+            assert frames[-1].id == ""  # no id: resuming never skips past it
+        own_redis.start()
+        await eventually(lambda: node.log.available, 15, "the log available again")
+        frames = (await node.log.replay(None)).frames
+        assert "cluster" not in [frame.event.name for frame in frames]
+    finally:
+        await node.aclose()
+
+
 async def test_history_is_bounded_and_an_id_it_no_longer_covers_is_too_old(
     own_redis: RedisServerProcess,
 ) -> None:

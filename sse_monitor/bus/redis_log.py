@@ -135,6 +135,7 @@ class RedisLog:
         self._rename_script = redis.register_script(_RENAME_EPOCH)
         self._tasks: list[asyncio.Task[None]] = []
         self.available: bool | None = None  # None until Redis first answers or fails
+        self._news: Frame | None = None  # the last `cluster` event this node told its clients
         self.on_fenced: Callable[[str], None] | None = None
         self.appends_refused = 0  # fenced, or the outbox was full
         self.resets = 0  # times this node's copy was reloaded with a `reset` for its clients
@@ -263,6 +264,12 @@ class RedisLog:
         return self._frames.recent(limit)
 
     async def replay(self, after: str | None) -> Replay:
+        replay = await self._resume(after)
+        if self.available is False and self._news is not None:
+            replay.frames.append(self._news)  # a client joining while Redis is away hears it
+        return replay
+
+    async def _resume(self, after: str | None) -> Replay:
         if after is None:
             return Replay(self._frames.current(), self._frames.seq)
         match = _EVENT_ID.match(after)
@@ -428,7 +435,8 @@ class RedisLog:
         else:
             log.warning("log.unavailable", error=repr(error)[:200], epoch=self._epoch)
         if not (first and available):
-            self._frames.announce(self._log_state(available, error))
+            self._news = self._log_state(available, error)
+            self._frames.announce(self._news)
 
     def _log_state(self, available: bool, error: BaseException | None) -> Frame:
         data = {
