@@ -6,7 +6,7 @@ import { createAlertsPanel } from "./alerts.js";
 import { createContainersPanel } from "./containers.js";
 import { connectStream } from "./connection.js";
 import { createFallbackPoller } from "./fallback.js";
-import { age } from "./format.js";
+import { age, clock } from "./format.js";
 import { createKatoPanel } from "./kato.js";
 import { createSessionList } from "./session-list.js";
 import { createSessionsPanel } from "./sessions.js";
@@ -64,6 +64,7 @@ setUpTheme($("[data-testid=theme-toggle]"));
 
 let live = false;
 let connectionState = { state: "reconnecting", attempt: 0, retryAt: null };
+let redisLost = null; // the `cluster` event of this stream's node while it has no Redis
 let lastDataAt = null;
 let interval = null; // seconds between metrics, as observed
 let skewMs = 0; // this browser's clock minus the gateway's, from the metrics' timestamps
@@ -85,6 +86,8 @@ function showState(state, attempt, retryAt) {
   const was = connectionState.state;
   connectionState = { state, attempt, retryAt };
   live = state === "live";
+  // A new connection (or this tab joining the shared one): its node says it again if it holds.
+  if (live) redisLost = null;
   connection.dataset.state = state;
   document.body.dataset.connection = state;
   if (state === "live" || state === "unauthorized") fallback.stop();
@@ -104,7 +107,8 @@ function showState(state, attempt, retryAt) {
 function showConnection() {
   const { state, attempt, retryAt } = connectionState;
   let text;
-  if (state === "live") text = "Live";
+  if (state === "live" && redisLost) text = "Live updates paused · the gateway lost its Redis";
+  else if (state === "live") text = "Live";
   else if (state === "offline") text = "Offline";
   else if (state === "unauthorized") text = "Login needed";
   else if (state === "busy") {
@@ -113,6 +117,18 @@ function showConnection() {
   } else text = `Reconnecting (attempt ${attempt})`;
   if (state !== "live" && state !== "unauthorized") text += " · polling the count";
   if (connection.textContent !== text) connection.textContent = text;
+  const paused = state === "live" && redisLost !== null;
+  connection.dataset.paused = String(paused);
+  const title = paused ? pausedTitle(redisLost) : "";
+  if (connection.title !== title) connection.title = title;
+}
+
+function pausedTitle({ node, timestamp, error }) {
+  const why = error ? ` (${error})` : "";
+  return (
+    `Gateway node ${node} cannot reach the cluster's Redis since ${clock(timestamp)}${why}. ` +
+    "The stream stays open; updates resume by themselves when Redis is back."
+  );
 }
 
 function showAge() {
@@ -154,6 +170,11 @@ function onEvent({ name, id, data, replayed }) {
     if (added && !replayed && recent) toasts.show(sessionToast(data));
   } else if (name === "reset") {
     sessions.forgetCountTime();
+  } else if (name === "cluster") {
+    // The node serving this stream lost (or regained) the cluster's Redis: the stream stays
+    // open, but nothing new reaches it meanwhile.
+    redisLost = data.log === "unavailable" ? data : null;
+    showConnection();
   } else if (name === "alerts") {
     alerts.setState(data);
   } else if (name === "alert") {

@@ -5,6 +5,10 @@
 // the answer was. So when it closes, the same URL is fetched once (its body aborted at once) to
 // learn why: 401 (or 403) waits for a login ("retry" from a tab), 429 and 503 wait for their
 // Retry-After, a 200 reopens at once, anything else (or no answer) retries after a few seconds.
+//
+// In cluster mode the node sends `cluster` (no id) when it loses or regains the cluster's Redis:
+// news about that node, for this connection. A new connection may be on another node, so what
+// the last one said is forgotten at its opening (a node without Redis says so again at once).
 
 import { retryAfterSeconds } from "./retry-after.js";
 
@@ -17,12 +21,13 @@ export const EVENT_NAMES = [
   "alert",
   "alerts",
   "reset",
+  "cluster",
 ];
 const OFFLINE_AFTER_ATTEMPTS = 3;
 // Durable events kept for a tab that joins (it replays them to its lists, without toasts).
 const RECENT = { session_event: 10, alert: 20 };
 // State events: the newest of each is all a joining tab needs.
-const STATE_EVENTS = new Set(["metrics", "containers", "alerts"]);
+const STATE_EVENTS = new Set(["metrics", "containers", "alerts", "cluster"]);
 const RECREATE_AFTER_MS = 3000;
 const DIAGNOSE_TIMEOUT_MS = 10_000;
 
@@ -76,6 +81,7 @@ export class StreamSource {
     const source = new EventSource(this.streamUrl());
     this.source = source;
     source.onopen = () => {
+      this.latest.delete("cluster"); // the last connection's node news
       this.attempt = 0;
       this.reopenedOnOk = false;
       this.setState("live");
