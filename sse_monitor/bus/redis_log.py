@@ -44,6 +44,7 @@ from sse_monitor.bus.frames import Frames, reset_frame
 from sse_monitor.bus.log import Frame, Replay
 from sse_monitor.bus.sse import encode_frame, to_json
 from sse_monitor.clock import iso, utc_now
+from sse_monitor.tasks import cancel_and_wait
 
 log = structlog.get_logger("sse_monitor.bus.redis_log")
 
@@ -163,11 +164,7 @@ class RedisLog:
             await asyncio.wait_for(self._loaded.wait(), wait)
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
 
     # Writing
 

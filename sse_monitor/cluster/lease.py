@@ -1,6 +1,6 @@
 """The producer's lease: one Redis key with a TTL, and a fencing token per holder.
 
-Each acquisition takes the next number of a counter; the token (`<number>:<node>`) is the
+Each acquisition takes the next number of a counter; the token (`<number>:<node>:<nonce>`) is the
 lease key's value while it is held. Every append of a producer is checked against that value
 inside Redis (see bus/redis_log.py), so a producer that was paused or cut off past its lease,
 and comes back, cannot append anything once another holds it, or once it lapsed.
@@ -8,11 +8,13 @@ and comes back, cannot append anything once another holds it, or once it lapsed.
 
 from __future__ import annotations
 
+import secrets
+
 from redis.asyncio import Redis
 
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
+local token = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1] .. ':' .. ARGV[3]
 redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
 return token
 """
@@ -43,8 +45,11 @@ class Lease:
 
     async def acquire(self) -> str | None:
         """A new token if nobody holds the lease, else None."""
+        # The nonce keeps each term's token unique even when the counter starts again (Redis
+        # lost its data): no append queued in an earlier term can pass for this one's.
+        nonce = secrets.token_hex(4)
         token = await self._acquire(
-            keys=[self.key, self._fence_key], args=[self._node, self._ttl_ms]
+            keys=[self.key, self._fence_key], args=[self._node, self._ttl_ms, nonce]
         )
         return token.decode() if token is not None else None
 

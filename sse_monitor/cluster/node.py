@@ -8,7 +8,6 @@ starts from what the log says clients were last told.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
@@ -29,6 +28,7 @@ from sse_monitor.cluster.lease import Lease
 from sse_monitor.monitor.announced import read_announced
 from sse_monitor.monitor.producer import Producer
 from sse_monitor.settings import Settings
+from sse_monitor.tasks import cancel_and_wait
 
 log = structlog.get_logger("sse_monitor.cluster.node")
 
@@ -86,9 +86,7 @@ class ClusterNode:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         await self.leadership.aclose()
         await self.log.aclose()
         await self.redis.aclose()

@@ -10,7 +10,6 @@ of clients.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from sse_monitor.redact import redact_url
 from sse_monitor.settings import Settings
 from sse_monitor.sources.kato import KatoClient
 from sse_monitor.sources.kato_push import KatoPush, push_url
+from sse_monitor.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from sse_monitor.monitor.containers import ContainerCollector
@@ -162,11 +162,7 @@ class Producer:
             self._tasks.append(asyncio.create_task(self.push.run(self.sessions), name="kato-push"))
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self._kato_client.aclose()
         if self.containers is not None:
             await self.containers.aclose()
