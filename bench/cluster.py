@@ -28,7 +28,9 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(1, str(ROOT))  # tests.support, and this checkout's sse_monitor
-os.environ["PYTHONPATH"] = str(ROOT)  # the gateway nodes run this checkout too
+# The gateway nodes run this checkout too, and log their GC pauses when a storm asks
+# (bench/gc_site/sitecustomize.py, idle otherwise).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(BENCH / "gc_site")])
 
 import fanout  # noqa: E402
 from cluster_failover import failover_table, rounds_table, run_failovers  # noqa: E402
@@ -41,6 +43,13 @@ SCALE_TARGETS = {"latency_p99_ms": 1.5, "kib_per_client": 2.0}  # at most this x
 
 def numbers(text: str) -> list[int]:
     return [int(n) for n in text.split(",") if n.strip()]
+
+
+def nginx_change(text: str) -> tuple[str, str]:
+    old, arrow, new = text.partition("=>")
+    if not arrow or not old:
+        raise argparse.ArgumentTypeError("OLD=>NEW")
+    return old, new
 
 
 def seconds(text: str) -> list[float]:
@@ -156,6 +165,8 @@ def storm(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]
                 sessions_before=args.sessions_before,
                 sessions_during=args.sessions_during,
                 session_every=args.session_every,
+                jitter=args.jitter,
+                nginx_changes=tuple(args.nginx_change),
             )
             runs.append(run_storm(workdir / f"storm-{clients}", children, settings))
     finally:
@@ -167,6 +178,7 @@ def storm(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]
             f"created before the kill, {args.sessions_during} during the storm (one every "
             f"{args.session_every:g} s from the kill), the same again in the quiet window, "
             "one more at the end.",
+            *experiments(args),
             storm_table(runs),
             "Redis commands (INFO commandstats), from the kill until every client is back "
             "(+1 s), and in a quiet window as long afterwards (the same session changes, no "
@@ -175,6 +187,14 @@ def storm(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], str]
         ]
     )
     return {"runs": runs}, text
+
+
+def experiments(args: argparse.Namespace) -> list[str]:
+    """What a storm changed from the shipped setup, said above its table."""
+    said = [f"`{old}` → `{new}`" for old, new in args.nginx_change]
+    if args.jitter:
+        said.append(f"each client waits `retry:` plus up to {args.jitter:g} s at random")
+    return [f"**Experiment**, not the shipped setup: {'; '.join(said)}."] if said else []
 
 
 # Reports
@@ -231,6 +251,17 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     st.add_argument("--sessions-before", type=int, default=3)
     st.add_argument("--sessions-during", type=int, default=8)
     st.add_argument("--session-every", type=float, default=0.5)
+    st.add_argument(
+        "--jitter", type=float, default=0.0, help="s each client adds at random to retry:"
+    )
+    st.add_argument(
+        "--nginx-change",
+        type=nginx_change,
+        action="append",
+        default=[],
+        metavar="OLD=>NEW",
+        help="an experiment: replace OLD by NEW in deploy/nginx.conf as the storm runs it",
+    )
     st.add_argument("--out", type=Path, default=RESULTS / "cluster-storm.md")
     return parser.parse_known_args(argv)
 

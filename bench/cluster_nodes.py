@@ -63,11 +63,30 @@ def logged_at(line: dict[str, Any]) -> float:
 class StreamsNginx(ShippedNginx):
     """deploy/nginx.conf exactly as ShippedNginx runs it, but with `workers` worker processes
     and as many connections each as the open-file limit allows: every stream holds two of
-    them (the client's and the one to its node), and the tests' 1,024 would hold 500."""
+    them (the client's and the one to its node), and the tests' 1,024 would hold 500.
 
-    def __init__(self, upstream_ports: Sequence[int], workers: int) -> None:
+    For experiments only, `changes` replaces text in the shipped file (each old text with its
+    new one, wherever it is; an error if it is not there), e.g. the upstream's parameters."""
+
+    def __init__(
+        self,
+        upstream_ports: Sequence[int],
+        workers: int,
+        changes: Sequence[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(upstream_ports)
         self.workers = workers
+        self.changes = list(changes)
+
+    def write_config(self) -> None:
+        super().write_config()
+        site = self.root / "sse-monitor.conf"
+        text = site.read_text()
+        for old, new in self.changes:
+            if old not in text:
+                raise ValueError(f"{old!r} is not in the shipped file")
+            text = text.replace(old, new)
+        site.write_text(text)
 
     def main_config(self, http: str) -> str:
         text = super().main_config(http)

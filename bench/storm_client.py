@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import re
 import time
 from collections import Counter
@@ -65,6 +66,7 @@ class StormConnection(SSEConnection):
             "opened": time.time(),
             "resumed_from": client.last_id,
             "first_frame": None,
+            "last_frame": None,
             "closed": None,
             "by_server": False,
             "frames": 0,
@@ -85,6 +87,7 @@ class StormConnection(SSEConnection):
             if match := _RETRY.search(frame):
                 client.retry_ms = int(match.group(1))
         record["frames"] += 1
+        record["last_frame"] = now
         event, event_id, data = parse_frame(frame)
         if event_id:
             client.last_id = event_id.decode()
@@ -107,6 +110,7 @@ class Storm:
         self.errors: Counter[str] = Counter()
         self.clients = [Client(args.first_index + i) for i in range(args.clients)]
         self.running = True
+        self.jitter = args.jitter
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def connect(self, client: Client, attempts: int) -> StormConnection | None:
@@ -135,10 +139,11 @@ class Storm:
         return conn
 
     async def follow(self, client: Client, conn: StormConnection) -> None:
-        """Once the stream ends, come back after `retry:` (and after each failed attempt)."""
+        """Once the stream ends, come back after `retry:` (and after each failed attempt), plus
+        up to `jitter` s at random (0 by default: an EventSource adds none)."""
         await conn.ended
         while self.running:
-            await asyncio.sleep(client.retry_ms / 1000)
+            await asyncio.sleep(client.retry_ms / 1000 + random.uniform(0, self.jitter))
             if not self.running or await self.connect(client, attempts=1) is not None:
                 return
 
@@ -190,6 +195,7 @@ def main() -> None:
     parser.add_argument("--first-index", type=int, default=0, help="index of the first client")
     parser.add_argument("--duration", type=float, default=3600.0, help="upper bound, seconds")
     parser.add_argument("--batch", type=int, default=250, help="connections opened at once")
+    parser.add_argument("--jitter", type=float, default=0.0, help="s added at random to retry:")
     parser.add_argument("--out", required=True, help="write the JSON results here")
     args = parser.parse_args()
     _raise_fd_limit()
