@@ -43,7 +43,9 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-SERVERS = ("gateway", "baseline", "nchan", "naive")
+SERVERS = ("gateway", "baseline", "redis", "workers", "nchan", "naive")
+GATEWAYS = ("gateway", "baseline", "redis", "workers")  # the gateway, run by its own CLI
+CLUSTERED = ("redis", "workers")  # cluster mode: the log in a redis-server of the run's own
 DEFAULT_SERVERS = ("gateway", "nchan")
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 FD_RESERVE = 200  # descriptors a load-client process needs besides its sockets
@@ -299,7 +301,9 @@ class Server:
     events_url: str
     streams: Callable[[], int | None]
     logs: list[Path]
+    port: int  # where it listens: its processes' connections to it are its streams
     helpers: list[Child] = field(default_factory=list)  # not measured, stopped first
+    backing: list[Child] = field(default_factory=list)  # its Redis: measured apart, stopped last
 
 
 def start_server(
@@ -310,18 +314,22 @@ def start_server(
     interval: float,
     gc_trace: Path | None = None,
     baseline: Path | None = None,
+    workers: int = 1,
 ) -> Server:
+    """A server on a free port, ready; `workers` is `serve --workers` (the `workers` server)
+    or nginx's worker_processes (nchan)."""
     if server == "nchan":
-        return start_nchan(children, tag, kato_url, interval)
+        return start_nchan(children, tag, kato_url, interval, workers)
     port = free_port()
     python = [sys.executable]
-    if server in ("gateway", "baseline"):
+    if server in GATEWAYS:
         # -P: the bench's own checkout is not put first on the path, so that `baseline` runs
         # the gateway of another checkout (--baseline) through PYTHONPATH.
         python.append("-P")
     if gc_trace is not None:
         python += [str(BENCH / "gc_trace.py"), str(gc_trace)]
-    if server in ("gateway", "baseline"):
+    backing: list[Child] = []
+    if server in GATEWAYS:
         argv = [*python, "-m", "sse_monitor", "serve", "--port", str(port)]
         argv += ["--kato-url", kato_url]
         source = baseline if server == "baseline" else BENCH.parent
@@ -337,6 +345,13 @@ def start_server(
             "SSE_MONITOR_DB": ":memory:",  # no alert store left in the checkout
         }
         path = "/events?topics=metrics"  # only what the references send
+        if server in CLUSTERED:
+            redis, redis_port = start_redis(children, tag)
+            backing.append(redis)
+            env["SSE_MONITOR_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            env["SSE_MONITOR_CLUSTER"] = f"bench-{tag}"
+        if server == "workers":
+            argv += ["--workers", str(workers)]
     else:
         argv = [*python, str(BENCH / "naive_server.py"), "--port", str(port)]
         argv += ["--interval", f"{interval:g}", "--kato-url", kato_url]
@@ -344,16 +359,79 @@ def start_server(
         path = "/events"
     child = children.start(f"{server}-{tag}", argv, env=env)
     url = f"http://127.0.0.1:{port}"
-    wait_http_ok([child], f"{url}/readyz", timeout=60)
-    return Server(
-        server, child, url + path, lambda: json_int(f"{url}/readyz", "streams"), [child.log_path]
-    )
+    wait_http_ok([child, *backing], f"{url}/readyz", timeout=60)
+
+    def streams() -> int | None:
+        if server != "workers":
+            return json_int(f"{url}/readyz", "streams")
+        # /readyz counts the streams of whichever worker answers it: count every worker's
+        return sum(streams_by_process(child.popen.pid, port).values())
+
+    if server == "workers":
+        wait_workers(child, workers, redis_port, timeout=60)
+    return Server(server, child, url + path, streams, [child.log_path], port, backing=backing)
+
+
+def start_redis(children: Children, tag: str) -> tuple[Child, int]:
+    """A redis-server of this run alone (nothing saved to disk), answering PING: the gateway's
+    log in cluster mode. Its port."""
+    import redis
+
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--save", "", "--appendonly", "no", "--dir", str(children.workdir)]
+    child = children.start(f"redis-server-{tag}", argv)
+    client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                if client.ping():
+                    return child, port
+            if child.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer:\n{child.log_tail()}")
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def streams_by_process(pid: int, port: int) -> dict[int, int]:
+    """Open connections to `port` held by each worker of a tree: the processes other than its
+    root that listen on it (the workers of `serve --workers N`, or of nginx, share the root's
+    listening socket). Empty for a server of one process."""
+    counts = {}
+    for process in tree(pid)[1:]:
+        with contextlib.suppress(psutil.Error):
+            conns = process.net_connections("tcp")
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns):
+                counts[process.pid] = sum(
+                    1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+                )
+    return counts
+
+
+def wait_workers(child: Child, workers: int, redis_port: int, timeout: float) -> None:
+    """Until every worker of `serve --workers N` talks to Redis (its app has started): the first
+    /readyz answers from whichever worker is ready first, and a worker still starting takes no
+    connection, which would leave every client on the others."""
+    deadline = time.monotonic() + timeout
+    while True:
+        started = 0
+        for process in tree(child.popen.pid)[1:]:
+            with contextlib.suppress(psutil.Error):
+                conns = process.net_connections("tcp")
+                started += any(c.raddr and c.raddr.port == redis_port for c in conns)
+        if started >= workers:
+            return
+        if child.popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{started} of {workers} workers started:\n{child.log_tail()}")
+        time.sleep(0.2)
 
 
 NGINX_CONF = """\
 load_module {module};
 daemon off;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {nofile};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -393,8 +471,11 @@ def nchan_missing() -> str | None:
     return None
 
 
-def start_nchan(children: Children, tag: str, kato_url: str, interval: float) -> Server:
-    """nginx with nchan from a temp prefix (own config, one worker), and its publisher."""
+def start_nchan(
+    children: Children, tag: str, kato_url: str, interval: float, workers: int = 1
+) -> Server:
+    """nginx with nchan from a temp prefix (own config, `workers` worker processes), and its
+    publisher."""
     prefix = children.workdir / f"nginx-{tag}"
     prefix.mkdir()
     port = free_port()
@@ -403,6 +484,7 @@ def start_nchan(children: Children, tag: str, kato_url: str, interval: float) ->
     conf.write_text(
         NGINX_CONF.format(
             module=NCHAN_MODULE,
+            workers=workers,
             nofile=nofile,
             connections=max(1024, nofile - 1000),
             prefix=prefix,
@@ -429,6 +511,7 @@ def start_nchan(children: Children, tag: str, kato_url: str, interval: float) ->
         f"{url}/sub",
         lambda: json_int(f"{url}/pub", "subscribers"),
         [nginx.log_path, prefix / "error.log", publisher.log_path],
+        port,
         [publisher],
     )
 
@@ -482,7 +565,10 @@ def run_one(
     kato, kato_url = start_kato(children, tag)
     gc_trace = children.workdir / f"gc-{tag}.txt" if args.gc_trace and server != "nchan" else None
     loadavg = os.getloadavg()  # anything else busy on this shared machine?
-    srv = start_server(children, server, tag, kato_url, args.interval, gc_trace, args.baseline)
+    workers = args.nchan_workers if server == "nchan" else args.workers
+    srv = start_server(
+        children, server, tag, kato_url, args.interval, gc_trace, args.baseline, workers
+    )
     pid = srv.child.popen.pid
     sampler = RssSampler(pid)
     sampler.start()
@@ -514,10 +600,13 @@ def run_one(
 
         time.sleep(settle)
         cpu0, split0, t0 = tree_cpu(pid), tree_system_share(pid), time.time()
+        backing0 = backing_cpu(srv)
         time.sleep(args.duration)
         cpu1, split1, t1 = tree_cpu(pid), tree_system_share(pid), time.time()
+        backing1 = backing_cpu(srv)
         time.sleep(args.grace)  # events of the window still on their way
         streams_after = srv.streams()
+        by_process = sorted(streams_by_process(pid, srv.port).values(), reverse=True)
 
         for loader in loaders:
             assert loader.popen.stdin is not None
@@ -542,6 +631,8 @@ def run_one(
         for helper in srv.helpers:
             children.stop(helper)
         children.stop(srv.child)
+        for backing in srv.backing:
+            children.stop(backing)
         children.stop(kato)
 
     summary, latencies = analyse(results, t0, t1)
@@ -571,6 +662,10 @@ def run_one(
             if summary["connected"]
             else None
         ),
+        streams_by_process=by_process,
+        redis_cpu_percent=(
+            round(cpu_seconds(backing0, backing1) / (t1 - t0) * 100, 2) if srv.backing else None
+        ),
         server_log_lines=len(server_lines),
         server_log_sample=server_lines[:5],
         loadavg_before=[round(x, 2) for x in loadavg],
@@ -585,6 +680,11 @@ def run_one(
         f"CPU {summary['cpu_percent']} %, {summary['kib_per_client']} KiB/client"
     )
     return run
+
+
+def backing_cpu(server: Server) -> CpuTimes:
+    """CPU times of the server's Redis (not in the server's own figures)."""
+    return {key: t for child in server.backing for key, t in tree_cpu(child.popen.pid).items()}
 
 
 def analyse(
@@ -651,6 +751,9 @@ def analyse(
         # A pause of the server (a full garbage collection, say) delays the rest of one event's
         # fan-out: without that event, is the tail still there?
         "latency_p99_but_slowest_ms": _round(p99_without_slowest(by_event)),
+        # The path from publish to the fan-out's start (through Redis in cluster mode), without
+        # the time the fan-out then takes to reach the other clients.
+        "latency_first_p50_ms": _round(_median([min(s) for s in by_event.values() if s])),
     }
     return summary, latencies
 
@@ -713,6 +816,7 @@ FIGURES = (
     Figure("fan-out latency p99 (ms)", "latency_p99_ms"),
     Figure("fan-out latency max (ms)", "latency_max_ms"),
     Figure("fan-out latency p99 without the slowest event (ms)", "latency_p99_but_slowest_ms"),
+    Figure("latency to each event's first client, median (ms)", "latency_first_p50_ms"),
     Figure("server RSS idle (MiB)", "rss_idle_mib", fmt=lambda v: f"{v:,.1f}"),
     Figure("server RSS with N clients (MiB)", "rss_steady_mib", fmt=lambda v: f"{v:,.1f}"),
     Figure("server RSS peak (MiB)", "rss_peak_mib", fmt=lambda v: f"{v:,.1f}"),
@@ -722,6 +826,7 @@ FIGURES = (
     Figure(
         "server CPU in the kernel (% of its CPU)", "cpu_system_percent", False, lambda v: f"{v:.0f}"
     ),
+    Figure("its Redis's CPU in window (% of a core)", "redis_cpu_percent", False),
     Figure("full GCs of the server in window", "full_gc_count", False, lambda v: f"{v:.0f}"),
     Figure("full GC pauses in window, total (ms)", "full_gc_total_ms", fmt=lambda v: f"{v:,.0f}"),
     Figure(
@@ -734,6 +839,7 @@ SUMMARY_KEYS = (
     "latency_p50_ms",
     "latency_p99_ms",
     "latency_max_ms",
+    "latency_first_p50_ms",
     "kib_per_client",
     "cpu_us_per_frame",
     "client_cpu_percent",
@@ -843,6 +949,8 @@ def notes(runs: list[Run], interval: float) -> list[str]:
             )
         if s["duplicates"] or s["bad_frames"]:
             found.append(f"{where}: {s['duplicates']} duplicates, {s['bad_frames']} bad frames")
+        if len(s.get("streams_by_process", [])) > 1:
+            found.append(f"{where}: streams per worker process {s['streams_by_process']}")
         if s["server_log_lines"]:
             found.append(
                 f"{where}: server logged {s['server_log_lines']} lines, "
@@ -922,6 +1030,19 @@ def report(args: argparse.Namespace, runs: list[Run], started: datetime, command
         f"{args.repeat} run(s) per server and N, at most {args.per_process:,} clients per "
         "load-client process; server order alternates between N values",
     ]
+    if "redis" in servers:
+        lines.append(
+            "- `redis`: one gateway process in cluster mode, its log in a redis-server of the "
+            "run's own: each event goes to Redis and comes back through the process's tail"
+        )
+    if "workers" in servers:
+        lines.append(
+            f"- `workers`: `sse-monitor serve --workers {args.workers}` on one Redis; its "
+            "figures cover every process of it (the supervisor's and each worker's), its "
+            "Redis's CPU is a row of its own"
+        )
+    if "nchan" in servers:
+        lines.append(f"- nchan: nginx with worker_processes {args.nchan_workers}")
     loads = [r.summary["loadavg_before"][0] for r in runs if "loadavg_before" in r.summary]
     if loads:
         lines.append(
@@ -982,6 +1103,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs per server and N")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds for late deliveries")
     parser.add_argument("--per-process", type=int, default=5000, help="clients per load process")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes of the server `workers` (default 2)"
+    )
+    parser.add_argument(
+        "--nchan-workers", type=int, default=1, help="nginx worker_processes for nchan (default 1)"
+    )
     parser.add_argument("--batch", type=int, default=250, help="connections opened at once")
     parser.add_argument(
         "--gc-trace",
@@ -1006,6 +1133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("the server `baseline` needs --baseline DIR, a checkout holding sse_monitor/")
     if "nchan" in args.servers and (why := nchan_missing()):
         parser.error(why)
+    if set(CLUSTERED) & set(args.servers) and shutil.which("redis-server") is None:
+        parser.error("the servers redis and workers need redis-server: apt-get install -y redis")
     return args
 
 

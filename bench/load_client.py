@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -183,6 +184,17 @@ def parse_frame(frame: bytes) -> tuple[bytes, bytes | None, bytes | None]:
     return event, event_id, data
 
 
+def request_bytes(url: str, last_event_id: str | None = None) -> bytes:
+    """The GET of a stream at `url` (its query kept: ?topics=...), resuming after an id."""
+    parts = urlsplit(url)
+    path = (parts.path or "/events") + (f"?{parts.query}" if parts.query else "")
+    resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
+        f"Cache-Control: no-cache\r\n{resume}\r\n"
+    ).encode()
+
+
 async def connect(
     index: int,
     host: str,
@@ -192,11 +204,13 @@ async def connect(
     errors: Counter[str],
     *,
     attempts: int = 3,
+    connection: Callable[[int, bytes, Shared], SSEConnection] = SSEConnection,
 ) -> SSEConnection | None:
-    """One client, retried a few times; every failed attempt is counted by its cause."""
+    """One client, retried a few times; every failed attempt is counted by its cause.
+    `connection` makes each attempt's protocol (a subclass of SSEConnection)."""
     loop = asyncio.get_running_loop()
     for attempt in range(attempts):
-        conn = SSEConnection(index, request, shared)
+        conn = connection(index, request, shared)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 await loop.create_connection(lambda c=conn: c, host, port)
@@ -207,18 +221,15 @@ async def connect(
         except (OSError, TimeoutError) as exc:
             errors[type(exc).__name__] += 1
         conn.close()
-        await asyncio.sleep(0.2 * (attempt + 1))
+        if attempt + 1 < attempts:
+            await asyncio.sleep(0.2 * (attempt + 1))
     return None
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = urlsplit(args.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    path = (url.path or "/events") + (f"?{url.query}" if url.query else "")  # ?topics=...
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
-        "Cache-Control: no-cache\r\n\r\n"
-    ).encode()
+    request = request_bytes(args.url)
     shared = Shared()
     errors: Counter[str] = Counter()
     conns: list[SSEConnection] = []
