@@ -195,10 +195,10 @@ async def test_an_idle_stream_takes_frames_directly_and_falls_back_to_its_queue(
     written: list[bytes] = []
     socket_full = False
 
-    def write(data: bytes) -> bool:
+    def write(frame: Frame) -> bool:
         if socket_full:
             return False
-        written.append(data)
+        written.append(frame.data)
         return True
 
     subscription.write_through = write

@@ -61,7 +61,7 @@ class Subscription:
         # frame to the client's socket at once, in the fan-out's own loop over subscribers,
         # instead of waking the stream's task for it. It answers False when the socket cannot
         # take the frame now; the frame is then queued as usual (see StreamResponse.write_now).
-        self.write_through: Callable[[bytes], bool] | None = None
+        self.write_through: Callable[[Frame], bool] | None = None
 
     def wants(self, frame: Frame) -> bool:
         return frame.topic is None or frame.topic in self.topics
@@ -90,7 +90,7 @@ class Subscription:
         if self.closed:
             return
         if self.write_through is not None and not self._pending:
-            if self.write_through(frame.data):
+            if self.write_through(frame):
                 self._stats.frames_written_through += 1
                 return
             self._stats.write_through_refused += 1

@@ -26,12 +26,13 @@ from starlette.types import Receive, Scope, Send
 
 from sse_monitor.bus.event import TOPICS
 from sse_monitor.bus.fanout import FanOut, Subscription
-from sse_monitor.bus.log import LogReader
+from sse_monitor.bus.log import Frame, LogReader
 from sse_monitor.settings import Settings
 from sse_monitor.web.addresses import client_address
 from sse_monitor.web.errors import BadRequest, json_error
 from sse_monitor.web.parameters import event_id_param
 from sse_monitor.web.registry import OpenStream, Refusal, StreamRegistry
+from sse_monitor.web.socket_write import ChunkEncoder, SocketWriter
 
 log = structlog.get_logger("sse_monitor.web.stream")
 
@@ -81,7 +82,7 @@ class StreamResponse:
             if first is None:
                 return
             await self._body(send, self.endpoint.retry + first)
-            await self._relay(send, subscription)
+            await self._relay(send, receive, subscription)
         except TimeoutError:
             reason = "stuck"
             log.warning("stream.dropped", reason="send_timeout", client=self.stream.client)
@@ -97,12 +98,14 @@ class StreamResponse:
             self.endpoint.fanout.stats.closed[reason] += 1
             self.endpoint.registry.release(self.stream)
 
-    async def _relay(self, send: Send, subscription: Subscription) -> None:
+    async def _relay(self, send: Send, receive: Receive, subscription: Subscription) -> None:
         """Live frames until the subscription closes: written through while idle, else sent
         by this task, a chunk per wake-up."""
         self._send = send
+        socket = SocketWriter.for_request(receive, self.endpoint.chunks)
+        write_through = socket.write if socket is not None else self.write_now
         while True:
-            subscription.write_through = self.write_now  # idle: deliveries write directly
+            subscription.write_through = write_through  # idle: deliveries write directly
             chunk = await self._next(subscription)
             subscription.write_through = None
             if chunk is None:
@@ -113,8 +116,9 @@ class StreamResponse:
         if subscription.closed_reason != "client":
             await self._write(send, {"type": "http.response.body", "body": b""})
 
-    def write_now(self, data: bytes) -> bool:
-        """Write a frame from the fan-out's loop, without waking this stream's task.
+    def write_now(self, frame: Frame) -> bool:
+        """Write a frame from the fan-out's loop, without waking this stream's task, through
+        ASGI (under uvicorn's httptools protocol, SocketWriter does it for less).
 
         uvicorn's send() writes to the transport at once, or, when the socket's buffer is
         full, first waits for the client to drain it, before writing anything. So one step of
@@ -123,7 +127,7 @@ class StreamResponse:
         stream's task sends it under the send timeout, as any queued frame.
         """
         assert self._send is not None
-        message = {"type": "http.response.body", "body": data, "more_body": True}
+        message = {"type": "http.response.body", "body": frame.data, "more_body": True}
         sending = self._send(message)  # type: ignore[arg-type]
         try:
             sending.send(None)
@@ -240,6 +244,7 @@ class EventStream:
         self.retry = f"retry: {settings.retry_ms}\n".encode()
         self.ping_interval = settings.ping_interval
         self.send_timeout = settings.send_timeout
+        self.chunks = ChunkEncoder()  # each live frame's chunk, encoded once for all streams
         self._settings = settings
 
     async def endpoint(self, request: Request) -> Response:
