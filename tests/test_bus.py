@@ -214,6 +214,32 @@ async def test_an_idle_stream_takes_frames_directly_and_falls_back_to_its_queue(
     assert written == [first.data]
 
 
+async def test_a_keep_alive_goes_to_streams_pushed_nothing_for_a_whole_sweep() -> None:
+    log, fanout = bus(10, 10)
+    busy = await subscribe(log, fanout, topics=("sessions",))
+    silent = await subscribe(log, fanout, topics=("metrics",))
+    for subscription in (busy, silent):
+        subscription._pending.clear()
+
+    def ping() -> Frame:
+        return Frame(0, "", Event("ping", {}), b": ping\n\n")
+
+    def pinged(subscription: Subscription) -> int:
+        return sum(frame.event.name == "ping" for frame in subscription._pending)
+
+    assert fanout.keep_alive(ping()) == 0  # both just started: nothing is due yet
+    append(log, Event("session_event", {"n": 1}, durable=True))
+    assert fanout.keep_alive(ping()) == 1  # nothing for silent since the last sweep
+    assert (pinged(silent), pinged(busy)) == (1, 0)
+    assert fanout.keep_alive(ping()) == 1  # now nothing for busy either; silent was pinged
+    assert (pinged(silent), pinged(busy)) == (1, 1)
+    # A silent stream is pinged every other sweep; queued pings coalesce, as state frames do.
+    assert fanout.keep_alive(ping()) == 1
+    assert fanout.keep_alive(ping()) == 1
+    assert (pinged(silent), pinged(busy)) == (1, 1)
+    assert [f.event.name for f in busy._pending] == ["session_event", "ping"]
+
+
 class AwaitingLog:
     """A memory log whose replay awaits until let go, as a remote log's read does: events
     appended meanwhile reach the subscription through the tail before the replay returns."""

@@ -44,7 +44,7 @@ from sse_monitor.web.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.web.registry import StreamRegistry
 from sse_monitor.web.revocations import Revocations, SQLiteRevocations
 from sse_monitor.web.revocations_redis import RedisRevocations
-from sse_monitor.web.stream import EventStream, close_streams_on_shutdown
+from sse_monitor.web.stream import EventStream, close_streams_on_shutdown, keep_alive
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -100,7 +100,8 @@ class Edge:
             Forbidden: forbidden,
             TooManyFailures: locked_out,
         }
-        self._shutdown: asyncio.Task[None] | None = None
+        self._ping_interval = settings.ping_interval
+        self._tasks: list[asyncio.Task[None]] = []
 
     def _routes(
         self,
@@ -135,13 +136,14 @@ class Edge:
 
     async def open(self) -> None:
         await self.revocations.open()  # before the first request: a logged-out cookie stays out
-        self._shutdown = asyncio.create_task(
-            close_streams_on_shutdown(self._fanout), name="stream-shutdown"
-        )
+        self._tasks = [
+            asyncio.create_task(close_streams_on_shutdown(self._fanout), name="stream-shutdown"),
+            asyncio.create_task(keep_alive(self._fanout, self._ping_interval), name="keep-alive"),
+        ]
 
     async def aclose(self) -> None:
-        if self._shutdown is not None:
-            self._shutdown.cancel()
+        for task in self._tasks:
+            task.cancel()
         self._fanout.close_all()
         await self.revocations.aclose()
         if self._session_list is not None:

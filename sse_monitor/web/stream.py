@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 import structlog
 from sse_starlette.sse import AppStatus
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from sse_monitor.bus.event import TOPICS
+from sse_monitor.bus.event import TOPICS, Event
 from sse_monitor.bus.fanout import FanOut, Subscription
 from sse_monitor.bus.log import Frame, LogReader
 from sse_monitor.settings import Settings
@@ -106,7 +107,7 @@ class StreamResponse:
         write_through = socket.write if socket is not None else self.write_now
         while True:
             subscription.write_through = write_through  # idle: deliveries write directly
-            chunk = await self._next(subscription)
+            chunk = await subscription.next_chunk()
             subscription.write_through = None
             if chunk is None:
                 break
@@ -140,14 +141,6 @@ class StreamResponse:
             return True
         sending.close()
         return False
-
-    async def _next(self, subscription: Subscription) -> bytes | None:
-        """The next chunk, or a keep-alive comment after `ping_interval` of silence."""
-        try:
-            async with asyncio.timeout(self.endpoint.ping_interval):
-                return await subscription.next_chunk()
-        except TimeoutError:
-            return PING
 
     async def _body(self, send: Send, data: bytes) -> None:
         await self._write(send, {"type": "http.response.body", "body": data, "more_body": True})
@@ -188,6 +181,15 @@ async def _abort_connection(receive: Receive) -> None:
         async with asyncio.timeout(ABORT_WAIT_SECONDS):
             while (await receive())["type"] != "http.disconnect":
                 pass
+
+
+async def keep_alive(fanout: FanOut, ping_interval: float) -> None:
+    """One task for the whole app: a keep-alive comment to each stream silent for the ping
+    interval (swept every half interval, so silence never lasts longer), written through like
+    any frame. Proxies and browsers then never take an idle stream for a dead one."""
+    while True:
+        await asyncio.sleep(ping_interval / 2)
+        fanout.keep_alive(Frame(0, "", Event("ping", {}), PING, None, time.monotonic()))
 
 
 async def close_streams_on_shutdown(fanout: FanOut) -> None:
@@ -242,7 +244,6 @@ class EventStream:
         self.fanout = fanout
         self.registry = registry
         self.retry = f"retry: {settings.retry_ms}\n".encode()
-        self.ping_interval = settings.ping_interval
         self.send_timeout = settings.send_timeout
         self.chunks = ChunkEncoder()  # each live frame's chunk, encoded once for all streams
         self._settings = settings
