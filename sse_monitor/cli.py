@@ -125,6 +125,9 @@ def check_workers(settings: Settings, workers: int) -> None:
         )
 
 
+LISTEN_BACKLOG = 4096
+
+
 def environment_of(changes: dict[str, object]) -> dict[str, str]:
     """The environment variables that say these settings (the CLI's flags, None for unset):
     how the flags reach worker processes, which read their settings from the environment."""
@@ -141,6 +144,9 @@ def _uvicorn_options(access_log: bool = True) -> dict[str, Any]:
         # X-Forwarded-For is ours to read, and only from SSE_MONITOR_TRUSTED_PROXIES: uvicorn
         # would otherwise take it from any client on 127.0.0.1 (its default).
         "proxy_headers": False,
+        # The clients of a lost node come back within their `retry:`, thousands at once: the
+        # queue for them (uvicorn's default is 2048; the kernel caps it at somaxconn).
+        "backlog": LISTEN_BACKLOG,
     }
 
 

@@ -167,10 +167,10 @@ WRAPPER = """
   include {root}/sse-monitor.conf;
 """
 
-# The only lines of deploy/nginx.conf a test changes (ports and the log's path); the prefix
-# example is taken from the file's own comment. The upstream's one server line becomes one line
-# per gateway node, each with the shipped line's parameters (max_fails=...).
-SHIPPED_LISTEN = "    listen 80;\n"
+# The only lines of deploy/nginx.conf a test changes (ports, keeping their parameters, and the
+# log's path); the prefix example is taken from the file's own comment. The upstream's one
+# server line becomes one line per gateway node, each with the shipped line's parameters.
+SHIPPED_LISTEN = re.compile(r"^    listen 80(?P<parameters>[^;\n]*);\n", re.M)
 SHIPPED_SERVER = re.compile(r"^    server 127\.0\.0\.1:8080(?P<parameters>[^;\n]*);\n", re.M)
 SHIPPED_ACCESS_LOG = "/var/log/nginx/sse-monitor.access.log"
 PREFIX_EXAMPLE_START = "    # location = /monitor {\n"
@@ -223,7 +223,11 @@ def shipped_config(
     """deploy/nginx.conf with its ports and log path replaced (and the prefix example on)."""
     text = DEPLOY_CONF.read_text()
     example = prefix_example(text) if with_prefix_example else ""
-    text = replace_once(text, SHIPPED_LISTEN, f"    listen 127.0.0.1:{port};\n")
+    listen = list(SHIPPED_LISTEN.finditer(text))
+    if len(listen) != 1:
+        raise AssertionError("deploy/nginx.conf should have one `listen 80 ...;` line")
+    parameters = listen[0]["parameters"]  # kept: the backlog
+    text = SHIPPED_LISTEN.sub(f"    listen 127.0.0.1:{port}{parameters};\n", text)
     text = upstream_servers(text, upstreams)
     text = replace_once(text, SHIPPED_ACCESS_LOG, str(root / "access.log"))
     if example:
