@@ -240,6 +240,42 @@ async def test_a_keep_alive_goes_to_streams_pushed_nothing_for_a_whole_sweep() -
     assert [f.event.name for f in busy._pending] == ["session_event", "ping"]
 
 
+async def test_a_broken_socket_ends_its_stream_and_the_others_still_get_the_frame() -> None:
+    log, fanout = bus(10, 10)
+    broken, healthy = await subscribe(log, fanout), await subscribe(log, fanout)
+    written: list[bytes] = []
+
+    def fail(frame: Frame) -> bool:
+        raise RuntimeError("the handler is closed")
+
+    def write(frame: Frame) -> bool:
+        written.append(frame.data)
+        return True
+
+    for subscription, writer in ((broken, fail), (healthy, write)):
+        subscription._pending.clear()
+        subscription.write_through = writer
+    sent = append(log, Event("session_event", {"n": 1}, durable=True))
+    assert broken.closed_reason == "client"
+    assert written == [sent.data]
+
+
+async def test_keep_alives_are_not_counted_as_frames() -> None:
+    log, fanout = bus(10, 10)
+    subscription = await subscribe(log, fanout)
+    subscription._pending.clear()
+    subscription.write_through = lambda frame: True
+    ping = Frame(0, "", Event("ping", {}), b": ping\n\n")
+    for _ in range(4):
+        fanout.keep_alive(ping)
+    subscription.write_through = None  # a stuck stream: pings queue, and coalesce
+    for _ in range(4):
+        fanout.keep_alive(ping)
+    assert subscription.backlog == 1
+    assert fanout.stats.frames_sent == 0 and fanout.stats.frames_coalesced == 0
+    assert fanout.stats.write_through_refused == 0
+
+
 class AwaitingLog:
     """A memory log whose replay awaits until let go, as a remote log's read does: events
     appended meanwhile reach the subscription through the tail before the replay returns."""

@@ -308,6 +308,44 @@ def test_an_idle_connection_is_not_answered_but_others_are(target: Target) -> No
         assert target.send(build_request(b"GET", b"/healthz")).status == 200
 
 
+def stream_count(target: Target) -> int:
+    return int(json.loads(target.send(build_request(b"GET", b"/api/streams", ADMIN)).body)["open"])
+
+
+@pytest.mark.timeout(90)
+def test_a_stream_with_a_request_pipelined_behind_it_ends_when_its_client_goes(
+    target: Target,
+) -> None:
+    """A client sends GET /events and a second request in one packet, reads the stream's
+    start, and closes. uvicorn queues the second request and stops reading, so it never sees
+    the close, and it marks only the queued request disconnected: the stream must still end at
+    its next writes (none of it on the publisher's path), and every other client go on."""
+    before = stream_count(target)
+    keep = [(b"Connection", b"keep-alive")]
+    pipelined = build_request(b"GET", b"/events", VIEWER + keep) + build_request(
+        b"GET", b"/healthz", keep
+    )
+    with socket.create_connection(("127.0.0.1", target.port), timeout=10) as sock:
+        sock.sendall(pipelined)
+        received = b""
+        while b"event: metrics" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"the stream ended before its first metrics: {received[:500]!r}"
+            received += chunk
+        assert stream_count(target) == before + 1
+    deadline = time.monotonic() + 60
+    while stream_count(target) > before:  # ended at its next writes: a tick or two
+        assert time.monotonic() < deadline, "the stream outlived its client"
+        time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", target.port), timeout=10) as sock:
+        sock.sendall(build_request(b"GET", b"/events?topics=metrics", VIEWER))
+        received = b""
+        while received.count(b"event: metrics") < 2:  # the first, then a tick's: still live
+            chunk = sock.recv(65536)
+            assert chunk, "the next stream ended"
+            received += chunk
+
+
 # Smuggling basics
 
 

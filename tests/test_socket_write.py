@@ -81,6 +81,7 @@ class Cycle:
     transport = None
     flow = Flow()
     disconnected = False
+    message_event = None
     chunked_encoding = True
     response_started = True
 
@@ -97,20 +98,30 @@ def test_anything_but_uvicorns_httptools_cycle_is_left_to_asgi() -> None:
     assert SocketWriter.for_request(receive, ChunkEncoder()) is None
 
 
-def test_a_full_socket_is_refused_and_a_gone_client_is_not_written() -> None:
+def test_a_full_socket_is_refused_and_a_closing_one_marks_its_request_gone() -> None:
     written: list[bytes] = []
 
     class Transport:
+        closing = False
+
         def write(self, data: bytes) -> None:
             written.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closing
 
     cycle = Cycle()
     cycle.transport = Transport()  # type: ignore[assignment]
     cycle.flow = Flow()
+    cycle.message_event = asyncio.Event()  # type: ignore[attr-defined]
     writer = SocketWriter(cycle, ChunkEncoder())
     cycle.flow.write_paused = True
     assert writer.write(frame(1)) is False and written == []
     cycle.flow.write_paused = False
     assert writer.write(frame(1)) is True and len(written) == 1
-    cycle.disconnected = True  # type: ignore[misc]
+    # Behind a pipelined request uvicorn marks the newer request disconnected, not this one:
+    # the transport alone says the connection is going. The request is told, as uvicorn would.
+    cycle.transport.closing = True  # type: ignore[attr-defined]
     assert writer.write(frame(2)) is True and len(written) == 1
+    assert cycle.disconnected is True and cycle.message_event.is_set()  # type: ignore[attr-defined]
+    assert writer.write(frame(3)) is True and len(written) == 1

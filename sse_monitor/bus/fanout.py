@@ -17,8 +17,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+import structlog
+
 from sse_monitor.bus.event import TOPICS
 from sse_monitor.bus.log import Frame, Replay
+
+log = structlog.get_logger("sse_monitor.bus.fanout")
 
 
 @dataclass(slots=True)
@@ -87,19 +91,29 @@ class Subscription:
             self._queue(frame)
         self._wakeup.set()
 
-    def push(self, frame: Frame) -> None:
+    def push(self, frame: Frame, *, keep_alive: bool = False) -> None:
+        """Hand a frame over: to the socket at once when the stream is idle, else to its
+        queue. A keep-alive is not counted as a frame in the stats."""
         if self.closed:
             return
         self.quiet = False
         if self.write_through is not None and not self._pending:
-            if self.write_through(frame):
-                self._stats.frames_written_through += 1
+            try:
+                written = self.write_through(frame)
+            except Exception as error:  # one broken socket never stops the delivery to others
+                log.warning("stream.write_failed", error=repr(error)[:200])
+                self.close("client")
                 return
-            self._stats.write_through_refused += 1
+            if written:
+                if not keep_alive:
+                    self._stats.frames_written_through += 1
+                return
+            if not keep_alive:
+                self._stats.write_through_refused += 1
             self.write_through = None  # until the stream is idle again
-        self._queue(frame)
+        self._queue(frame, keep_alive)
 
-    def _queue(self, frame: Frame) -> None:
+    def _queue(self, frame: Frame, keep_alive: bool = False) -> None:
         if frame.event.durable:
             if self._durable_pending >= self._max_durable:
                 self.close("overflow")
@@ -109,7 +123,8 @@ class Subscription:
             older = self._latest_by_name.get(frame.event.name)
             if older is not None:
                 self._pending.remove(older)
-                self._stats.frames_coalesced += 1
+                if not keep_alive:
+                    self._stats.frames_coalesced += 1
             self._latest_by_name[frame.event.name] = frame
         self._pending.append(frame)
         if self.started:
@@ -185,7 +200,7 @@ class FanOut:
         pinged = 0
         for subscription in self._subscriptions:
             if subscription.quiet:
-                subscription.push(ping)  # which makes it not quiet: the next ping is a sweep on
+                subscription.push(ping, keep_alive=True)  # not quiet now: next ping a sweep on
                 pinged += 1
             else:
                 subscription.quiet = True

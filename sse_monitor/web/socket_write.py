@@ -12,7 +12,8 @@ Each frame's chunk is encoded once for every stream of the process (`ChunkEncode
 Middlewares still see the response's start and everything the stream's task sends; only these
 live body writes pass them by. Ours (the forwarding check, CORS) and Sentry's read the start
 alone. Under any other server, protocol or framing, `for_request` answers None and the stream
-writes through ASGI.
+writes through ASGI. (A middleware that rewrote the body, such as compression, would have to
+be seen here too: the app has none.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from sse_monitor.bus.log import Frame
 
 # uvicorn's request cycle under its httptools protocol: the attributes its send() reads
 _CYCLE_MODULE = "uvicorn.protocols.http.httptools_impl"
-_CYCLE_ATTRIBUTES = ("transport", "flow", "disconnected", "chunked_encoding", "response_started")
+_CYCLE_ATTRIBUTES = (
+    "transport",
+    "flow",
+    "disconnected",
+    "message_event",
+    "chunked_encoding",
+    "response_started",
+)
 
 
 class ChunkEncoder:
@@ -68,11 +76,19 @@ class SocketWriter:
         return cls(cycle, chunks)
 
     def write(self, frame: Frame) -> bool:
-        """True once the frame is on its way (or the client left); False when the socket's
+        """True once the frame is on its way, or the client is gone; False when the socket's
         buffer is full: nothing was written."""
         cycle = self._cycle
         if cycle.disconnected:
             return True  # uvicorn's send drops it too; the stream ends on the disconnect
+        if cycle.transport.is_closing():
+            # The connection is going, and uvicorn will only tell the newest request on it: a
+            # client that pipelined another behind this one never sees this one told. Done
+            # here as uvicorn's connection_lost does it: the stream's watcher (its `receive`)
+            # then gets `http.disconnect`, and the stream ends as for any client gone.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            return True
         if cycle.flow.write_paused:
             return False
         cycle.transport.write(self._chunks.encode(frame))

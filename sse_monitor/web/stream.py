@@ -134,8 +134,8 @@ class StreamResponse:
             sending.send(None)
         except StopIteration:
             return True
-        except Exception:
-            log.exception("stream.write_failed", client=self.stream.client)
+        except Exception as error:  # the client's socket broke: its stream ends
+            log.warning("stream.write_failed", client=self.stream.client, error=repr(error)[:200])
             if self.stream.subscription is not None:
                 self.stream.subscription.close("client")
             return True
@@ -189,7 +189,10 @@ async def keep_alive(fanout: FanOut, ping_interval: float) -> None:
     any frame. Proxies and browsers then never take an idle stream for a dead one."""
     while True:
         await asyncio.sleep(ping_interval / 2)
-        fanout.keep_alive(Frame(0, "", Event("ping", {}), PING, None, time.monotonic()))
+        try:
+            fanout.keep_alive(Frame(0, "", Event("ping", {}), PING, None, time.monotonic()))
+        except Exception:  # never the end of every stream's keep-alives
+            log.exception("stream.keep_alive_failed")
 
 
 async def close_streams_on_shutdown(fanout: FanOut) -> None:
