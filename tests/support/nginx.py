@@ -180,6 +180,14 @@ UPSTREAM_LINE = re.compile(
 )
 
 
+def shipped_max_fails() -> int:
+    """The shipped upstream's `max_fails`: how many refusals before nginx skips a node."""
+    found = SHIPPED_SERVER.search(DEPLOY_CONF.read_text())
+    assert found is not None, "deploy/nginx.conf has no `server 127.0.0.1:8080 ...;` line"
+    parameters = dict(p.split("=", 1) for p in found["parameters"].split())
+    return int(parameters.get("max_fails", "1"))
+
+
 def replace_once(text: str, old: str, new: str) -> str:
     """`old` replaced by `new`; an error if the shipped file no longer contains `old` once."""
     count = text.count(old)
