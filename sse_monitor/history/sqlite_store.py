@@ -1,0 +1,243 @@
+"""The history in SQLite (the single process's SSE_MONITOR_DB): points, buckets and markers.
+
+One table holds every tier: a row is one series' point (`step` 0: min = mean = max = the value,
+count 1; a gap has count 0 and no value) or one bucket (`step` 60 or 900). The producer hands
+each tick over with `record`, which never waits: the store's own thread writes the tick in one
+transaction, then folds every bucket that has just ended (1-minute buckets from the points,
+15-minute ones from the 1-minute buckets, with SQL's min / max and a mean weighted by count)
+and deletes what is past its tier's retention. Folding reads the rows already written, so a
+restart loses no bucket: the next write folds what ended meanwhile. Reads run in that thread
+too; nothing touches the disk on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from sse_monitor.history.buckets import TIERS, Tier, bucket_start
+from sse_monitor.history.markers import Marker
+from sse_monitor.settings import StoreError
+
+log = structlog.get_logger("sse_monitor.history.sqlite_store")
+T = TypeVar("T")
+# (time, min, mean, max, count): a point (min = mean = max), a bucket, or a gap (count 0)
+Row = tuple[float, float | None, float | None, float | None, int]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS history_points (
+    series TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    t REAL NOT NULL,
+    min REAL,
+    mean REAL,
+    max REAL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (series, step, t)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_markers (
+    t REAL NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_points_by_age ON history_points (step, t);
+CREATE INDEX IF NOT EXISTS history_markers_by_time ON history_markers (t);
+CREATE TABLE IF NOT EXISTS history_folded (
+    step INTEGER PRIMARY KEY,
+    through REAL NOT NULL
+);
+"""
+# A tick may be written a little after its time: a bucket is folded once this long has passed
+# since it ended, so that its last points are in.
+FOLD_GRACE_SECONDS = 10.0
+
+
+class SqliteHistory:
+    """The history of one process, in one SQLite file, used by one thread of its own."""
+
+    def __init__(self, path: str, tiers: Sequence[Tier] = TIERS) -> None:
+        self.path = path
+        self.tiers = tuple(tiers)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-store")
+        self._db: sqlite3.Connection | None = None
+        self.write_failures = 0
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def record(
+        self, moment: float, figures: dict[str, float | None], markers: Iterable[Marker] = ()
+    ) -> None:
+        """One tick's figures (None: a gap) and markers, written in the store's thread: this
+        never waits for the disk."""
+        rows = [(series, moment, value) for series, value in figures.items()]
+        marks = [(m.time, m.kind, json.dumps(m.data, separators=(",", ":"))) for m in markers]
+        if rows or marks:
+            self._executor.submit(self._write, moment, rows, marks)
+
+    async def points(
+        self, series: Sequence[str], since: float, until: float, step: float
+    ) -> dict[str, list[Row]]:
+        """Each series' points (step 0) or buckets of `step` s within [since, until], oldest
+        first, as (time, min, mean, max, count). A gap is a row with count 0 and no values:
+        a tick without the figure, or the first missing bucket between two."""
+        return await self._run(self._points, list(series), since, until, step)
+
+    async def markers(self, since: float, until: float, limit: int) -> list[Marker]:
+        return await self._run(self._markers, since, until, limit)
+
+    async def series(self) -> list[str]:
+        """Every series with a point or bucket kept."""
+        return await self._run(self._series)
+
+    async def flush(self) -> None:
+        """Wait for what was recorded so far to be written (tests, and a clean stop)."""
+        await self._run(lambda: None)
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    def check(self) -> None:
+        """Open and close the file once before the app starts: a bad SSE_MONITOR_DB is then a
+        configuration error, not a failed start-up."""
+        self._connect().close()
+
+    # In the store's thread
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def _open(self) -> None:
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:" and not Path(self.path).parent.is_dir():
+            raise StoreError(f"{self.path}: the folder {Path(self.path).parent} does not exist")
+        db = None
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # a power cut may lose the newest ticks
+            db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise StoreError(f"{self.path}: cannot open the history: {exc}") from None
+        return db
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"{self.path}: the history is not open")
+        return self._db
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _write(
+        self, moment: float, rows: list[tuple[str, float, float | None]], marks: list[Any]
+    ) -> None:
+        try:
+            db = self._connection()
+            with db:
+                db.execute("BEGIN")
+                db.executemany(
+                    "INSERT OR REPLACE INTO history_points VALUES (?, 0, ?, ?, ?, ?, ?)",
+                    [
+                        (series, moment, value, value, value, 0 if value is None else 1)
+                        for series, moment, value in rows
+                    ],
+                )
+                db.executemany("INSERT INTO history_markers VALUES (?, ?, ?)", marks)
+                # Timed by the ticks, not by the clock when the write runs: a write that runs
+                # late (a slow disk) still folds a minute only once its points are all in.
+                self._fold(db, moment)
+        except (sqlite3.Error, StoreError) as exc:  # a full disk: this tick is lost, not the app
+            self.write_failures += 1
+            log.warning("history.write_failed", path=self.path, error=str(exc))
+
+    def _fold(self, db: sqlite3.Connection, now: float) -> None:
+        """Fold every bucket that ended (with its grace) since the last fold, tier by tier,
+        then delete what each tier no longer keeps."""
+        source, folded_any = self.tiers[0], False
+        for tier in self.tiers[1:]:
+            ended = bucket_start(now - FOLD_GRACE_SECONDS, tier.step)
+            row = db.execute("SELECT through FROM history_folded WHERE step = ?", (tier.step,))
+            folded = row.fetchone()
+            start = folded[0] if folded else ended - tier.retention
+            if ended > start:
+                db.execute(
+                    """
+                    INSERT OR REPLACE INTO history_points
+                    SELECT series, :step, CAST(t / :step AS INTEGER) * :step AS bucket,
+                           min(min), sum(mean * count) / sum(count), max(max), sum(count)
+                    FROM history_points
+                    WHERE step = :source AND t >= :start AND t < :ended AND count > 0
+                    GROUP BY series, bucket
+                    """,
+                    {"step": tier.step, "source": source.step, "start": start, "ended": ended},
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO history_folded VALUES (?, ?)", (tier.step, ended)
+                )
+                folded_any = True
+            source = tier
+        if not folded_any:
+            return  # retention moves on once a bucket ends: a minute, not each tick
+        for tier in self.tiers:
+            db.execute(
+                "DELETE FROM history_points WHERE step = ? AND t < ?",
+                (tier.step, now - tier.retention),
+            )
+        longest = max(tier.retention for tier in self.tiers)
+        db.execute("DELETE FROM history_markers WHERE t < ?", (now - longest,))
+
+    def _points(
+        self, series: list[str], since: float, until: float, step: float
+    ) -> dict[str, list[Row]]:
+        db = self._connection()
+        answer: dict[str, list[Row]] = {}
+        for name in series:
+            rows = db.execute(
+                "SELECT t, min, mean, max, count FROM history_points "
+                "WHERE series = ? AND step = ? AND t >= ? AND t <= ? ORDER BY t",
+                (name, step, since, until),
+            ).fetchall()
+            answer[name] = _with_gaps(rows, step)
+        return answer
+
+    def _markers(self, since: float, until: float, limit: int) -> list[Marker]:
+        rows = self._connection().execute(
+            "SELECT t, kind, data FROM history_markers WHERE t >= ? AND t <= ? ORDER BY t LIMIT ?",
+            (since, until, limit),
+        )
+        return [Marker(t, kind, json.loads(data)) for t, kind, data in rows]
+
+    def _series(self) -> list[str]:
+        rows = self._connection().execute("SELECT DISTINCT series FROM history_points")
+        return sorted(name for (name,) in rows)
+
+
+def _with_gaps(rows: list[Row], step: float) -> list[Row]:
+    """The rows, with a gap where buckets are missing between two (an outage); consecutive
+    gaps as one."""
+    answer: list[Row] = []
+    for row in rows:
+        if step and answer and row[0] - answer[-1][0] > step and answer[-1][4]:
+            answer.append((answer[-1][0] + step, None, None, None, 0))
+        if row[4] == 0 and answer and answer[-1][4] == 0:
+            continue
+        answer.append(row)
+    return answer
