@@ -22,6 +22,9 @@ from sse_monitor.bus.journal import Journal
 from sse_monitor.bus.log import EventLog
 from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.error_tracking import start_sentry
+from sse_monitor.history.buckets import tiers_of
+from sse_monitor.history.recorder import HistoryRecorder
+from sse_monitor.history.sqlite_store import SqliteHistory
 from sse_monitor.logs import configure_logging, secrets_of
 from sse_monitor.monitor.announced import read_announced
 from sse_monitor.monitor.producer import Producer
@@ -32,7 +35,7 @@ from sse_monitor.web.prometheus import ClusterCollector, PrometheusEndpoint
 
 log = structlog.get_logger("sse_monitor.app")
 
-Checked = TypeVar("Checked", AlertStore, Journal)
+Checked = TypeVar("Checked", AlertStore, Journal, SqliteHistory)
 
 
 def create_app(
@@ -49,6 +52,8 @@ def create_app(
         return create_node_app(settings)
     rules = load_rules(settings.alert_rules)
     alert_store = _checked(AlertStore(settings.db_path))
+    tiers = tiers_of(settings.chart_retention)
+    history = _checked(SqliteHistory(settings.db_path, tiers)) if produce else None
     own_log = journal = None
     if event_log is None:
         if settings.db_path != ":memory:":  # which keeps nothing, so nor does the log
@@ -60,7 +65,7 @@ def create_app(
     producer = (
         Producer(
             settings,
-            event_log.append,
+            HistoryRecorder(event_log.append, history) if history else event_log.append,
             rules=rules,
             alert_store=alert_store,
             observe_tick=prometheus.poll_duration.observe,
@@ -77,6 +82,7 @@ def create_app(
         acknowledge=producer.alerts.acknowledge if producer else None,
         polls=(lambda: producer.poller.tick_count) if producer else None,
         upstream_errors=producer.poller.upstream_errors if producer else None,
+        history=history,
     )
 
     async def start() -> None:
@@ -88,6 +94,9 @@ def create_app(
             await producer.aclose()
 
     opened, stopped = [alert_store.open], [stop, alert_store.aclose]
+    if history is not None:
+        opened.append(history.open)
+        stopped.append(history.aclose)  # after the producer: its last tick is written
     if own_log is not None:  # a log the caller gave is the caller's to open and close
         opened.insert(0, own_log.open)  # what the last process kept, before anyone reads
         stopped.append(own_log.aclose)  # after the last append: every id resumes

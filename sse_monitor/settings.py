@@ -46,6 +46,8 @@ class Settings:
     alert_rules: str | None = None  # None: the built-in rules
     db_path: str = "sse-monitor.db"
     alert_retention: float = 30 * 86400.0
+    # the charts' history: every point, 1-minute buckets, 15-minute buckets (seconds each)
+    chart_retention: tuple[float, float, float] = (3600.0, 86400.0, 30 * 86400.0)
     viewer_token: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
     login_ttl: float = 12 * 3600.0
@@ -130,6 +132,12 @@ class Settings:
 
     def _check_storage_and_logs(self) -> None:
         _check_range("SSE_MONITOR_ALERT_RETENTION", self.alert_retention, 60, 3650 * 86400)
+        points, minutes, quarters = self.chart_retention
+        if not (points >= 60 and minutes >= 120 and quarters >= 1800):
+            raise ConfigError(
+                "SSE_MONITOR_CHART_RETENTION: keep points at least 1m, 1-minute buckets at "
+                "least 2m and 15-minute buckets at least 30m"
+            )
         if not self.db_path:
             raise ConfigError("SSE_MONITOR_DB must be a file path, or :memory: to keep nothing")
         if self.log_level not in LOG_LEVELS:
@@ -241,6 +249,15 @@ def parse_origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+def parse_retention(raw: str) -> tuple[float, float, float]:
+    """Three durations, comma-separated: `1h,24h,30d`."""
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"{raw!r} is not three durations (points, 1m buckets, 15m buckets)")
+    points, minutes, quarters = (parse_duration(part) for part in parts)
+    return points, minutes, quarters
+
+
 def parse_int(raw: str) -> int:
     try:
         return int(raw)
@@ -268,6 +285,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_ALERT_RULES": ("alert_rules", str),
     "SSE_MONITOR_DB": ("db_path", str),
     "SSE_MONITOR_ALERT_RETENTION": ("alert_retention", parse_duration),
+    "SSE_MONITOR_CHART_RETENTION": ("chart_retention", parse_retention),
     "SSE_MONITOR_TOKEN": ("viewer_token", str),
     "SSE_MONITOR_ADMIN_TOKEN": ("admin_token", str),
     "SSE_MONITOR_LOGIN_TTL": ("login_ttl", parse_duration),

@@ -21,13 +21,14 @@ ENDPOINTS = {
     # name: (method, path, the status an allowed request gets)
     "stream": ("GET", "/events", 200),
     "read": ("GET", "/api/snapshot", 200),
+    "history": ("GET", "/api/history", 200),
     "ack": ("POST", f"/api/alerts/{UNKNOWN_ALERT}/ack", 404),
 }
 # role -> endpoint -> expected status
 MATRIX = {
-    None: {"stream": 401, "read": 401, "ack": 401},
-    "viewer": {"stream": 200, "read": 200, "ack": 403},
-    "admin": {"stream": 200, "read": 200, "ack": 404},
+    None: {"stream": 401, "read": 401, "history": 401, "ack": 401},
+    "viewer": {"stream": 200, "read": 200, "history": 200, "ack": 403},
+    "admin": {"stream": 200, "read": 200, "history": 200, "ack": 404},
 }
 TOKENS = {"viewer": VIEWER, "admin": ADMIN}
 

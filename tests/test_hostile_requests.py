@@ -36,7 +36,16 @@ from tests.support.hostile import (
 pytestmark = pytest.mark.fuzz
 VIEWER = [(b"Authorization", b"Bearer " + VIEWER_TOKEN.encode())]
 ADMIN = [(b"Authorization", b"Bearer " + ADMIN_TOKEN.encode())]
-PROTECTED = ("/events", "/api/snapshot", "/api/streams", "/api/alerts", "/metrics", "/api/events")
+PROTECTED = (
+    "/events",
+    "/api/snapshot",
+    "/api/streams",
+    "/api/alerts",
+    "/metrics",
+    "/api/events",
+    "/api/history",
+    "/api/history/series",
+)
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,20 @@ def test_values_are_parsed() -> None:
         ("SSE_MONITOR_PING_INTERVAL", "-1"),
         ("SSE_MONITOR_RETRY_MS", "soon"),
         ("SSE_MONITOR_LOG_LEVEL", "loud"),
+        ("SSE_MONITOR_CHART_RETENTION", "1h,24h"),
+        ("SSE_MONITOR_CHART_RETENTION", "1h,24h,forever"),
+        ("SSE_MONITOR_CHART_RETENTION", "10s,24h,30d"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_chart_retention_is_three_durations() -> None:
+    assert Settings().chart_retention == (3600, 86400, 30 * 86400)
+    settings = Settings.from_env({"SSE_MONITOR_CHART_RETENTION": "2h, 2d, 90d"})
+    assert settings.chart_retention == (7200, 2 * 86400, 90 * 86400)
 
 
 def test_timeout_must_be_shorter_than_the_interval() -> None:

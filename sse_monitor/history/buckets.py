@@ -34,6 +34,18 @@ TIERS = (
 )
 
 
+def tiers_of(retention: tuple[float, float, float]) -> tuple[Tier, ...]:
+    """The tiers with these retentions (SSE_MONITOR_CHART_RETENTION)."""
+    return tuple(
+        Tier(tier.name, tier.step, seconds) for tier, seconds in zip(TIERS, retention, strict=True)
+    )
+
+
+# A series' row as the store answers it: (time, min, mean, max, count): a point (min = mean =
+# max, count 1), a bucket, or a gap (count 0, no values)
+Row = tuple[float, float | None, float | None, float | None, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """The points of one series within [start, start + step): their least, mean and greatest

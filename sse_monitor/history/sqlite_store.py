@@ -22,14 +22,12 @@ from typing import Any, TypeVar
 
 import structlog
 
-from sse_monitor.history.buckets import TIERS, Tier, bucket_start
+from sse_monitor.history.buckets import TIERS, Row, Tier, bucket_start
 from sse_monitor.history.markers import Marker
 from sse_monitor.settings import StoreError
 
 log = structlog.get_logger("sse_monitor.history.sqlite_store")
 T = TypeVar("T")
-# (time, min, mean, max, count): a point (min = mean = max), a bucket, or a gap (count 0)
-Row = tuple[float, float | None, float | None, float | None, int]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history_points (
@@ -161,9 +159,10 @@ class SqliteHistory:
                     ],
                 )
                 db.executemany("INSERT INTO history_markers VALUES (?, ?, ?)", marks)
-                # Timed by the ticks, not by the clock when the write runs: a write that runs
-                # late (a slow disk) still folds a minute only once its points are all in.
-                self._fold(db, moment)
+                if rows:
+                    # Timed by the ticks, not by the clock when the write runs: a write that
+                    # runs late (a slow disk) still folds a minute once its points are all in.
+                    self._fold(db, moment)
         except (sqlite3.Error, StoreError) as exc:  # a full disk: this tick is lost, not the app
             self.write_failures += 1
             log.warning("history.write_failed", path=self.path, error=str(exc))

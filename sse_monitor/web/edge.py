@@ -37,6 +37,7 @@ from sse_monitor.web.alert_api import Acknowledge, alert_routes
 from sse_monitor.web.api import JsonApi
 from sse_monitor.web.cors import cors_middleware
 from sse_monitor.web.errors import EXCEPTION_HANDLERS
+from sse_monitor.web.history_api import HistoryReader, history_routes
 from sse_monitor.web.lockout import AddressLockout, Lockout, TooManyFailures
 from sse_monitor.web.lockout_redis import RedisLockout
 from sse_monitor.web.page import page_folder, page_routes
@@ -66,6 +67,7 @@ class Edge:
         upstream_errors: Counter[str] | None = None,
         node: Callable[[], dict[str, Any]] | None = None,
         redis: Redis | None = None,
+        history: HistoryReader | None = None,
     ) -> None:
         """`node` describes this process for /readyz (its role, the log's state); `redis` is
         the cluster's, where logouts and the lockout are kept."""
@@ -90,6 +92,8 @@ class Edge:
             if alert_store is not None and acknowledge is not None
             else []
         )
+        if history is not None:
+            alerts += history_routes(history, self.access)
         self.routes = self._routes(settings, event_log, fanout, prometheus, polls, alerts)
         self.middleware = [Middleware(ForwardedForCheck, forwarding=self.access.forwarding)]
         if settings.cors_origins:

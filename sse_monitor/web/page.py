@@ -28,6 +28,8 @@ ENDPOINTS = [
     "api/events",
     "api/containers",
     "api/alerts",
+    "api/history",
+    "api/history/series",
     "api/streams",
     "api/access",
     "login",

@@ -1,0 +1,150 @@
+"""GET /api/history (points, buckets and markers over a time range) and /api/history/series.
+
+The resolution follows the range unless `step` asks for one: every point up to an hour, then
+1-minute buckets up to a day, then 15-minute buckets; a tier older than its retention has
+nothing to give, so a range reaching past it is answered from a coarser one. No series in an
+answer holds more than MAX_POINTS points: past that the newest are kept and `truncated` says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sse_monitor.history.buckets import Row, Tier
+from sse_monitor.history.markers import Marker
+from sse_monitor.web.access import VIEWER, Access
+from sse_monitor.web.errors import BadRequest
+
+MAX_POINTS = 5000  # per series in one answer
+MAX_SERIES = 50  # in one request
+MAX_MARKERS = 5000
+DEFAULT_RANGE_SECONDS = 3600.0
+LATEST = 95_617_584_000.0  # 5000-01-01: later is a typo, and datetime ends at 9999
+_SERIES_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+class HistoryReader(Protocol):
+    tiers: tuple[Tier, ...]
+
+    async def points(
+        self, series: Sequence[str], since: float, until: float, step: float
+    ) -> dict[str, list[Row]]: ...
+    async def markers(self, since: float, until: float, limit: int) -> list[Marker]: ...
+    async def series(self) -> list[str]: ...
+
+
+def history_routes(history: HistoryReader, access: Access) -> list[Route]:
+    async def read(request: Request) -> Response:
+        now = time.time()
+        until = _moment(request, "until", default=now)
+        since = _moment(request, "since", default=until - DEFAULT_RANGE_SECONDS)
+        if since >= until:
+            raise BadRequest("since must be before until", parameter="since")
+        step = _step(request, history.tiers, since, now)
+        names = _series(request) or await history.series()
+        found = await history.points(names, since, until, step)
+        truncated = [name for name, rows in found.items() if len(rows) > MAX_POINTS]
+        markers = await history.markers(since, until, MAX_MARKERS)
+        return JSONResponse(
+            {
+                "since": _iso(since),
+                "until": _iso(until),
+                "step": step,
+                "max_points": MAX_POINTS,
+                "truncated": truncated,
+                "series": {
+                    name: [_point(row, step) for row in rows[-MAX_POINTS:]]
+                    for name, rows in found.items()
+                },
+                "markers": [{"time": _iso(m.time), "kind": m.kind, **m.data} for m in markers],
+            }
+        )
+
+    async def series(request: Request) -> Response:
+        tiers = [
+            {"name": t.name, "step": t.step, "retention_seconds": t.retention}
+            for t in history.tiers
+        ]
+        return JSONResponse({"series": await history.series(), "tiers": tiers})
+
+    return [
+        Route("/api/history", access.protect(VIEWER, read), methods=["GET"]),
+        Route("/api/history/series", access.protect(VIEWER, series), methods=["GET"]),
+    ]
+
+
+def _point(row: Row, step: float) -> list[object]:
+    """[time, value] for a point, [time, min, mean, max] for a bucket; values null in a gap."""
+    t, low, mean, high, _ = row
+    return [_iso(t), mean] if step == 0 else [_iso(t), low, mean, high]
+
+
+def _step(request: Request, tiers: Sequence[Tier], since: float, now: float) -> float:
+    """The tier asked for, or the finest whose retention still reaches back to `since`."""
+    raw = request.query_params.get("step")
+    steps = [tier.step for tier in tiers]
+    if raw is not None:
+        try:
+            step = float(raw)
+        except ValueError:
+            step = math.nan
+        if step not in steps:
+            choices = ", ".join(f"{s:g}" for s in steps)
+            raise BadRequest(f"step must be one of {choices} (seconds)", parameter="step")
+        return step
+    for tier in tiers:
+        if since >= now - tier.retention:
+            return tier.step
+    return tiers[-1].step
+
+
+def _series(request: Request) -> list[str]:
+    raw = request.query_params.get("series")
+    if raw is None or raw == "":
+        return []
+    names = list(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    if len(names) > MAX_SERIES or not all(_SERIES_NAME.fullmatch(name) for name in names):
+        raise BadRequest(
+            f"series must be at most {MAX_SERIES} comma-separated names "
+            "(see GET /api/history/series)",
+            parameter="series",
+        )
+    return names
+
+
+def _moment(request: Request, name: str, *, default: float) -> float:
+    """An ISO-8601 time with its zone, or seconds since the epoch, from 1970 to year 5000."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    seconds = math.nan
+    if len(raw) <= 40:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(raw)
+            except ValueError:
+                moment = None
+            if moment is not None and moment.tzinfo is not None:
+                seconds = moment.timestamp()
+    if not (math.isfinite(seconds) and DEFAULT_RANGE_SECONDS <= seconds < LATEST):
+        raise BadRequest(
+            f"{name} must be an ISO-8601 time with its zone or seconds since the epoch "
+            "(1970 to 5000)",
+            parameter=name,
+        )
+    return seconds
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,103 @@
+"""History on the server, end to end: a gateway process records what it publishes, answers it at
+GET /api/history, keeps it across a restart, and refuses bad parameters with a 400 naming them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.gateway import GatewayProcess
+from tests.support.kato import Kato, running_kato
+from tests.support.sse_client import SSEStream
+from tests.support.waiting import eventually
+
+SERIES = "kato.cpu_percent,kato.memory_percent,sessions.active"
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[GatewayProcess]:
+    with running_kato() as kato, GatewayProcess(kato.url) as gateway:
+        yield gateway
+
+
+def millis(stamp: str) -> str:
+    """An ISO time to the millisecond, as the history answers it."""
+    return datetime.fromisoformat(stamp).isoformat(timespec="milliseconds")
+
+
+async def history(gateway: GatewayProcess, **params: object) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=5) as http:
+        response = await http.get("/api/history", params=params)  # type: ignore[arg-type]
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+async def test_recorded_figures_are_the_published_ones_and_a_restart_keeps_them(
+    kato: Kato, tmp_path: Path
+) -> None:
+    env = {"SSE_MONITOR_DB": str(tmp_path / "sse-monitor.db")}
+    with GatewayProcess(kato.url, env=env) as gateway:
+        async with SSEStream(f"{gateway.url}/events?topics=metrics,sessions") as stream:
+            await stream.wait_for(lambda events: len(stream.of("metrics")) >= 6)
+            async with httpx.AsyncClient(base_url=kato.url, timeout=5) as http:
+                (await http.post("/sessions", json={"node_id": "h"})).raise_for_status()
+            created = await stream.wait_for_event("session_event")
+        published = [event.json() for event in stream.of("metrics")]
+        since = published[0]["timestamp"]
+
+        async def recorded() -> dict[str, Any] | None:
+            answer = await history(gateway, series=SERIES, since=since, step=0)
+            times = {point[0] for point in answer["series"]["kato.cpu_percent"]}
+            return answer if millis(published[-1]["timestamp"]) in times else None
+
+        answer = await eventually(recorded, 10, "the last published tick in the history")
+    by_time = {point[0]: point[1] for point in answer["series"]["kato.cpu_percent"]}
+    sessions = {point[0]: point[1] for point in answer["series"]["sessions.active"]}
+    for metrics in published:
+        at = millis(metrics["timestamp"])
+        assert by_time[at] == metrics["kato"]["resources"]["cpu_percent"]
+        assert sessions[at] == metrics["sessions"]["active_count"]
+    marker = created.json()
+    assert {
+        "time": millis(marker["timestamp"]),
+        "kind": "session_created",
+        "count": marker["data"]["current_count"],
+        "delta": 1,
+    } in answer["markers"]
+    assert answer["step"] == 0 and answer["truncated"] == []
+
+    with GatewayProcess(kato.url, env=env) as restarted:
+        again = await history(restarted, series=SERIES, since=since, step=0)
+        kept = {point[0]: point[1] for point in again["series"]["kato.cpu_percent"]}
+        assert all(kept[at] == value for at, value in by_time.items())
+        async with httpx.AsyncClient(base_url=restarted.url, timeout=5) as http:
+            listed = (await http.get("/api/history/series")).json()
+        assert {"kato.cpu_percent", "sessions.active"} <= set(listed["series"])
+        assert [tier["step"] for tier in listed["tiers"]] == [0, 60, 900]
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"step": "7"}, "step"),
+        ({"step": "nan"}, "step"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2026-11-30T03:00:00"}, "since"),  # no zone
+        ({"until": "1e300"}, "until"),
+        ({"since": "2026-11-30T04:00:00+00:00", "until": "2026-11-30T03:00:00+00:00"}, "since"),
+        ({"series": "kato.cpu_percent,<script>"}, "series"),
+        ({"series": ",".join(f"s{n}" for n in range(51))}, "series"),
+    ],
+)
+async def test_bad_parameters_are_a_400_naming_them(
+    gateway: GatewayProcess, params: dict[str, str], parameter: str
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=5) as http:
+        response = await http.get("/api/history", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["parameter"] == parameter
