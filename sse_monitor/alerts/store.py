@@ -7,17 +7,15 @@ another (no locking of our own). `:memory:` keeps nothing across restarts.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.columns import COLUMNS, from_columns, to_columns
 from sse_monitor.settings import StoreError
+from sse_monitor.store_thread import StoreThread, open_database
 
 T = TypeVar("T")
 
@@ -74,7 +72,7 @@ class StoreUnavailable(Exception):
 class AlertStore:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-store")
+        self._thread = StoreThread("alert-store")
         self._db: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -129,13 +127,12 @@ class AlertStore:
     async def aclose(self) -> None:
         if self._db is not None:
             await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        self._thread.shutdown()
 
     # In the store's thread
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)
+        return await self._thread.run(function, *args)
 
     def check(self) -> None:
         """Open and close the database once, before the app starts (no event loop runs yet), so
@@ -146,30 +143,21 @@ class AlertStore:
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:" and not Path(self.path).parent.is_dir():
-            raise StoreError(f"{self.path}: the folder {Path(self.path).parent} does not exist")
-        db = None
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: written by a newer sse-monitor (schema {version}, "
-                    f"this one knows {SCHEMA_VERSION})"
-                )
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")  # an announced alert is on disk
-            db.execute("PRAGMA busy_timeout = 5000")
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except (sqlite3.Error, StoreError) as exc:
-            if db is not None:
-                db.close()
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(f"{self.path}: cannot open the alert database: {exc}") from None
-        return db
+        # FULL: an announced alert is on disk
+        return open_database(
+            self.path, "the alert database", synchronous="FULL", prepare=self._prepare
+        )
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.row_factory = sqlite3.Row
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: written by a newer sse-monitor (schema {version}, "
+                f"this one knows {SCHEMA_VERSION})"
+            )
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

@@ -12,12 +12,9 @@ too; nothing touches the disk on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -25,6 +22,7 @@ import structlog
 from sse_monitor.history.buckets import TIERS, Row, Tier, bucket_start
 from sse_monitor.history.markers import Marker
 from sse_monitor.settings import StoreError
+from sse_monitor.store_thread import StoreThread, open_database
 
 log = structlog.get_logger("sse_monitor.history.sqlite_store")
 T = TypeVar("T")
@@ -63,7 +61,7 @@ class SqliteHistory:
     def __init__(self, path: str, tiers: Sequence[Tier] = TIERS) -> None:
         self.path = path
         self.tiers = tuple(tiers)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-store")
+        self._thread = StoreThread("history-store")
         self._db: sqlite3.Connection | None = None
         self.write_failures = 0
 
@@ -78,7 +76,7 @@ class SqliteHistory:
         rows = [(series, moment, value) for series, value in figures.items()]
         marks = [(m.time, m.kind, json.dumps(m.data, separators=(",", ":"))) for m in markers]
         if rows or marks:
-            self._executor.submit(self._write, moment, rows, marks)
+            self._thread.submit(self._write, moment, rows, marks)
 
     async def points(
         self, series: Sequence[str], since: float, until: float, step: float
@@ -102,7 +100,7 @@ class SqliteHistory:
     async def aclose(self) -> None:
         if self._db is not None:
             await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        self._thread.shutdown()
 
     def check(self) -> None:
         """Open and close the file once before the app starts: a bad SSE_MONITOR_DB is then a
@@ -112,27 +110,19 @@ class SqliteHistory:
     # In the store's thread
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function, *args)
+        return await self._thread.run(function, *args)
 
     def _open(self) -> None:
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:" and not Path(self.path).parent.is_dir():
-            raise StoreError(f"{self.path}: the folder {Path(self.path).parent} does not exist")
-        db = None
-        try:
-            db = sqlite3.connect(self.path, isolation_level=None)
-            db.execute("PRAGMA busy_timeout = 5000")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")  # a power cut may lose the newest ticks
-            db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            if db is not None:
-                db.close()
-            raise StoreError(f"{self.path}: cannot open the history: {exc}") from None
-        return db
+        # NORMAL: a power cut may lose the newest ticks, never the file
+        return open_database(
+            self.path,
+            "the history",
+            synchronous="NORMAL",
+            prepare=lambda db: db.executescript(SCHEMA),
+        )
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -227,6 +217,10 @@ class SqliteHistory:
     def _series(self) -> list[str]:
         rows = self._connection().execute("SELECT DISTINCT series FROM history_points")
         return sorted(name for (name,) in rows)
+
+
+def _tables(db: sqlite3.Connection) -> None:
+    db.executescript(SCHEMA)
 
 
 def _with_gaps(rows: list[Row], step: float) -> list[Row]:
