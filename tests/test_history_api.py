@@ -75,6 +75,13 @@ async def test_recorded_figures_are_the_published_ones_and_a_restart_keeps_them(
         again = await history(restarted, series=SERIES, since=since, step=0)
         kept = {point[0]: point[1] for point in again["series"]["kato.cpu_percent"]}
         assert all(kept[at] == value for at, value in by_time.items())
+        # No tick while the gateway was down: a gap between the two lives, not a line across.
+        points = again["series"]["kato.cpu_percent"]
+        gaps = [n for n, point in enumerate(points) if point[1] is None]
+        assert len(gaps) == 1, [points[n - 1 : n + 2] for n in gaps]
+        before, after = points[gaps[0] - 1], points[gaps[0] + 1]
+        down = datetime.fromisoformat(after[0]) - datetime.fromisoformat(before[0])
+        assert down.total_seconds() > 3 * 0.2  # the poll interval: no tick ran between
         async with httpx.AsyncClient(base_url=restarted.url, timeout=5) as http:
             listed = (await http.get("/api/history/series")).json()
         assert {"kato.cpu_percent", "sessions.active"} <= set(listed["series"])

@@ -93,7 +93,7 @@ class Edge:
             else []
         )
         if history is not None:
-            alerts += history_routes(history, self.access)
+            alerts += history_routes(history, self.access, interval=settings.poll_interval)
         self.routes = self._routes(settings, event_log, fanout, prometheus, polls, alerts)
         self.middleware = [Middleware(ForwardedForCheck, forwarding=self.access.forwarding)]
         if settings.cors_origins:

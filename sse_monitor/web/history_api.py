@@ -27,6 +27,7 @@ from sse_monitor.web.errors import BadRequest
 MAX_POINTS = 5000  # per series in one answer
 MAX_SERIES = 50  # in one request
 MAX_MARKERS = 5000
+GAP_TICKS = 3  # points further apart than this many poll intervals have a gap between them
 DEFAULT_RANGE_SECONDS = 3600.0
 LATEST = 95_617_584_000.0  # 5000-01-01: later is a typo, and datetime ends at 9999
 _SERIES_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
@@ -42,7 +43,10 @@ class HistoryReader(Protocol):
     async def series(self) -> list[str]: ...
 
 
-def history_routes(history: HistoryReader, access: Access) -> list[Route]:
+def history_routes(history: HistoryReader, access: Access, *, interval: float) -> list[Route]:
+    """`interval`: the poll interval; points further apart than a few of it had no tick
+    between them (the gateway was down), which reads as a gap."""
+
     async def read(request: Request) -> Response:
         now = time.time()
         until = _moment(request, "until", default=now)
@@ -52,6 +56,8 @@ def history_routes(history: HistoryReader, access: Access) -> list[Route]:
         step = _step(request, history.tiers, since, now)
         names = _series(request) or await history.series()
         found = await history.points(names, since, until, step)
+        if step == 0:
+            found = {name: _untick_gaps(rows, interval) for name, rows in found.items()}
         truncated = [name for name, rows in found.items() if len(rows) > MAX_POINTS]
         markers = await history.markers(since, until, MAX_MARKERS)
         return JSONResponse(
@@ -80,6 +86,17 @@ def history_routes(history: HistoryReader, access: Access) -> list[Route]:
         Route("/api/history", access.protect(VIEWER, read), methods=["GET"]),
         Route("/api/history/series", access.protect(VIEWER, series), methods=["GET"]),
     ]
+
+
+def _untick_gaps(rows: list[Row], interval: float) -> list[Row]:
+    """A gap after each point followed by none for more than GAP_TICKS ticks: no tick ran
+    then (the gateway was down, or stopped), and a chart must not draw a line across."""
+    answer: list[Row] = []
+    for row in rows:
+        if answer and answer[-1][4] and row[0] - answer[-1][0] > GAP_TICKS * interval:
+            answer.append((answer[-1][0] + interval, None, None, None, 0))
+        answer.append(row)
+    return answer
 
 
 def _point(row: Row, step: float) -> list[object]:
