@@ -27,7 +27,7 @@ def marker_of(event: Event) -> Marker | None:
     if event.name == "session_event":
         kind = SESSION_KINDS.get(data.get("event_type"))  # type: ignore[arg-type]
         detail = data.get("data")
-        moment = _seconds(data.get("timestamp"))
+        moment = seconds_of(data.get("timestamp"))
         if kind is None or moment is None or not isinstance(detail, Mapping):
             return None
         figures = {"count": detail.get("current_count"), "delta": detail.get("delta")}
@@ -35,7 +35,7 @@ def marker_of(event: Event) -> Marker | None:
     if event.name == "alert":
         kind = ALERT_KINDS.get(data.get("transition"))  # type: ignore[arg-type]
         at = data.get("started_at") if kind == "alert_fired" else data.get("resolved_at")
-        moment = _seconds(at)
+        moment = seconds_of(at)
         if kind is None or moment is None:
             return None
         names = ("id", "rule", "subject", "severity", "message")
@@ -43,7 +43,8 @@ def marker_of(event: Event) -> Marker | None:
     return None
 
 
-def _seconds(text: object) -> float | None:
+def seconds_of(text: object) -> float | None:
+    """An event's ISO-8601 time with its zone as seconds since the epoch; None otherwise."""
     if not isinstance(text, str):
         return None
     try:

@@ -6,12 +6,11 @@ a marker for each session change and alert transition."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any, Protocol
 
 from sse_monitor.bus.event import Event
 from sse_monitor.history.figures import figures_of
-from sse_monitor.history.markers import Marker, marker_of
+from sse_monitor.history.markers import Marker, marker_of, seconds_of
 
 
 class HistoryWriter(Protocol):
@@ -33,15 +32,8 @@ class HistoryRecorder:
         if event.name == "containers":
             self._containers = event.data
         elif event.name == "metrics":
-            moment = _seconds(event.data.get("timestamp"))
+            moment = seconds_of(event.data.get("timestamp"))
             if moment is not None:
                 self._history.record(moment, figures_of(event.data, self._containers))
         elif (marker := marker_of(event)) is not None:
             self._history.record(marker.time, {}, [marker])
-
-
-def _seconds(text: object) -> float | None:
-    try:
-        return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
-    except ValueError:
-        return None
