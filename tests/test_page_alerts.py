@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.support.alert_rules import DEGRADED_AND_UNHEALTHY, status_rule
+from tests.support.alert_rules import status_rule
 from tests.support.browser import (
     ACCENT_COLOURS,
     WATCH_TOASTS,
@@ -45,11 +45,18 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 ALERT_TOAST_LIFETIME = 10.0
 
 
+# The contract's two rules, each resolving only after 2 s of health: on a loaded machine one
+# KATO read can time out (a true `unreachable` for a tick), which would otherwise resolve the
+# alert and fire a new one with another id, adding transitions these tests follow or count.
+STEADY = status_rule(
+    "kato_degraded", "degraded", "warning", clear_for="2s", message="KATO is degraded"
+) + status_rule(
+    "kato_unhealthy", "unhealthy", "critical", clear_for="2s", message="KATO is unhealthy"
+)
 # With an info alert when KATO is degraded too: two alerts of two severities at once. (Not
-# "anything but healthy": a KATO read that times out on a loaded machine reads `unreachable`,
-# and would fire and resolve an alert of its own.)
-RULES_WITH_INFO = DEGRADED_AND_UNHEALTHY + status_rule(
-    "kato_degraded_info", "degraded", "info", for_="0s", message="KATO is degraded (info)"
+# "anything but healthy": an `unreachable` read would fire and resolve an alert of its own.)
+RULES_WITH_INFO = STEADY + status_rule(
+    "kato_degraded_info", "degraded", "info", clear_for="2s", message="KATO is degraded (info)"
 )
 # Four alerts in one poll. Rules are evaluated in file order, so the extra warning fires first
 # and is the toast that leaves when the fourth arrives.
@@ -66,10 +73,10 @@ FOUR_AT_ONCE = "".join(
 
 @pytest.fixture
 def gateway(kato: Kato, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GatewayProcess]:
-    """The gateway with alert rules (DEGRADED_AND_UNHEALTHY, or the test's via indirect
+    """The gateway with alert rules (STEADY, or the test's via indirect
     parametrisation) and a store of its own."""
     rules = tmp_path / "rules.toml"
-    rules.write_text(getattr(request, "param", DEGRADED_AND_UNHEALTHY))
+    rules.write_text(getattr(request, "param", STEADY))
     env = {
         **ENV,
         "SSE_MONITOR_ALERT_RULES": str(rules),
