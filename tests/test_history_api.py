@@ -100,6 +100,26 @@ async def test_recorded_figures_are_the_published_ones_and_a_restart_keeps_them(
 
 
 @pytest.mark.parametrize(
+    ("back", "step"),
+    [
+        (15 * 60, 0),
+        (3600, 0),  # the page's "1 h", a little late: every tick still
+        (3600 + 600, 60),
+        (86400, 60),
+        (86400 + 600, 900),
+        (7 * 86400, 900),
+    ],
+)
+async def test_the_range_chooses_the_resolution(
+    gateway: GatewayProcess, back: float, step: float
+) -> None:
+    # `since` from the client's clock, a moment before the server reads its own: the range
+    # still reaches only as far back as its tier keeps (1 h of ticks, 24 h of 1-minute buckets).
+    answer = await history(gateway, series="kato.cpu_percent", since=time.time() - back - 1)
+    assert answer["step"] == step
+
+
+@pytest.mark.parametrize(
     ("params", "parameter"),
     [
         ({"step": "7"}, "step"),

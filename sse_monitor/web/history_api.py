@@ -29,6 +29,9 @@ MAX_SERIES = 50  # in one request
 MAX_MARKERS = 5000
 GAP_TICKS = 3  # points further apart than this many poll intervals have a gap between them
 DEFAULT_RANGE_SECONDS = 3600.0
+# A range "the last 24 hours" reaches a little past the 1-minute tier's retention by the time it
+# arrives (and by the browser's clock skew): up to this much further back still counts as within.
+RANGE_SLACK_SECONDS = 300.0
 LATEST = 95_617_584_000.0  # 5000-01-01: later is a typo, and datetime ends at 9999
 _SERIES_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
@@ -106,7 +109,8 @@ def _point(row: Row, step: float) -> list[object]:
 
 
 def _step(request: Request, tiers: Sequence[Tier], since: float, now: float) -> float:
-    """The tier asked for, or the finest whose retention still reaches back to `since`."""
+    """The tier asked for, or the finest whose retention still reaches back to `since` (give
+    or take RANGE_SLACK_SECONDS)."""
     raw = request.query_params.get("step")
     steps = [tier.step for tier in tiers]
     if raw is not None:
@@ -119,7 +123,7 @@ def _step(request: Request, tiers: Sequence[Tier], since: float, now: float) -> 
             raise BadRequest(f"step must be one of {choices} (seconds)", parameter="step")
         return step
     for tier in tiers:
-        if since >= now - tier.retention:
+        if since >= now - tier.retention - RANGE_SLACK_SECONDS:
             return tier.step
     return tiers[-1].step
 
