@@ -177,6 +177,7 @@ def storage(path: Path) -> dict[str, Any]:
             {
                 "tier": tier.name,
                 "rows_now": rows.get(tier.step, 0),
+                "rows_per_series_per_day": per_series_per_day,
                 "bytes_per_day": per_series_per_day * series * per_row,
                 "bytes_at_retention": per_series_per_day * kept_days * series * per_row,
             }
@@ -296,17 +297,23 @@ def report(
         f"## Storage (default set: {disk['series']} series; a day of ticks; "
         f"{disk['bytes_per_row']:.0f} bytes per row after VACUUM)",
         "",
-        "| tier | rows now | per day | at its retention |",
+        "| tier | rows after a day | rows per series per day | size at its retention |",
         "|---|---:|---:|---:|",
     ]
     for tier in disk["tiers"]:
         lines.append(
-            f"| {tier['tier']} | {tier['rows_now']:,} | {tier['bytes_per_day'] / 1e6:.2f} MB "
+            f"| {tier['tier']} | {tier['rows_now']:,} | {tier['rows_per_series_per_day']:,.0f} "
             f"| {tier['bytes_at_retention'] / 1e6:.2f} MB |"
         )
+    first_day = sum(min(t["bytes_per_day"], t["bytes_at_retention"]) for t in disk["tiers"])
     total = sum(tier["bytes_at_retention"] for tier in disk["tiers"])
     lines += [
-        f"| all, once 30 days are kept | | | {total / 1e6:.1f} MB |",
+        "",
+        f"The first day: {first_day / 1e6:.1f} MB (the hour of ticks, the day of 1-minute "
+        f"buckets, a day of 15-minute buckets); each further day adds "
+        f"{disk['tiers'][-1]['bytes_per_day'] / 1e6:.2f} MB (15-minute buckets) up to "
+        f"{total / 1e6:.1f} MB once 30 days are kept. Markers (session changes, alert "
+        "transitions) come on top, one row each.",
         "",
         f"## GET /api/history (ms over loopback, {answers['requests']} requests each, "
         "alternating with GET /healthz)",
