@@ -8,6 +8,9 @@ holds, so it equals the mean of the raw points it covers, whichever way it was r
 A tick where a figure was unknown (KATO unreachable) is recorded as a gap (`None`), not as a
 point: it counts in no bucket, and a bucket with nothing but gaps is not made, so a chart shows
 an outage as a break rather than a line drawn across it.
+
+Both stores (SQLite for one process, Redis for a cluster) take from here which buckets a tick
+folds and how an answer shows gaps, so that they agree.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ def tiers_of(retention: tuple[float, float, float]) -> tuple[Tier, ...]:
     )
 
 
+# A tick may be written a little after its time: a bucket is folded once this long has passed
+# since it ended, so that its last points are in.
+FOLD_GRACE_SECONDS = 10.0
+
 # A series' row as the store answers it: (time, min, mean, max, count): a point (min = mean =
 # max, count 1), a bucket, or a gap (count 0, no values)
 Row = tuple[float, float | None, float | None, float | None, int]
@@ -72,6 +79,41 @@ def downsample(points: Iterable[tuple[float, float | None]], step: float) -> lis
 def merge(buckets: Iterable[Bucket], step: float) -> list[Bucket]:
     """Finer buckets, in time order, as buckets of `step` s (a multiple of theirs)."""
     return list(_fold(((b.start, b.min, b.mean, b.max, b.count) for b in buckets), step))
+
+
+def fold(rows: Iterable[Row], step: float) -> list[Bucket]:
+    """A finer tier's rows (points or buckets), in time order, as buckets of `step` s; gaps
+    count in none."""
+    return list(_fold(_values(rows), step))
+
+
+def fold_range(tier: Tier, now: float, folded: float | None) -> tuple[float, float] | None:
+    """The buckets of `tier` to fold at a tick of time `now`, [start, end), given where the
+    last fold ended (None: never, so as far back as the tier keeps); None if none has ended
+    (with its grace) since."""
+    ended = bucket_start(now - FOLD_GRACE_SECONDS, tier.step)
+    start = folded if folded is not None else ended - tier.retention
+    return (start, ended) if ended > start else None
+
+
+def with_gaps(rows: list[Row], step: float) -> list[Row]:
+    """A series' rows as a store answers them: with a gap where buckets are missing between
+    two (an outage), and consecutive gaps as one."""
+    answer: list[Row] = []
+    for row in rows:
+        if step and answer and row[0] - answer[-1][0] > step and answer[-1][4]:
+            answer.append((answer[-1][0] + step, None, None, None, 0))
+        if row[4] == 0 and answer and answer[-1][4] == 0:
+            continue
+        answer.append(row)
+    return answer
+
+
+def _values(rows: Iterable[Row]) -> Iterator[tuple[float, float, float, float, int]]:
+    """The rows that hold values: every one but the gaps."""
+    for t, low, mean, high, count in rows:
+        if count and low is not None and mean is not None and high is not None:
+            yield t, low, mean, high, count
 
 
 def _fold(parts: Iterable[tuple[float, float, float, float, int]], step: float) -> Iterator[Bucket]:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from sse_monitor.history.buckets import TIERS, Row, Tier, bucket_start
+from sse_monitor.history.buckets import TIERS, Row, Tier, fold_range, with_gaps
 from sse_monitor.history.markers import Marker
 from sse_monitor.settings import StoreError
 from sse_monitor.store_thread import StoreThread, open_database
@@ -50,9 +50,6 @@ CREATE TABLE IF NOT EXISTS history_folded (
     through REAL NOT NULL
 );
 """
-# A tick may be written a little after its time: a bucket is folded once this long has passed
-# since it ended, so that its last points are in.
-FOLD_GRACE_SECONDS = 10.0
 
 
 class SqliteHistory:
@@ -162,11 +159,11 @@ class SqliteHistory:
         then delete what each tier no longer keeps."""
         source, folded_any = self.tiers[0], False
         for tier in self.tiers[1:]:
-            ended = bucket_start(now - FOLD_GRACE_SECONDS, tier.step)
             row = db.execute("SELECT through FROM history_folded WHERE step = ?", (tier.step,))
             folded = row.fetchone()
-            start = folded[0] if folded else ended - tier.retention
-            if ended > start:
+            due = fold_range(tier, now, folded[0] if folded else None)
+            if due is not None:
+                start, ended = due
                 db.execute(
                     """
                     INSERT OR REPLACE INTO history_points
@@ -204,7 +201,7 @@ class SqliteHistory:
                 "WHERE series = ? AND step = ? AND t >= ? AND t <= ? ORDER BY t",
                 (name, step, since, until),
             ).fetchall()
-            answer[name] = _with_gaps(rows, step)
+            answer[name] = with_gaps(rows, step)
         return answer
 
     def _markers(self, since: float, until: float, limit: int) -> list[Marker]:
@@ -217,20 +214,3 @@ class SqliteHistory:
     def _series(self) -> list[str]:
         rows = self._connection().execute("SELECT DISTINCT series FROM history_points")
         return sorted(name for (name,) in rows)
-
-
-def _tables(db: sqlite3.Connection) -> None:
-    db.executescript(SCHEMA)
-
-
-def _with_gaps(rows: list[Row], step: float) -> list[Row]:
-    """The rows, with a gap where buckets are missing between two (an outage); consecutive
-    gaps as one."""
-    answer: list[Row] = []
-    for row in rows:
-        if step and answer and row[0] - answer[-1][0] > step and answer[-1][4]:
-            answer.append((answer[-1][0] + step, None, None, None, 0))
-        if row[4] == 0 and answer and answer[-1][4] == 0:
-            continue
-        answer.append(row)
-    return answer

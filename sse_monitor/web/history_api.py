@@ -13,14 +13,13 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sse_monitor.history.buckets import Row, Tier
-from sse_monitor.history.markers import Marker
+from sse_monitor.history.store import HistoryReader
 from sse_monitor.web.access import VIEWER, Access
 from sse_monitor.web.errors import BadRequest
 
@@ -34,16 +33,6 @@ DEFAULT_RANGE_SECONDS = 3600.0
 RANGE_SLACK_SECONDS = 300.0
 LATEST = 95_617_584_000.0  # 5000-01-01: later is a typo, and datetime ends at 9999
 _SERIES_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
-
-
-class HistoryReader(Protocol):
-    tiers: tuple[Tier, ...]
-
-    async def points(
-        self, series: Sequence[str], since: float, until: float, step: float
-    ) -> dict[str, list[Row]]: ...
-    async def markers(self, since: float, until: float, limit: int) -> list[Marker]: ...
-    async def series(self) -> list[str]: ...
 
 
 def history_routes(history: HistoryReader, access: Access, *, interval: float) -> list[Route]:
