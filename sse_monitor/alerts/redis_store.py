@@ -21,19 +21,18 @@ client may retry a call several times; a failure raises StoreUnavailable.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import ConnectionError as ConnectionLost
 from redis.exceptions import RedisError
 
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.columns import COLUMNS, from_columns, to_columns
 from sse_monitor.alerts.store import StoreUnavailable
+from sse_monitor.cluster.connection import bounded
 
 T = TypeVar("T")
 
@@ -246,14 +245,9 @@ class RedisAlertStore:
         return [_alert(_pairs(fields)) for fields in found]
 
     async def _call(self, what: str, command: Callable[[], Awaitable[T]]) -> T:
-        """`command()`, within the timeout. A connection Redis closed (it restarted) fails once:
-        the command goes again at once, on a new connection, before Redis counts as away."""
+        """`command()`, within the timeout (see cluster/connection.py's `bounded`)."""
         try:
-            async with asyncio.timeout(self.timeout):
-                try:
-                    return await command()
-                except ConnectionLost:
-                    return await command()
+            return await bounded(command, within=self.timeout)
         except TimeoutError:
             raise StoreUnavailable(
                 f"the alert store {self.path} did not answer {what} within {self.timeout} s"

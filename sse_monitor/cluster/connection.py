@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as ConnectionLost
 
 from sse_monitor.settings import Settings
+
+T = TypeVar("T")
 
 
 def connect(settings: Settings, *, blocking_for: float = 0.0) -> Redis:
@@ -21,3 +28,15 @@ def connect(settings: Settings, *, blocking_for: float = 0.0) -> Redis:
         retry_on_timeout=False,
         health_check_interval=0,
     )
+
+
+async def bounded(command: Callable[[], Awaitable[T]], within: float) -> T:
+    """`command()` within `within` s, or TimeoutError: a redis-py client may retry a call
+    several times, each up to its socket timeout. A connection Redis closed (it restarted)
+    fails once: the command goes again at once, on a new connection, before Redis counts as
+    away."""
+    async with asyncio.timeout(within):
+        try:
+            return await command()
+        except ConnectionLost:
+            return await command()
