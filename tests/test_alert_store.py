@@ -20,17 +20,14 @@ from sse_monitor.alerts.rules import SEVERITIES, parse_rules
 from sse_monitor.alerts.store import AlertStore
 from sse_monitor.bus.event import Event
 from sse_monitor.settings import StoreError
-from tests.support.alert_stores import KINDS, NOW, AlertStores, alert
+from tests.support.alert_stores import NOW, AlertStores, alert
+from tests.support.store_backends import KINDS, backend_of
 
 
 @pytest.fixture(params=KINDS)
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AlertStores]:
     """Stores on one backend of each kind, emptied for the test."""
-    if request.param == "sqlite":
-        where = str(tmp_path / "a.db")
-    else:
-        where = request.getfixturevalue("redis_url")
-    async with AlertStores(request.param, where) as stores:
+    async with AlertStores(request.param, backend_of(request, tmp_path, "a.db")) as stores:
         yield stores
 
 

@@ -1,7 +1,9 @@
-"""The history in SQLite (sse_monitor/history/sqlite_store.py) on a real file: what was recorded
-reads back; the buckets SQL folds equal the ones history/buckets.py folds from the same points;
-retention deletes on schedule; a reopened file keeps it all; every statement runs in the store's
-thread."""
+"""The history stores on real backends, a SQLite file (sse_monitor/history/sqlite_store.py) and
+a redis-server on loopback (redis_store.py): what was recorded reads back; the buckets each
+folds equal the ones history/buckets.py folds from the same points; retention deletes on
+schedule; a store opened again on the same backend keeps it all. Then SQLite's own: every
+statement runs in the store's thread. Redis's own (its keys, fencing, a Redis that does not
+answer) are in test_redis_history.py."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import pytest
 from sse_monitor.history.buckets import TIERS, Bucket, Tier, downsample, merge
 from sse_monitor.history.markers import Marker
 from sse_monitor.history.sqlite_store import SqliteHistory
+from sse_monitor.history.store import HistoryStore
+from tests.support.history_stores import HistoryStores
+from tests.support.store_backends import KINDS, backend_of
 
 START = 1_795_999_500.0  # a 15-minute boundary
 TICK = 3.0
@@ -34,15 +39,19 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=KINDS)
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HistoryStores]:
+    """Stores on one backend of each kind, empty for the test."""
+    async with HistoryStores(request.param, backend_of(request, tmp_path, "h.db")) as stores:
+        yield stores
+
+
 @pytest.fixture
-async def history(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteHistory]:
-    store = SqliteHistory(str(tmp_path / "h.db"))
-    await store.open()
-    yield store
-    await store.aclose()
+async def history(stores: HistoryStores) -> HistoryStore:
+    return await stores.opened()
 
 
-def ticks(clock: Clock, store: SqliteHistory, minutes: float, value: object) -> list:
+def ticks(clock: Clock, store: HistoryStore, minutes: float, value: object) -> list:
     """Record a tick every TICK s for `minutes` (value(n) per tick, None a gap); the points."""
     points = []
     for n in range(int(minutes * 60 / TICK)):
@@ -64,8 +73,8 @@ def assert_same(got: list[Bucket], want: list[Bucket]) -> None:
     assert all(math.isclose(a.mean, b.mean, abs_tol=1e-9) for a, b in zip(got, want, strict=True))
 
 
-async def test_points_and_the_buckets_sql_folds_equal_the_reference_fold(
-    history: SqliteHistory, clock: Clock
+async def test_points_and_the_buckets_the_store_folds_equal_the_reference_fold(
+    history: HistoryStore, clock: Clock
 ) -> None:
     noise = random.Random(15)
     # 40 minutes, a KATO outage (gaps) from 12.5 to 14 min and figures that move about.
@@ -88,12 +97,12 @@ async def test_points_and_the_buckets_sql_folds_equal_the_reference_fold(
     # the third quarter of an hour has not ended: not folded yet
     assert_same(as_buckets(quarters), merge(downsample(points, 60), 900)[:2])
     assert len(quarters) == 2
+    assert history.write_failures == 0
 
 
-async def test_each_tier_keeps_its_retention(tmp_path: Path, clock: Clock) -> None:
+async def test_each_tier_keeps_its_retention(stores: HistoryStores, clock: Clock) -> None:
     tiers = (Tier("raw", 0, 120), Tier("1m", 60, 600), Tier("15m", 900, 3600))
-    store = SqliteHistory(str(tmp_path / "h.db"), tiers)
-    await store.open()
+    store = await stores.opened(tiers)
     ticks(clock, store, 45, lambda n: float(n))
     await store.flush()
     everything = (START - 1, clock.now)
@@ -108,18 +117,15 @@ async def test_each_tier_keeps_its_retention(tmp_path: Path, clock: Clock) -> No
     assert [row[0] for row in quarters] == [START, START + 900]  # 45 min: two have ended
 
 
-async def test_a_reopened_file_keeps_the_history_and_folds_what_ended_meanwhile(
-    tmp_path: Path, clock: Clock
+async def test_a_reopened_store_keeps_the_history_and_folds_what_ended_meanwhile(
+    stores: HistoryStores, clock: Clock
 ) -> None:
-    path = str(tmp_path / "h.db")
-    store = SqliteHistory(path)
-    await store.open()
+    store = await stores.opened()
     points = ticks(clock, store, 5, lambda n: float(n % 7))
     store.record(START + 30, {}, [Marker(START + 30, "session_created", {"count": 3})])
     await store.aclose()
     clock.now += 600  # down ten minutes
-    store = SqliteHistory(path)
-    await store.open()
+    store = await stores.opened()
     store.record(clock.now, {"kato.cpu_percent": 2.0})
     await store.flush()
     minutes = (await store.points(["kato.cpu_percent"], START, clock.now, 60))["kato.cpu_percent"]
@@ -131,7 +137,9 @@ async def test_a_reopened_file_keeps_the_history_and_folds_what_ended_meanwhile(
     assert names == ["kato.cpu_percent"]
 
 
-async def test_every_statement_runs_in_the_store_thread(history: SqliteHistory) -> None:
+async def test_every_statement_runs_in_the_store_thread(tmp_path: Path) -> None:
+    history = SqliteHistory(str(tmp_path / "h.db"))
+    await history.open()
     threads: set[str] = set()
     db = history._db
     assert db is not None
@@ -142,9 +150,10 @@ async def test_every_statement_runs_in_the_store_thread(history: SqliteHistory) 
     await history.points(["kato.cpu_percent"], START, START + 60, 0)
     await history.markers(START, START + 60, 10)
     await history.series()
+    await history.aclose()
     assert threads and all(name.startswith("history-store") for name in threads), threads
     assert threading.current_thread().name not in threads
 
 
-def test_the_default_tiers_are_the_store_s() -> None:
-    assert SqliteHistory(":memory:").tiers == TIERS
+async def test_the_default_tiers_are_the_store_s(history: HistoryStore) -> None:
+    assert history.tiers == TIERS

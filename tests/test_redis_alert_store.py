@@ -6,10 +6,9 @@ What it shares with the SQLite store is tested on both in test_alert_store.py.""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -26,14 +25,11 @@ from sse_monitor.alerts.redis_store import RedisAlertStore
 from sse_monitor.alerts.store import AlertStorage, StoreUnavailable
 from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.cluster.acks import ClusterAcks
-from sse_monitor.web.access import Access
 from sse_monitor.web.alert_api import alert_routes
 from sse_monitor.web.errors import EXCEPTION_HANDLERS
-from sse_monitor.web.lockout import Lockout
-from sse_monitor.web.revocations import SQLiteRevocations
 from tests.support.alert_stores import NOW, PREFIX, AlertStores, alert
-from tests.support.redis_server import RedisServerProcess
-from tests.support.servers import ThreadedServer
+from tests.support.redis_server import RedisServerProcess, paused
+from tests.support.servers import ThreadedServer, open_access
 
 TIMEOUT = 0.5  # the clients' socket timeout in the tests of a Redis that does not answer
 RETRIES = 10  # redis-py's own retries, each up to TIMEOUT: the store's bound must still hold
@@ -71,17 +67,6 @@ async def unanswered(own_redis: RedisServerProcess) -> AsyncIterator[AlertStorag
         store = await stores.opened()
         await store.save([SAVED])
         yield store
-
-
-@contextmanager
-def paused(server: RedisServerProcess) -> Iterator[None]:
-    """The server stopped by SIGSTOP: it accepts connections and answers nothing."""
-    assert server.proc is not None
-    server.proc.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        server.proc.send_signal(signal.SIGCONT)
 
 
 def every_call(store: AlertStorage) -> dict[str, Callable[[], Awaitable[Any]]]:
@@ -209,13 +194,7 @@ async def alert_api(url: str) -> AsyncIterator[str]:
     loopback: the base URL. The app makes its client and closes it, in its server's loop."""
     client = redis.from_url(url, **UNANSWERED_CLIENT)
     store = RedisAlertStore(client, prefix=PREFIX)
-    access = Access(
-        None,
-        None,
-        login_ttl=3600,
-        lockout=Lockout(10, 60),
-        revocations=SQLiteRevocations(":memory:"),
-    )
+    access = open_access()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

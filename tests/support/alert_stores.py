@@ -14,7 +14,6 @@ from sse_monitor.alerts.redis_store import RedisAlertStore
 from sse_monitor.alerts.store import AlertStorage, AlertStore
 
 PREFIX = "test-cluster"
-KINDS = ("sqlite", "redis")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # the tests' present
 
 

@@ -4,6 +4,9 @@ the test's: KATO's Redis in tests, and the cluster's."""
 from __future__ import annotations
 
 import shutil
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.processes import LoopbackServer
@@ -63,3 +66,14 @@ class RedisServerProcess(LoopbackServer):
             return False
         finally:
             client.close()
+
+
+@contextmanager
+def paused(server: RedisServerProcess) -> Iterator[None]:
+    """The server stopped by SIGSTOP: it accepts connections and answers nothing."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)

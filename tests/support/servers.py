@@ -10,6 +10,21 @@ from typing import Any, Self
 import uvicorn
 from starlette.types import ASGIApp
 
+from sse_monitor.web.access import Access
+from sse_monitor.web.lockout import Lockout
+from sse_monitor.web.revocations import SQLiteRevocations
+
+
+def open_access() -> Access:
+    """The access of a gateway without tokens, for routes served alone: open to anyone."""
+    return Access(
+        None,
+        None,
+        login_ttl=3600,
+        lockout=Lockout(10, 60),
+        revocations=SQLiteRevocations(":memory:"),
+    )
+
 
 class ThreadedServer:
     """A real uvicorn server in a thread with its own event loop, so tests speak real HTTP.
