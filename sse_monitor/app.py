@@ -121,16 +121,28 @@ def create_node_app(settings: Settings) -> Starlette:
     # Imported only in cluster mode: a single process never loads redis-py's asyncio client.
     from sse_monitor.alerts.redis_store import RedisAlertStore
     from sse_monitor.cluster.acks import ClusterAcks
+    from sse_monitor.cluster.connection import connect
     from sse_monitor.cluster.node import ClusterNode
+    from sse_monitor.history.redis_store import RedisHistory
 
     rules = load_rules(settings.alert_rules)
     prometheus = PrometheusEndpoint()
+    # A client of its own: the history writes the last ticks after the node's producer stopped
+    # and before the node closes its clients.
+    history_redis = connect(settings)
+    history = RedisHistory(
+        history_redis,
+        settings.cluster,
+        tiers_of(settings.chart_retention),
+        timeout=settings.redis_timeout,
+    )
     node = ClusterNode(
         settings,
         rules=rules,
         alert_store_of=partial(RedisAlertStore, prefix=settings.cluster),
         observe_tick=prometheus.poll_duration.observe,
         observe_lag=prometheus.log_lag.observe,
+        history_writer=history.writer,
     )
     fanout = FanOut(client_buffer=settings.client_buffer)
     node.log.follow(fanout.deliver)
@@ -147,14 +159,15 @@ def create_node_app(settings: Settings) -> Starlette:
         upstream_errors=node.upstream_errors,
         node=node.describe,
         redis=node.redis,
+        history=history,
     )
     lifespan = partial(
         _lifespan,
         settings,
         edge,
-        opened=[node.open, node.alert_store.open],
+        opened=[node.open, node.alert_store.open, history.open],
         started=[node.start],
-        stopped=[node.aclose],
+        stopped=[node.aclose, history.aclose, history_redis.aclose],
         describe={"node": node.name, "cluster": settings.cluster, "role": "node"},
     )
     return _starlette(edge, lifespan)

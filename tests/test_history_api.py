@@ -7,35 +7,25 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.gateway import GatewayProcess
+from tests.support.history_answers import (
+    SERIES,
+    assert_recorded_as_published,
+    history,
+    once_recorded,
+)
 from tests.support.kato import Kato, running_kato
 from tests.support.sse_client import SSEStream
-from tests.support.waiting import eventually
-
-SERIES = "kato.cpu_percent,kato.memory_percent,sessions.active"
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[GatewayProcess]:
     with running_kato() as kato, GatewayProcess(kato.url) as gateway:
         yield gateway
-
-
-def millis(stamp: str) -> str:
-    """An ISO time to the millisecond, as the history answers it."""
-    return datetime.fromisoformat(stamp).isoformat(timespec="milliseconds")
-
-
-async def history(gateway: GatewayProcess, **params: object) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=5) as http:
-        response = await http.get("/api/history", params=params)  # type: ignore[arg-type]
-        assert response.status_code == 200, response.text
-        return response.json()
 
 
 async def test_recorded_figures_are_the_published_ones_and_a_restart_keeps_them(
@@ -50,31 +40,14 @@ async def test_recorded_figures_are_the_published_ones_and_a_restart_keeps_them(
             created = await stream.wait_for_event("session_event")
         published = [event.json() for event in stream.of("metrics")]
         since = published[0]["timestamp"]
-
-        async def recorded() -> dict[str, Any] | None:
-            answer = await history(gateway, series=SERIES, since=since, step=0)
-            times = {point[0] for point in answer["series"]["kato.cpu_percent"]}
-            return answer if millis(published[-1]["timestamp"]) in times else None
-
-        answer = await eventually(recorded, 10, "the last published tick in the history")
+        answer = await once_recorded(gateway.url, published)
+    assert_recorded_as_published(answer, published, created.json())
     by_time = {point[0]: point[1] for point in answer["series"]["kato.cpu_percent"]}
-    sessions = {point[0]: point[1] for point in answer["series"]["sessions.active"]}
-    for metrics in published:
-        at = millis(metrics["timestamp"])
-        assert by_time[at] == metrics["kato"]["resources"]["cpu_percent"]
-        assert sessions[at] == metrics["sessions"]["active_count"]
-    marker = created.json()
-    assert {
-        "time": millis(marker["timestamp"]),
-        "kind": "session_created",
-        "count": marker["data"]["current_count"],
-        "delta": 1,
-    } in answer["markers"]
     assert answer["step"] == 0 and answer["truncated"] == []
 
     restarting = time.time()
     with GatewayProcess(kato.url, env=env) as restarted:
-        again = await history(restarted, series=SERIES, since=since, step=0)
+        again = await history(restarted.url, series=SERIES, since=since, step=0)
         kept = {point[0]: point[1] for point in again["series"]["kato.cpu_percent"]}
         assert all(kept[at] == value for at, value in by_time.items())
         # No tick while the gateway was down: a gap between the two lives, not a line across.

@@ -25,6 +25,7 @@ from sse_monitor.clock import iso
 from sse_monitor.cluster.connection import connect
 from sse_monitor.cluster.leadership import Leadership
 from sse_monitor.cluster.lease import Lease
+from sse_monitor.history.recorder import HistoryRecorder, HistoryWriter
 from sse_monitor.monitor.announced import read_announced
 from sse_monitor.monitor.producer import Producer
 from sse_monitor.settings import Settings
@@ -47,8 +48,10 @@ class ClusterNode:
         alert_store_of: Callable[[Any], AlertStorage],
         observe_tick: Callable[[float], None] | None = None,
         observe_lag: Callable[[float], None] | None = None,
+        history_writer: Callable[[str], HistoryWriter] | None = None,
     ) -> None:
-        """`alert_store_of(redis)` builds the cluster's alert store on this node's client."""
+        """`alert_store_of(redis)` builds the cluster's alert store on this node's client;
+        `history_writer(token)`, if given, records each term's ticks, fenced by its token."""
         self.name = node_name()
         self._settings = settings
         self.redis = connect(settings)
@@ -64,6 +67,7 @@ class ClusterNode:
         self.alert_store = alert_store_of(self.redis)
         self._rules = rules
         self._observe_tick = observe_tick
+        self._history_writer = history_writer
         self.upstream_errors: Counter[str] = Counter()
         self.producer: Producer | None = None
         self.leadership = Leadership(
@@ -121,9 +125,12 @@ class ClusterNode:
         if not await self.log.caught_up(within=self._settings.leader_ttl / 2):
             raise TimeoutError("this node's copy of the log is behind: not producing yet")
         announced = await read_announced(self.log, self._settings.history_size)
+        append = self.log.appender(token)
+        if self._history_writer is not None:
+            append = HistoryRecorder(append, self._history_writer(token))
         producer = Producer(
             self._settings,
-            self.log.appender(token),
+            append,
             rules=self._rules,
             alert_store=self.alert_store,
             observe_tick=self._observe_tick,
