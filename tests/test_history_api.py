@@ -88,7 +88,7 @@ async def test_the_range_chooses_the_resolution(
 ) -> None:
     # `since` from the client's clock, a moment before the server reads its own: the range
     # still reaches only as far back as its tier keeps (1 h of ticks, 24 h of 1-minute buckets).
-    answer = await history(gateway, series="kato.cpu_percent", since=time.time() - back - 1)
+    answer = await history(gateway.url, series="kato.cpu_percent", since=time.time() - back - 1)
     assert answer["step"] == step
 
 
