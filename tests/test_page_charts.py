@@ -29,7 +29,7 @@ from tests.support.docker_engine import DockerEngineProcess
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
 from tests.support.nginx import prefixed_nginx
-from tests.support.page import ENV, POLL, hook, open_page
+from tests.support.page import ENV, POLL, containers_env, hook, open_page
 from tests.support.sse_client import SSEStream
 
 expect = playwright_or_skip().expect  # the module is skipped without them (10 s timeout)
@@ -267,8 +267,8 @@ async def test_24_hours_asks_for_minute_buckets_and_the_choice_is_kept(
     seeded: Seeded, context: BrowserContext
 ) -> None:
     page = await open_page(context, f"{seeded.gateway.url}/")
-    switch = hook(page, "range-kato")
     await ready(page, CPU, range="1h", step="0")
+    switch = hook(page, "range-kato")
     await expect(switch.get_by_role("button", name="1 h")).to_have_attribute("aria-pressed", "true")
 
     async with page.expect_response(
@@ -419,13 +419,7 @@ async def test_container_charts(
     """A container's CPU, memory and network charts, the network's two lines told apart by
     their dash as well as their colour."""
     await asyncio.to_thread(docker.run, "shown", "--memory", "32m")
-    env = {
-        **ENV,
-        "DOCKER_HOST": docker.host,
-        "SSE_MONITOR_CONTAINER_STATS": "on",
-        "SSE_MONITOR_CONTAINERS": "shown",
-    }
-    with GatewayProcess(kato.url, env=env) as gateway:
+    with GatewayProcess(kato.url, env=containers_env(docker.host, "shown")) as gateway:
         page = await open_page(context, f"{gateway.url}/")
         for series in ("container.shown.cpu_percent", "container.shown.memory_used"):
             plot = chart(page, series)

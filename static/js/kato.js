@@ -10,28 +10,11 @@ const fraction = (value) => (typeof value === "number" ? percent(value * 100) : 
 
 // The response time: the gateway's series `kato.response_time_ms` holds KATO's
 // average_response_time as KATO gives it (seconds), so it is written as milliseconds here.
+const PERCENT = { format: percent, scale: { minTop: 100 } };
 const CHARTS = [
-  {
-    id: "kato.cpu_percent",
-    title: "CPU",
-    subject: "KATO host CPU",
-    format: percent,
-    scale: { minTop: 100 },
-  },
-  {
-    id: "kato.memory_percent",
-    title: "Memory",
-    subject: "KATO host memory",
-    format: percent,
-    scale: { minTop: 100 },
-  },
-  {
-    id: "kato.disk_percent",
-    title: "Disk",
-    subject: "KATO host disk",
-    format: percent,
-    scale: { minTop: 100 },
-  },
+  { id: "kato.cpu_percent", title: "CPU", subject: "KATO host CPU", ...PERCENT },
+  { id: "kato.memory_percent", title: "Memory", subject: "KATO host memory", ...PERCENT },
+  { id: "kato.disk_percent", title: "Disk", subject: "KATO host disk", ...PERCENT },
   {
     id: "kato.requests_per_second",
     title: "Requests",
