@@ -32,6 +32,7 @@ from tests.support.nginx import prefixed_nginx
 from tests.support.page import (
     ENV,
     THEME,
+    containers_env,
     each_theme,
     hook,
     new_context,
@@ -382,13 +383,7 @@ async def test_containers_panel(
 ) -> None:
     """Rows from a real engine, a missing name shown as such, and the engine going away."""
     await asyncio.to_thread(docker.run, "shown", "--memory", "32m")
-    env = {
-        **ENV,
-        "DOCKER_HOST": docker.host,
-        "SSE_MONITOR_CONTAINER_STATS": "on",
-        "SSE_MONITOR_CONTAINERS": "shown,ghost",
-    }
-    with GatewayProcess(kato.url, env=env) as gateway:
+    with GatewayProcess(kato.url, env=containers_env(docker.host, "shown,ghost")) as gateway:
         page = await open_page(context, f"{gateway.url}/")
         await expect(hook(page, "containers")).to_be_visible()
         shown = page.locator("[data-testid=container-row][data-name=shown]")

@@ -1,45 +1,98 @@
-// The KATO panel: status and issues, CPU / memory / disk with sparklines, request figures.
+// The KATO panel: status and issues, charts of CPU / memory / disk, request rate, response time
+// and error rate (each with its current figure), uptime.
 
-import { Series, drawSparkline } from "./charts.js";
+import { createChartGroup } from "./chart-group.js";
+import { createChart } from "./charts.js";
 import { DASH, clock, duration, milliseconds, percent } from "./format.js";
 
-const GAUGES = ["cpu_percent", "memory_percent", "disk_percent"];
+const perSecond = (value) => (typeof value === "number" ? `${value.toFixed(2)} /s` : DASH);
+const fraction = (value) => (typeof value === "number" ? percent(value * 100) : DASH);
 
-export function createKatoPanel(panel) {
+// The response time: the gateway's series `kato.response_time_ms` holds KATO's
+// average_response_time as KATO gives it (seconds), so it is written as milliseconds here.
+const PERCENT = { format: percent, scale: { minTop: 100 } };
+const CHARTS = [
+  { id: "kato.cpu_percent", title: "CPU", subject: "KATO host CPU", ...PERCENT },
+  { id: "kato.memory_percent", title: "Memory", subject: "KATO host memory", ...PERCENT },
+  { id: "kato.disk_percent", title: "Disk", subject: "KATO host disk", ...PERCENT },
+  {
+    id: "kato.requests_per_second",
+    title: "Requests",
+    subject: "KATO requests per second",
+    format: perSecond,
+    scale: { minTop: 1 },
+  },
+  {
+    id: "kato.response_time_ms",
+    title: "Response time",
+    subject: "KATO average response time",
+    format: milliseconds,
+    scale: { minTop: 0.01 },
+  },
+  {
+    id: "kato.error_rate",
+    title: "Error rate",
+    subject: "KATO error rate",
+    format: fraction,
+    scale: { minTop: 0.01 },
+  },
+];
+
+export function createKatoPanel(panel, { history, gatewayNow } = {}) {
   const status = panel.querySelector("[data-testid=kato-status]");
   const issues = panel.querySelector("[data-testid=kato-issues]");
   const note = panel.querySelector("[data-testid=kato-note]");
-  const series = Object.fromEntries(GAUGES.map((name) => [name, new Series()]));
+  const charts = new Map(
+    CHARTS.map((spec) => [
+      spec.id,
+      createChart({ ...spec, lines: [{ series: spec.id }], value: true }),
+    ]),
+  );
+  panel
+    .querySelector("[data-testid=kato-charts]")
+    .replaceChildren(...[...charts.values()].map((chart) => chart.element));
+  const group = createChartGroup({
+    history,
+    gatewayNow,
+    switchElement: panel.querySelector("[data-testid=range-kato]"),
+    storageKey: "sse-monitor.range.kato",
+  });
+  group.add(...charts.values());
 
-  function render(metrics, arrivedAt) {
+  function render(metrics) {
     const kato = metrics.kato;
     status.dataset.status = kato.status;
     status.textContent = kato.status;
     issues.replaceChildren(
-      ...kato.issues.map((text) => Object.assign(document.createElement("li"), { textContent: text })),
+      ...kato.issues.map((text) =>
+        Object.assign(document.createElement("li"), { textContent: text }),
+      ),
     );
     issues.hidden = kato.issues.length === 0;
     note.hidden = !metrics.stale;
     if (metrics.stale) {
-      const since = metrics.last_success ? `last good data at ${clock(metrics.last_success)}` : "no data yet";
+      const since = metrics.last_success
+        ? `last good data at ${clock(metrics.last_success)}`
+        : "no data yet";
       note.textContent = `${metrics.error || "KATO could not be read"} (${since})`;
     }
     panel.dataset.stale = String(Boolean(metrics.stale));
 
+    // The figures as KATO last gave them (greyed while stale); the charts break there instead.
     const resources = kato.resources || {};
-    for (const name of GAUGES) {
-      const gauge = panel.querySelector(`[data-metric=${name}]`);
-      gauge.querySelector(".value").textContent = percent(resources[name]);
-      if (!metrics.stale) series[name].push(arrivedAt, resources[name]);
-      drawSparkline(gauge.querySelector("svg"), series[name], { now: arrivedAt });
-    }
     const rates = kato.rates || {};
     const performance = kato.performance || {};
-    panel.querySelector("[data-fact=rate]").textContent =
-      typeof rates.requests_per_second === "number" ? `${rates.requests_per_second.toFixed(2)} /s` : DASH;
-    panel.querySelector("[data-fact=response]").textContent = milliseconds(performance.average_response_time);
+    const current = {
+      "kato.cpu_percent": resources.cpu_percent,
+      "kato.memory_percent": resources.memory_percent,
+      "kato.disk_percent": resources.disk_percent,
+      "kato.requests_per_second": rates.requests_per_second,
+      "kato.response_time_ms": performance.average_response_time,
+      "kato.error_rate": performance.error_rate,
+    };
+    for (const spec of CHARTS) charts.get(spec.id).showValue(spec.format(current[spec.id]));
     panel.querySelector("[data-fact=uptime]").textContent = duration(kato.uptime_seconds);
   }
 
-  return { render };
+  return { render, charts: group };
 }

@@ -6,7 +6,9 @@ import { createAlertsPanel } from "./alerts.js";
 import { createContainersPanel } from "./containers.js";
 import { connectStream } from "./connection.js";
 import { createFallbackPoller } from "./fallback.js";
+import { tickFigures } from "./figures.js";
 import { age, clock } from "./format.js";
+import { createHistory } from "./history.js";
 import { createKatoPanel } from "./kato.js";
 import { createSessionList } from "./session-list.js";
 import { createSessionsPanel } from "./sessions.js";
@@ -23,14 +25,28 @@ const LAST_ID_KEY = "sse-monitor.last-event-id";
 const TOPICS = ["metrics", "containers", "sessions", "alerts"];
 
 const $ = (selector) => document.querySelector(selector);
-const kato = createKatoPanel($("[aria-labelledby=kato-title]"));
-const sessions = createSessionsPanel($("[aria-labelledby=sessions-title]"));
-const containers = createContainersPanel($("[data-testid=containers]"));
+// The charts' history. A 401 there comes with one on the stream, which shows the login form;
+// a login loads the charts again.
+const chartHistory = createHistory();
+const gatewayNow = () => Date.now() - skewMs; // the charts' clock: the history's times are the gateway's
+const kato = createKatoPanel($("[aria-labelledby=kato-title]"), {
+  history: chartHistory,
+  gatewayNow,
+});
+const sessions = createSessionsPanel($("[aria-labelledby=sessions-title]"), {
+  history: chartHistory,
+  gatewayNow,
+});
+const containers = createContainersPanel($("[data-testid=containers]"), {
+  history: chartHistory,
+  gatewayNow,
+});
+const chartGroups = [kato.charts, sessions.charts, containers.charts];
 const toasts = createToasts($("[data-testid=toasts]"));
 const alerts = createAlertsPanel({
   bell: $("[data-testid=alert-bell]"),
   panel: $("[data-testid=alerts-panel]"),
-  gatewayNow: () => Date.now() - skewMs, // "started 2 min ago" by the gateway's clock
+  gatewayNow, // "started 2 min ago" by the gateway's clock
   onUnauthorized: () => access.show("login"),
   onLoginAsAdmin: () => access.show("admin"),
 });
@@ -38,7 +54,7 @@ const sessionList = createSessionList({
   panel: $("[data-testid=session-list-panel]"),
   offNote: $("[data-testid=session-list-off]"),
   intervalMs: SESSIONS_SECONDS * 1000,
-  gatewayNow: () => Date.now() - skewMs, // "created 2 min ago" by the gateway's clock
+  gatewayNow, // "created 2 min ago" by the gateway's clock
   // Not over a form that is already up because nothing shows without a login (no Cancel there).
   onUnauthorized: () => access.required || access.show("login"),
 });
@@ -49,6 +65,7 @@ const access = createAccess({
   onLogin: ({ role }) => {
     fallback.resume();
     sessionList.resume();
+    for (const group of chartGroups) group.reload();
     stream.retry(); // at once: the stream was refused for want of this cookie
     alerts.setRole(role);
   },
@@ -68,6 +85,7 @@ let redisLost = null; // the `cluster` event of this stream's node while it has 
 let lastDataAt = null;
 let interval = null; // seconds between metrics, as observed
 let skewMs = 0; // this browser's clock minus the gateway's, from the metrics' timestamps
+let lastContainers = null; // the newest `containers` snapshot: the charts record it with each tick
 
 const fallback = createFallbackPoller({
   url: new URL("api/sessions/count", document.baseURI),
@@ -100,6 +118,11 @@ function showState(state, attempt, retryAt) {
   // A login or a logout in another tab (they share the stream): what may this page do now?
   if (state !== was && (state === "unauthorized" || was === "unauthorized")) access.refresh();
   if (was === "unauthorized" && state === "live") sessionList.resume(); // logged in elsewhere
+  // Ticks are not replayed: the charts fetch from the history what passed while away.
+  for (const group of chartGroups) {
+    if (was === "live" && !live) group.missedTicks();
+    if (live && was !== "live") group.catchUp();
+  }
   showConnection();
   showAge();
 }
@@ -155,13 +178,17 @@ function onEvent({ name, id, data, replayed }) {
     if (lastDataAt !== null && !replayed) interval = (now - lastDataAt) / 1000;
     lastDataAt = now;
     skewMs = now - new Date(data.timestamp).getTime();
-    kato.render(data, now);
+    kato.render(data);
     sessions.setCount(data.sessions.active_count, data.timestamp, { stale: data.stale });
     sessions.setPush(data.sessions.push);
+    const figures = tickFigures(data, lastContainers);
+    for (const group of chartGroups) group.tick(Date.parse(data.timestamp), figures);
     showAge();
   } else if (name === "containers") {
-    containers.render(data, now);
+    lastContainers = data;
+    containers.render(data);
   } else if (name === "session_event") {
+    sessions.charts.sessionEvent(data);
     // The count moves with the change (not at the next tick), unless a later reading is shown.
     sessions.setCount(data.data.current_count, data.timestamp);
     const added = sessions.add(id, data);
@@ -177,7 +204,9 @@ function onEvent({ name, id, data, replayed }) {
     showConnection();
   } else if (name === "alerts") {
     alerts.setState(data);
+    for (const group of chartGroups) group.setFiring(data.firing || []);
   } else if (name === "alert") {
+    for (const group of chartGroups) group.alert(data);
     const added = alerts.add(id, data);
     const recent = now - skewMs - new Date(data.started_at).getTime() < TOAST_IF_NEWER_THAN_MS;
     if (added && data.transition === "fired" && !replayed && recent) toasts.show(alertToast(data));
@@ -205,6 +234,7 @@ const stream = connectStream({
 });
 access.refresh();
 sessionList.start();
+for (const group of chartGroups) group.start();
 setInterval(() => {
   showAge();
   if (connectionState.state === "busy") showConnection();

@@ -1,18 +1,22 @@
 // The sessions panel: the active count (from the stream, or polled while it is down), whether
-// KATO's push channel is live (metrics.sessions.push), and the last ten session changes: a
-// pushed change names its session and node, a change found by the poll only says so.
+// KATO's push channel is live (metrics.sessions.push), the count as a chart with each change
+// marked, and the last ten session changes: a pushed change names its session and node, a
+// change found by the poll only says so.
 //
 // The count has three sources: each session_event (at once), each metrics tick, and the
 // fallback poll. They do not arrive in the order they were read (a tick taken before a push can
 // arrive after it, e.g. in a tab joining the shared stream), so each reading carries the
 // gateway's timestamp and the count shows the newest reading, never an older one.
 
+import { createChartGroup } from "./chart-group.js";
+import { createChart } from "./charts.js";
 import { icons } from "./icons.js";
 import { DASH, clock, shortId } from "./format.js";
+import { SESSIONS_ACTIVE } from "./figures.js";
 
 const KEEP = 10;
 
-export function createSessionsPanel(panel) {
+export function createSessionsPanel(panel, { history, gatewayNow } = {}) {
   const count = panel.querySelector("[data-testid=session-count]");
   const source = panel.querySelector("[data-testid=session-source]");
   const push = panel.querySelector("[data-testid=push-state]");
@@ -20,6 +24,25 @@ export function createSessionsPanel(panel) {
   const empty = panel.querySelector("[data-testid=session-events-empty]");
   const seen = new Set();
   let countReadAt = -Infinity; // when the count shown was read (gateway clock, µs)
+  const chart = createChart({
+    id: SESSIONS_ACTIVE,
+    title: "Active sessions",
+    subject: "KATO's active sessions, with each session created or destroyed marked",
+    lines: [{ series: SESSIONS_ACTIVE }],
+    format: (value) =>
+      typeof value !== "number" ? DASH : Number.isInteger(value) ? String(value) : value.toFixed(1),
+    scale: { minTop: 1 },
+    curve: "step",
+    markers: true,
+  });
+  panel.querySelector("[data-testid=sessions-charts]").replaceChildren(chart.element);
+  const charts = createChartGroup({
+    history,
+    gatewayNow,
+    switchElement: panel.querySelector("[data-testid=range-sessions]"),
+    storageKey: "sse-monitor.range.sessions",
+  });
+  charts.add(chart);
 
   /** A count read at `timestamp` (ISO-8601, the gateway's); false, and nothing shown, if the
    * count shown was read later. */
@@ -75,7 +98,7 @@ export function createSessionsPanel(panel) {
     return true;
   }
 
-  return { setCount, forgetCountTime, setPush, add };
+  return { setCount, forgetCountTime, setPush, add, charts };
 }
 
 /** An ISO-8601 time as microseconds since the epoch. The gateway writes microseconds and

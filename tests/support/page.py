@@ -19,6 +19,17 @@ ENV = {"SSE_MONITOR_POLL_INTERVAL": str(POLL)}  # the settings every page test's
 THEME = "document.documentElement.dataset.theme"  # the page's theme, in JavaScript
 
 
+def containers_env(docker_host: str, names: str) -> dict[str, str]:
+    """A page test's gateway settings with container figures on, from the Docker engine at
+    `docker_host`, for the containers `names` (comma-separated)."""
+    return {
+        **ENV,
+        "DOCKER_HOST": docker_host,
+        "SSE_MONITOR_CONTAINER_STATS": "on",
+        "SSE_MONITOR_CONTAINERS": names,
+    }
+
+
 async def new_context(browser: Browser, color_scheme: Literal["light", "dark"]) -> BrowserContext:
     """A fresh browser profile (own cookies, storage and SharedWorkers) in this colour scheme."""
     context = await browser.new_context(
