@@ -43,7 +43,7 @@ async def test_kato_figures_are_the_snapshot_s_and_sessions_its_count() -> None:
     figures = figures_of(metrics, None)
     resources = metrics["kato"]["resources"]
     assert figures["kato.cpu_percent"] == pytest.approx(resources["cpu_percent"])
-    assert figures["kato.response_time_ms"] == pytest.approx(
+    assert figures["kato.response_time_seconds"] == pytest.approx(
         metrics["kato"]["performance"]["average_response_time"]
     )
     assert figures[SESSIONS_ACTIVE] == 1.0

@@ -69,7 +69,7 @@ def seeded_figures(n: int) -> dict[str, float | None]:
         "kato.memory_percent": 50.0 + n % 7,
         "kato.disk_percent": 30.0,
         "kato.requests_per_second": 1.0 + (n % 5) / 2,
-        "kato.response_time_ms": 0.002 + (n % 3) / 1000,
+        "kato.response_time_seconds": 0.002 + (n % 3) / 1000,
         "kato.error_rate": 0.0,
         "sessions.active": float(n % 4),
     }

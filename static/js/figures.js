@@ -8,7 +8,7 @@ const KATO_SERIES = {
   "kato.memory_percent": ["resources", "memory_percent"],
   "kato.disk_percent": ["resources", "disk_percent"],
   "kato.requests_per_second": ["rates", "requests_per_second"],
-  "kato.response_time_ms": ["performance", "average_response_time"],
+  "kato.response_time_seconds": ["performance", "average_response_time"],
   "kato.error_rate": ["performance", "error_rate"],
 };
 export const SESSIONS_ACTIVE = "sessions.active";

@@ -8,8 +8,8 @@ import { DASH, clock, duration, milliseconds, percent } from "./format.js";
 const perSecond = (value) => (typeof value === "number" ? `${value.toFixed(2)} /s` : DASH);
 const fraction = (value) => (typeof value === "number" ? percent(value * 100) : DASH);
 
-// The response time: the gateway's series `kato.response_time_ms` holds KATO's
-// average_response_time as KATO gives it (seconds), so it is written as milliseconds here.
+// The response time: the gateway's series `kato.response_time_seconds` holds KATO's
+// average_response_time as KATO gives it, in seconds; it is written as milliseconds here.
 const PERCENT = { format: percent, scale: { minTop: 100 } };
 const CHARTS = [
   { id: "kato.cpu_percent", title: "CPU", subject: "KATO host CPU", ...PERCENT },
@@ -23,7 +23,7 @@ const CHARTS = [
     scale: { minTop: 1 },
   },
   {
-    id: "kato.response_time_ms",
+    id: "kato.response_time_seconds",
     title: "Response time",
     subject: "KATO average response time",
     format: milliseconds,
@@ -87,7 +87,7 @@ export function createKatoPanel(panel, { history, gatewayNow } = {}) {
       "kato.memory_percent": resources.memory_percent,
       "kato.disk_percent": resources.disk_percent,
       "kato.requests_per_second": rates.requests_per_second,
-      "kato.response_time_ms": performance.average_response_time,
+      "kato.response_time_seconds": performance.average_response_time,
       "kato.error_rate": performance.error_rate,
     };
     for (const spec of CHARTS) charts.get(spec.id).showValue(spec.format(current[spec.id]));
