@@ -14,7 +14,8 @@ import pytest
 
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
-from tests.support.node_eventsource import NodeEventSource, eventsource_prefix, missing_node
+from tests.support.node_eventsource import NodeEventSource, eventsource_prefix
+from tests.support.npm import missing_node
 
 pytestmark = pytest.mark.skipif(missing_node() is not None, reason=str(missing_node()))
 

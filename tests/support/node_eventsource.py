@@ -1,58 +1,30 @@
 """Node's `eventsource` package as the tests run it: a third-party SSE client in a process of
 its own (eventsource_client.mjs), printing what it receives as JSON lines.
 
-The package comes from the npm registry, installed once into a cache folder outside the
-checkout; Node and npm are Debian's (.ci/run installs them).
+The package comes from the npm registry (tests.support.npm).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from tests.support.npm import installed
 from tests.support.waiting import eventually
 
 # The newest release that runs on Debian's Node 20 (5.x needs Node 22).
 PACKAGE = "eventsource@4.1.1"
 CLIENT = Path(__file__).resolve().parent / "eventsource_client.mjs"
-INSTALL_TIMEOUT = 300
-
-
-def missing_node() -> str | None:
-    """Why the Node client cannot run here, or None."""
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        return f"{' and '.join(missing)} not installed (Debian: apt-get install nodejs npm)"
-    return None
 
 
 def eventsource_prefix() -> Path:
     """The npm prefix holding the package, installed into the cache on first use."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sse-monitor-tests"
-    prefix = cache / PACKAGE.replace("@", "-")
-    if (prefix / "node_modules" / "eventsource" / "package.json").exists():
-        return prefix
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="eventsource-", dir=cache))
-    command = ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(staging)]
-    installed = subprocess.run(
-        [*command, PACKAGE], capture_output=True, text=True, timeout=INSTALL_TIMEOUT
-    )
-    if installed.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError(f"npm install {PACKAGE} failed:\n{installed.stderr[-4000:]}")
-    try:
-        staging.rename(prefix)  # whole, or not at all
-    except OSError:  # another test process installed it meanwhile
-        shutil.rmtree(staging, ignore_errors=True)
-    return prefix
+    return installed(PACKAGE)
 
 
 class NodeEventSource:
