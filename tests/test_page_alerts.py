@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.support.alert_rules import status_rule
+from tests.support.alert_rules import STEADY, status_rule
 from tests.support.browser import (
     ACCENT_COLOURS,
     WATCH_TOASTS,
@@ -45,14 +45,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 ALERT_TOAST_LIFETIME = 10.0
 
 
-# The contract's two rules, each resolving only after 2 s of health: on a loaded machine one
-# KATO read can time out (a true `unreachable` for a tick), which would otherwise resolve the
-# alert and fire a new one with another id, adding transitions these tests follow or count.
-STEADY = status_rule(
-    "kato_degraded", "degraded", "warning", clear_for="2s", message="KATO is degraded"
-) + status_rule(
-    "kato_unhealthy", "unhealthy", "critical", clear_for="2s", message="KATO is unhealthy"
-)
 # With an info alert when KATO is degraded too: two alerts of two severities at once. (Not
 # "anything but healthy": an `unreachable` read would fire and resolve an alert of its own.)
 RULES_WITH_INFO = STEADY + status_rule(

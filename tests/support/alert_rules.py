@@ -27,3 +27,11 @@ def status_rule(
 DEGRADED_AND_UNHEALTHY = status_rule(
     "kato_degraded", "degraded", "warning", for_="0s", message="KATO is degraded"
 ) + status_rule("kato_unhealthy", "unhealthy", "critical", for_="0s", message="KATO is unhealthy")
+# The same two rules, each resolving only after 2 s of health: on a loaded machine one KATO read
+# can time out (a true `unreachable` for a tick), which would otherwise resolve the alert and
+# fire a new one with another id, adding transitions a test follows or counts.
+STEADY = status_rule(
+    "kato_degraded", "degraded", "warning", clear_for="2s", message="KATO is degraded"
+) + status_rule(
+    "kato_unhealthy", "unhealthy", "critical", clear_for="2s", message="KATO is unhealthy"
+)
