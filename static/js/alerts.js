@@ -31,6 +31,8 @@ export function createAlertsPanel({
   const adminLogin = needsAdmin.querySelector("[data-testid=alert-admin-login]");
   const list = panel.querySelector("[data-testid=alert-list]");
   const empty = panel.querySelector("[data-testid=alerts-empty]");
+  const close = panel.querySelector("[data-testid=alerts-close]");
+  close.innerHTML = icons.close;
 
   const known = new Map(); // alert id -> the most advanced copy of it seen
   const seenEvents = new Set(); // stream event ids: a replay is handled once
@@ -307,12 +309,15 @@ export function createAlertsPanel({
     }
   }, 1000);
 
+  function closeToBell() {
+    setOpen(false);
+    bell.focus();
+  }
+
   bell.addEventListener("click", () => setOpen(panel.hidden));
+  close.addEventListener("click", closeToBell);
   panel.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") {
-      setOpen(false);
-      bell.focus();
-    }
+    if (event.key === "Escape") closeToBell();
   });
   severityFilter.addEventListener("change", load);
   stateFilter.addEventListener("change", load);
