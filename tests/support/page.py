@@ -30,10 +30,20 @@ def containers_env(docker_host: str, names: str) -> dict[str, str]:
     }
 
 
-async def new_context(browser: Browser, color_scheme: Literal["light", "dark"]) -> BrowserContext:
-    """A fresh browser profile (own cookies, storage and SharedWorkers) in this colour scheme."""
+async def new_context(
+    browser: Browser,
+    color_scheme: Literal["light", "dark"],
+    width: int = 1280,
+    height: int = 800,
+    phone: bool = False,
+) -> BrowserContext:
+    """A fresh browser profile (own cookies, storage and SharedWorkers) in this colour scheme,
+    on a screen of this size; `phone`: a touch screen with a mobile browser's viewport."""
     context = await browser.new_context(
-        viewport={"width": 1280, "height": 800}, color_scheme=color_scheme
+        viewport={"width": width, "height": height},
+        color_scheme=color_scheme,
+        is_mobile=phone,
+        has_touch=phone,
     )
     context.set_default_timeout(10_000)
     return context
