@@ -29,6 +29,7 @@ from tests.support.npm import missing_node
 from tests.support.page import (
     ENV,
     alert_rows,
+    containers_env,
     each_theme,
     goto,
     hook,
@@ -77,6 +78,19 @@ LAYOUT = """() => {
     panels: Object.fromEntries(panels),
   };
 }"""
+
+# Each grid of charts: its panel, its width, and how much of it its charts reach across.
+CHART_GRIDS = """() => [...document.querySelectorAll('main .charts')]
+  .filter(grid => grid.checkVisibility())
+  .map(grid => {
+    const box = grid.getBoundingClientRect();
+    const rights = [...grid.querySelectorAll('.chart')].map(c => c.getBoundingClientRect().right);
+    return {
+      panel: grid.closest('main > .panel').getAttribute('aria-labelledby'),
+      width: box.width,
+      used: Math.max(box.left, ...rights) - box.left,
+    };
+  })"""
 
 # Scroll a table's region to its far end, in one go (the rows are drawn again at every tick):
 # how far it could and did scroll, and where the first row's name sat before and after.
@@ -128,12 +142,10 @@ def dashboard(
     engine.run("kato-clickhouse-with-a-long-name", "--memory", "32m")
     rules = tmp_path_factory.mktemp("rules") / "rules.toml"
     rules.write_text(STEADY)
+    names = "kato,kato-clickhouse-with-a-long-name,kato-qdrant"
     env = {
-        **ENV,
+        **containers_env(engine.host, names),
         "KATO_REDIS_URL": redis_server,
-        "DOCKER_HOST": engine.host,
-        "SSE_MONITOR_CONTAINER_STATS": "on",
-        "SSE_MONITOR_CONTAINERS": "kato,kato-clickhouse-with-a-long-name,kato-qdrant",
         "SSE_MONITOR_ALERT_RULES": str(rules),
     }
     state = SimulatedKato(session_backend="redis", redis_url=redis_server)
@@ -193,6 +205,7 @@ async def test_a_phone_never_scrolls_sideways(dashboard: Dashboard, phone: Brows
     for name, box in layout["panels"].items():
         assert box["left"] >= 0 and box["right"] <= PHONE[0], f"{name} spills out: {box}"
     await assert_thumb_sized(page.locator("header button:visible"))
+    await assert_thumb_sized(page.locator(".range-switch button"))
     await assert_thumb_sized(page.locator("[data-testid=session-list-panel] .pager button"), 0)
     async for theme in each_theme(page):
         await screenshot(page, f"layout-390-{theme}")
@@ -276,7 +289,8 @@ async def test_wide_screens_are_filled_and_the_charts_grow_with_them(
     dashboard: Dashboard, context: BrowserContext
 ) -> None:
     """From a laptop to a wall screen the top row (KATO, Sessions) spans the whole width, the
-    wide panels too, and KATO's panel (the charts) grows with the screen."""
+    wide panels too, KATO's panel grows with the screen, and every row of charts fills its
+    panel."""
     page = await open_dashboard(context, dashboard)
     kato_widths = []
     for width in WIDE:
@@ -293,6 +307,10 @@ async def test_wide_screens_are_filled_and_the_charts_grow_with_them(
             assert box["left"] == pytest.approx(content["left"], abs=1), (width, name, box)
             assert box["right"] == pytest.approx(content["right"], abs=1), (width, name, box)
         assert content["right"] - content["left"] >= 0.95 * width, (width, content)
+        grids = await page.evaluate(CHART_GRIDS)
+        assert {g["panel"] for g in grids} >= {"kato-title", "containers-title"}, grids
+        for grid in grids:
+            assert grid["used"] >= 0.9 * grid["width"], f"charts leave room at {width}: {grid}"
         kato_widths.append(kato["width"])
         if width in (1280, 1920):
             async for theme in each_theme(page):
