@@ -8,17 +8,20 @@ answer holds more than MAX_POINTS points: past that the newest are kept and `tru
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sse_monitor.history.buckets import Row, Tier
+from sse_monitor.history.markers import Marker
 from sse_monitor.history.store import HistoryReader
 from sse_monitor.web.access import VIEWER, Access
 from sse_monitor.web.errors import BadRequest
@@ -48,24 +51,11 @@ def history_routes(history: HistoryReader, access: Access, *, interval: float) -
         step = _step(request, history.tiers, since, now)
         names = _series(request) or await history.series()
         found = await history.points(names, since, until, step)
-        if step == 0:
-            found = {name: _untick_gaps(rows, interval) for name, rows in found.items()}
-        truncated = [name for name, rows in found.items() if len(rows) > MAX_POINTS]
         markers = await history.markers(since, until, MAX_MARKERS)
-        return JSONResponse(
-            {
-                "since": _iso(since),
-                "until": _iso(until),
-                "step": step,
-                "max_points": MAX_POINTS,
-                "truncated": truncated,
-                "series": {
-                    name: [_point(row, step) for row in rows[-MAX_POINTS:]]
-                    for name, rows in found.items()
-                },
-                "markers": [{"time": _iso(m.time), "kind": m.kind, **m.data} for m in markers],
-            }
-        )
+        # Tens of thousands of points are shaped and encoded in a worker thread, not on the
+        # loop that feeds every stream (24 h of every series took 0.4 s there).
+        answer = partial(_answer, found, markers, since=since, until=until, step=step)
+        return await asyncio.to_thread(answer, interval=interval)
 
     async def series(request: Request) -> Response:
         tiers = [
@@ -80,6 +70,49 @@ def history_routes(history: HistoryReader, access: Access, *, interval: float) -
     ]
 
 
+def _answer(
+    found: dict[str, list[Row]],
+    markers: list[Marker],
+    *,
+    since: float,
+    until: float,
+    step: float,
+    interval: float,
+) -> JSONResponse:
+    if step == 0:
+        found = {name: _untick_gaps(rows, interval) for name, rows in found.items()}
+    truncated = [name for name, rows in found.items() if len(rows) > MAX_POINTS]
+    stamp = _stamper()
+    return JSONResponse(
+        {
+            "since": stamp(since),
+            "until": stamp(until),
+            "step": step,
+            "max_points": MAX_POINTS,
+            "truncated": truncated,
+            "series": {
+                name: [_point(row, step, stamp) for row in rows[-MAX_POINTS:]]
+                for name, rows in found.items()
+            },
+            "markers": [{"time": stamp(m.time), "kind": m.kind, **m.data} for m in markers],
+        }
+    )
+
+
+def _stamper() -> Callable[[float], str]:
+    """ISO times for one answer, each written once: every series of a tick (or a bucket)
+    shares its time, so this writes a few thousand strings rather than tens of thousands."""
+    written: dict[float, str] = {}
+
+    def stamp(seconds: float) -> str:
+        text = written.get(seconds)
+        if text is None:
+            text = written[seconds] = _iso(seconds)
+        return text
+
+    return stamp
+
+
 def _untick_gaps(rows: list[Row], interval: float) -> list[Row]:
     """A gap after each point followed by none for more than GAP_TICKS ticks: no tick ran
     then (the gateway was down, or stopped), and a chart must not draw a line across."""
@@ -91,10 +124,10 @@ def _untick_gaps(rows: list[Row], interval: float) -> list[Row]:
     return answer
 
 
-def _point(row: Row, step: float) -> list[object]:
+def _point(row: Row, step: float, stamp: Callable[[float], str]) -> list[object]:
     """[time, value] for a point, [time, min, mean, max] for a bucket; values null in a gap."""
     t, low, mean, high, _ = row
-    return [_iso(t), mean] if step == 0 else [_iso(t), low, mean, high]
+    return [stamp(t), mean] if step == 0 else [stamp(t), low, mean, high]
 
 
 def _step(request: Request, tiers: Sequence[Tier], since: float, now: float) -> float:
