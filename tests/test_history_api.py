@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sse_monitor.history.sqlite_store import SqliteHistory
 from tests.support.gateway import GatewayProcess
 from tests.support.history_answers import (
     SERIES,
@@ -112,3 +113,24 @@ async def test_bad_parameters_are_a_400_naming_them(
         response = await http.get("/api/history", params=params)
     assert response.status_code == 400, response.text
     assert response.json()["parameter"] == parameter
+
+
+async def test_more_series_kept_than_one_request_may_name_is_a_400_without_series(
+    tmp_path: Path,
+) -> None:
+    # Every container watched leaves four series for 30 days: "every series" must not grow
+    # the answer past what a request may name (300 containers answered 36 MB).
+    path = tmp_path / "sse-monitor.db"
+    store = SqliteHistory(str(path))
+    await store.open()
+    store.record(time.time() - 60, {f"container.c{n}.cpu_percent": 1.0 for n in range(51)})
+    await store.flush()
+    await store.aclose()
+    env = {"SSE_MONITOR_DB": str(path)}
+    with running_kato() as kato, GatewayProcess(kato.url, env=env) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=5) as http:
+            response = await http.get("/api/history")
+        assert response.status_code == 400, response.text
+        assert response.json()["parameter"] == "series"
+        named = await history(gateway.url, series="container.c0.cpu_percent")
+        assert named["series"]["container.c0.cpu_percent"][-1][1] == 1.0

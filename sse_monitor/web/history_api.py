@@ -50,7 +50,7 @@ def history_routes(history: HistoryReader, access: Access, *, interval: float) -
         if since >= until:
             raise BadRequest("since must be before until", parameter="since")
         step = _step(request, history.tiers, since, now)
-        names = _series(request) or await history.series()
+        names = _series(request) or _at_most(await history.series())
         found = await history.points(names, since, until, step)
         markers = await history.markers(since, until, MAX_MARKERS)
         # Tens of thousands of points are shaped and encoded in a worker thread, not on the
@@ -162,6 +162,18 @@ def _series(request: Request) -> list[str]:
     if len(names) > MAX_SERIES or not all(_SERIES_NAME.fullmatch(name) for name in names):
         raise BadRequest(
             f"series must be at most {MAX_SERIES} comma-separated names "
+            "(see GET /api/history/series)",
+            parameter="series",
+        )
+    return names
+
+
+def _at_most(names: list[str]) -> list[str]:
+    """Every series kept, when a request names none: no more than it could name (containers
+    come and go, and each leaves its series for 30 days)."""
+    if len(names) > MAX_SERIES:
+        raise BadRequest(
+            f"{len(names)} series are kept: name at most {MAX_SERIES} in series "
             "(see GET /api/history/series)",
             parameter="series",
         )
