@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from sse_monitor.history.buckets import TIERS, Bucket, Tier, downsample, merge
 from sse_monitor.history.markers import Marker
-from sse_monitor.history.sqlite_store import SqliteHistory
+from sse_monitor.history.sqlite_store import MAX_PENDING, SqliteHistory
 from sse_monitor.history.store import HistoryStore
 from tests.support.history_stores import HistoryStores
 from tests.support.store_backends import KINDS, backend_of
@@ -157,3 +158,24 @@ async def test_every_statement_runs_in_the_store_thread(tmp_path: Path) -> None:
 
 async def test_the_default_tiers_are_the_store_s(history: HistoryStore) -> None:
     assert history.tiers == TIERS
+
+
+async def test_ticks_waiting_for_a_locked_file_are_bounded(tmp_path: Path) -> None:
+    # Another process holds the file's write lock (a backup, a sqlite3 shell): the ticks wait
+    # for it, and past MAX_PENDING they are dropped and counted rather than kept in memory.
+    path = str(tmp_path / "h.db")
+    history = SqliteHistory(path)
+    await history.open()
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        for n in range(MAX_PENDING + 5):
+            history.record(START + n, {"kato.cpu_percent": 1.0})
+        assert history.write_failures >= 4  # the one the thread took is no longer waiting
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    await history.flush()
+    kept = await history.points(["kato.cpu_percent"], START, START + MAX_PENDING + 5, 0)
+    assert MAX_PENDING <= len(kept["kato.cpu_percent"]) <= MAX_PENDING + 1
+    await history.aclose()

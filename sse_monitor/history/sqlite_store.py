@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +27,10 @@ from sse_monitor.store_thread import StoreThread, open_database
 
 log = structlog.get_logger("sse_monitor.history.sqlite_store")
 T = TypeVar("T")
+
+# Ticks waiting for the store's thread; past it new ones are dropped (and counted), as Redis's
+# store does: a disk that hangs (or a lock another process holds) must not grow memory forever.
+MAX_PENDING = 1000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history_points (
@@ -61,6 +66,8 @@ class SqliteHistory:
         self._thread = StoreThread("history-store")
         self._db: sqlite3.Connection | None = None
         self.write_failures = 0
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)
+        self._failures = threading.Lock()  # counted in both the loop's and the store's thread
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -72,8 +79,12 @@ class SqliteHistory:
         never waits for the disk."""
         rows = [(series, moment, value) for series, value in figures.items()]
         marks = [(m.time, m.kind, json.dumps(m.data, separators=(",", ":"))) for m in markers]
-        if rows or marks:
-            self._thread.submit(self._write, moment, rows, marks)
+        if not (rows or marks):
+            return
+        if not self._pending.acquire(blocking=False):
+            self._failed()
+            return
+        self._thread.submit(self._write, moment, rows, marks)
 
     async def points(
         self, series: Sequence[str], since: float, until: float, step: float
@@ -131,9 +142,14 @@ class SqliteHistory:
             self._db.close()
             self._db = None
 
+    def _failed(self) -> None:
+        with self._failures:
+            self.write_failures += 1
+
     def _write(
         self, moment: float, rows: list[tuple[str, float, float | None]], marks: list[Any]
     ) -> None:
+        self._pending.release()  # no longer waiting
         try:
             db = self._connection()
             with db:
@@ -151,7 +167,7 @@ class SqliteHistory:
                     # runs late (a slow disk) still folds a minute once its points are all in.
                     self._fold(db, moment)
         except (sqlite3.Error, StoreError) as exc:  # a full disk: this tick is lost, not the app
-            self.write_failures += 1
+            self._failed()
             log.warning("history.write_failed", path=self.path, error=str(exc))
 
     def _fold(self, db: sqlite3.Connection, now: float) -> None:
