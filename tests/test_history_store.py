@@ -179,3 +179,13 @@ async def test_ticks_waiting_for_a_locked_file_are_bounded(tmp_path: Path) -> No
     kept = await history.points(["kato.cpu_percent"], START, START + MAX_PENDING + 5, 0)
     assert MAX_PENDING <= len(kept["kato.cpu_percent"]) <= MAX_PENDING + 1
     await history.aclose()
+
+
+async def test_past_the_limit_the_newest_markers_are_answered(history: HistoryStore) -> None:
+    # A busy KATO changes sessions a thousand times an hour: a 24 h chart must mark the
+    # latest hours, not stop at the oldest ones.
+    markers = [Marker(START + n, "session_created", {"count": n}) for n in range(5)]
+    for marker in markers:
+        history.record(marker.time, {}, [marker])
+    await history.flush()
+    assert await history.markers(START, START + 60, 3) == markers[2:]

@@ -176,9 +176,10 @@ class RedisHistory:
 
     async def markers(self, since: float, until: float, limit: int) -> list[Marker]:
         key = f"{self._base}:markers"
-        reading = partial(self._redis.zrangebyscore, key, since, until, start=0, num=limit)
+        # past the limit, the newest
+        reading = partial(self._redis.zrevrangebyscore, key, until, since, start=0, num=limit)
         members = await self._call("markers", reading)
-        return [Marker(*json.loads(member)) for member in members]
+        return [Marker(*json.loads(member)) for member in reversed(members)]
 
     async def series(self) -> list[str]:
         """Every series with a point or bucket kept."""

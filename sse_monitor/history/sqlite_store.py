@@ -221,11 +221,12 @@ class SqliteHistory:
         return answer
 
     def _markers(self, since: float, until: float, limit: int) -> list[Marker]:
-        rows = self._connection().execute(
-            "SELECT t, kind, data FROM history_markers WHERE t >= ? AND t <= ? ORDER BY t LIMIT ?",
+        rows = self._connection().execute(  # past the limit, the newest
+            "SELECT t, kind, data FROM history_markers WHERE t >= ? AND t <= ? "
+            "ORDER BY t DESC LIMIT ?",
             (since, until, limit),
         )
-        return [Marker(t, kind, json.loads(data)) for t, kind, data in rows]
+        return [Marker(t, kind, json.loads(data)) for t, kind, data in reversed(rows.fetchall())]
 
     def _series(self) -> list[str]:
         rows = self._connection().execute("SELECT DISTINCT series FROM history_points")
