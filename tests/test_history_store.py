@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from sse_monitor.history.buckets import TIERS, Bucket, Tier, downsample, merge
 from sse_monitor.history.markers import Marker
-from sse_monitor.history.sqlite_store import MAX_PENDING, SqliteHistory
+from sse_monitor.history.sqlite_store import MAX_PENDING, SCHEMA, SqliteHistory
 from sse_monitor.history.store import HistoryStore
 from tests.support.history_stores import HistoryStores
 from tests.support.store_backends import KINDS, backend_of
@@ -189,3 +190,26 @@ async def test_past_the_limit_the_newest_markers_are_answered(history: HistorySt
         history.record(marker.time, {}, [marker])
     await history.flush()
     assert await history.markers(START, START + 60, 3) == markers[2:]
+
+
+async def test_a_failing_file_is_one_warning_per_outage_not_one_per_tick(tmp_path: Path) -> None:
+    # The points' table gone (as good as a broken file): every tick fails at once, and says so
+    # once; writing again is said once too, at info level. Nothing at error level.
+    path = str(tmp_path / "h.db")
+    history = SqliteHistory(path)
+    await history.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    with capture_logs() as logs:
+        other.execute("DROP TABLE history_points")
+        for n in range(3):
+            history.record(START + n, {"kato.cpu_percent": 1.0})
+        await history.flush()
+        assert history.write_failures == 3 and not history.writing
+        other.executescript(SCHEMA)
+        history.record(START + 3, {"kato.cpu_percent": 1.0})
+        await history.flush()
+    other.close()
+    assert history.writing
+    said = [(entry["log_level"], entry["event"]) for entry in logs]
+    assert said == [("warning", "history.not_writing"), ("info", "history.writing")], logs
+    await history.aclose()

@@ -326,10 +326,9 @@ class RedisHistory:
     ) -> dict[str, list[Row]]:
         arguments = [self._base, _step(step), low, high, *series]
         found = await self._call(what, partial(self._read, args=arguments))
-        return {
-            _text(name): [_row(member) for member in members]
-            for name, members in zip(found[::2], found[1::2], strict=True)
-        }
+        # Tens of thousands of members are parsed in a worker thread, not on the loop that
+        # feeds every stream (the reply itself is parsed by hiredis, in C).
+        return await asyncio.to_thread(_rows_of, found)
 
     async def _call(self, what: str, command: Callable[[], Awaitable[T]]) -> T:
         """`command()` within the timeout (see cluster/connection.py's `bounded`), or
@@ -376,6 +375,14 @@ def _marker_member(marker: Marker) -> str:
 def _text(value: bytes | str) -> str:
     """A name or member as text, whether the client decodes answers or not."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _rows_of(found: list[Any]) -> dict[str, list[Row]]:
+    """The READ script's answer: each series' name, then its members."""
+    return {
+        _text(name): [_row(member) for member in members]
+        for name, members in zip(found[::2], found[1::2], strict=True)
+    }
 
 
 def _row(member: bytes | str) -> Row:

@@ -66,6 +66,7 @@ class SqliteHistory:
         self._thread = StoreThread("history-store")
         self._db: sqlite3.Connection | None = None
         self.write_failures = 0
+        self.writing = True  # as far as we know; changed (and logged) by the store's thread
         self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self._failures = threading.Lock()  # counted in both the loop's and the store's thread
 
@@ -168,7 +169,13 @@ class SqliteHistory:
                     self._fold(db, moment)
         except (sqlite3.Error, StoreError) as exc:  # a full disk: this tick is lost, not the app
             self._failed()
-            log.warning("history.write_failed", path=self.path, error=str(exc))
+            if self.writing:  # one line per outage, as the Redis store logs, not one per tick
+                self.writing = False
+                log.warning("history.not_writing", path=self.path, error=str(exc))
+            return
+        if not self.writing:
+            self.writing = True
+            log.info("history.writing", path=self.path)
 
     def _fold(self, db: sqlite3.Connection, now: float) -> None:
         """Fold every bucket that ended (with its grace) since the last fold, tier by tier,
