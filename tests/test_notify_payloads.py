@@ -26,6 +26,20 @@ from sse_monitor.notify.receivers import Receiver
 EXTERNAL_URL = "https://monitor.example.com"
 # Go's RFC 3339 with optional fractions, as Alertmanager writes and reads times.
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+# Alertmanager's webhook body and each of its alerts, as its configuration.md documents them
+ALERTMANAGER_KEYS = frozenset(
+    {"version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels"}
+    | {"commonLabels", "commonAnnotations", "externalURL", "alerts"}
+)
+ALERTMANAGER_ALERT_KEYS = frozenset(
+    {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
+)
+CONTAINER_DOWN_LABELS = {
+    "alertname": "container_down",
+    "severity": "critical",
+    "rule": "container_down",
+    "metric": "containers.*.status",
+}
 
 
 def make_alert(alert_id: str = "3f9a0c1d2e4b5a69", **fields: object) -> Alert:
@@ -44,22 +58,20 @@ def make_alert(alert_id: str = "3f9a0c1d2e4b5a69", **fields: object) -> Alert:
     return replace(alert, **fields)  # type: ignore[arg-type]
 
 
+ACKNOWLEDGED = {
+    "acknowledged_by": "alice",
+    "acknowledged_at": "2026-11-30T12:01:00.000000+00:00",
+    "ack_note": "on it",
+}
+RESOLVED = {"state": "resolved", "resolved_at": "2026-11-30T12:05:00.000000+00:00"}
+
+
 def acknowledged(alert: Alert) -> Alert:
-    return replace(
-        alert,
-        acknowledged_by="alice",
-        acknowledged_at="2026-11-30T12:01:00.000000+00:00",
-        ack_note="on it",
-    )
+    return replace(alert, **ACKNOWLEDGED)  # type: ignore[arg-type]
 
 
 def resolved(alert: Alert) -> Alert:
-    return replace(
-        alert,
-        state="resolved",
-        resolved_at="2026-11-30T12:05:00.000000+00:00",
-        resolved_value="running",
-    )
+    return replace(alert, resolved_value="running", **RESOLVED)  # type: ignore[arg-type]
 
 
 def lifecycle_group(group_id: str = "g1") -> NotificationGroup:
@@ -199,19 +211,7 @@ def test_a_slack_burst_stays_within_slacks_fifty_blocks_and_says_how_many_more()
 def test_the_alertmanager_body_follows_its_documented_webhook_format() -> None:
     group = lifecycle_group()
     body = alertmanager_payload(group, external_url=EXTERNAL_URL)
-    assert set(body) == {
-        "version",
-        "groupKey",
-        "truncatedAlerts",
-        "status",
-        "receiver",
-        "groupLabels",
-        "commonLabels",
-        "commonAnnotations",
-        "externalURL",
-        "alerts",
-        "idempotency_key",
-    }
+    assert set(body) == ALERTMANAGER_KEYS | {"idempotency_key"}
     assert body["version"] == "4"
     assert body["groupKey"] == "sse-monitor/ops/g1"
     assert body["truncatedAlerts"] == 0
@@ -222,23 +222,9 @@ def test_the_alertmanager_body_follows_its_documented_webhook_format() -> None:
     assert body["idempotency_key"] == group.idempotency_key
     # each alert once, as its latest transition left it, in the order first seen
     first, other = body["alerts"]
-    assert set(first) == {
-        "status",
-        "labels",
-        "annotations",
-        "startsAt",
-        "endsAt",
-        "generatorURL",
-        "fingerprint",
-    }
+    assert set(first) == ALERTMANAGER_ALERT_KEYS
     assert first["status"] == "resolved"
-    assert first["labels"] == {
-        "alertname": "container_down",
-        "severity": "critical",
-        "rule": "container_down",
-        "metric": "containers.*.status",
-        "subject": "kato-worker-1",
-    }
+    assert first["labels"] == {**CONTAINER_DOWN_LABELS, "subject": "kato-worker-1"}
     assert first["annotations"] == {
         "message": "kato-worker-1 is exited <oops> & more",
         "alert_id": "3f9a0c1d2e4b5a69",
@@ -273,12 +259,7 @@ def test_an_alertmanager_group_of_resolves_is_resolved_with_common_labels() -> N
     )
     body = alertmanager_payload(group, external_url=EXTERNAL_URL)
     assert body["status"] == "resolved"
-    assert body["commonLabels"] == {
-        "alertname": "container_down",
-        "severity": "critical",
-        "rule": "container_down",
-        "metric": "containers.*.status",
-    }
+    assert body["commonLabels"] == CONTAINER_DOWN_LABELS
     assert body["commonAnnotations"] == {
         "message": "kato-worker-1 is exited <oops> & more",
         "value": "exited",

@@ -21,11 +21,10 @@ SOURCE = "/etc/sse-monitor/rules.toml"
 
 VALID = """
 [[rule]]
-id = "cpu_high"
-metric = "kato.resources.cpu_percent"
-op = ">"
-threshold = 80
-severity = "warning"
+id = "restarts"
+metric = "containers.*.restart_count"
+op = "increased"
+severity = "info"
 
 [[receiver]]
 name = "ops-hook"
@@ -233,7 +232,9 @@ def test_a_bad_receiver_url_is_never_quoted() -> None:
 
 def test_a_receiver_name_used_twice_and_one_without_a_route_are_refused() -> None:
     twice = valid_receiver() + valid_receiver()
-    with pytest.raises(ReceiverError, match=rf"^{SOURCE}: receiver 'hook': the name is used"):
+    with pytest.raises(
+        ReceiverError, match=rf"^{SOURCE}: receiver 'hook': the name is used by an earlier one"
+    ):
         parse(twice)
     alone = '[[receiver]]\nname = "lone"\nkind = "slack"\nurl = "https://h.example/x"\n'
     with pytest.raises(ReceiverError, match=rf"^{SOURCE}: receiver 'lone': no \[\[route\]\]"):

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sse_monitor.alerts.alert import Alert
@@ -34,6 +35,7 @@ DEFAULT_GROUP_WAIT = 10.0
 # A path segment this long is taken for a token (Slack, Discord and Teams put theirs there).
 PATH_TOKEN_LENGTH = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+T = TypeVar("T")
 
 
 class ReceiverError(ConfigError):
@@ -126,50 +128,48 @@ def parse_notify_config(text: str, *, source: str, rule_ids: Iterable[str]) -> N
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ReceiverError(f"{source}: not valid TOML: {exc}") from None
-    receivers = _parse_receivers(_tables(document, "receiver", source), source)
-    by_name = {receiver.name: receiver for receiver in receivers}
-    known_rules = frozenset(rule_ids)
-    routes: list[Route] = []
-    for index, table in enumerate(_tables(document, "route", source), start=1):
-        target = table.get("receiver")
-        label = f"route #{index}" + (f" (to {target!r})" if isinstance(target, str) else "")
-        try:
-            routes.append(parse_route(table, by_name, known_rules))
-        except ValueError as exc:
-            raise ReceiverError(f"{source}: {label}: {exc}") from None
+    receivers = tuple(_parse_each(document, "receiver", source, parse_receiver))
+    names = [receiver.name for receiver in receivers]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ReceiverError(f"{source}: receiver {name!r}: the name is used by an earlier one")
+    by_name, known_rules = dict(zip(names, receivers, strict=True)), frozenset(rule_ids)
+    routes = tuple(
+        _parse_each(document, "route", source, partial(parse_route, by_name, known_rules))
+    )
     routed = {route.receiver.name for route in routes}
-    for receiver in receivers:
-        if receiver.name not in routed:
+    for name in names:
+        if name not in routed:
             raise ReceiverError(
-                f"{source}: receiver {receiver.name!r}: no [[route]] sends to it "
-                f'(add one with receiver = "{receiver.name}")'
+                f"{source}: receiver {name!r}: no [[route]] sends to it "
+                f'(add one with receiver = "{name}")'
             )
-    return NotifyConfig(receivers=receivers, routes=tuple(routes))
+    return NotifyConfig(receivers=receivers, routes=routes)
 
 
-def _tables(document: Mapping[str, Any], key: str, source: str) -> list[Mapping[str, Any]]:
+def _parse_each(
+    document: Mapping[str, Any], key: str, source: str, parse: Callable[[Mapping[str, Any]], T]
+) -> list[T]:
+    """Each `[[key]]` table parsed; the first problem named with the file and the table."""
     tables = document.get(key, [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ReceiverError(f"{source}: `{key}` must be an array of tables, written [[{key}]]")
-    return tables
-
-
-def _parse_receivers(tables: list[Mapping[str, Any]], source: str) -> tuple[Receiver, ...]:
-    receivers: list[Receiver] = []
-    seen: set[str] = set()
+    parsed: list[T] = []
     for index, table in enumerate(tables, start=1):
-        name = table.get("name") if isinstance(table.get("name"), str) else f"#{index}"
         try:
-            receiver = parse_receiver(table)
+            parsed.append(parse(table))
         except ValueError as exc:
-            raise ReceiverError(f"{source}: receiver {name!r}: {exc}") from None
-        if receiver.name in seen:
-            raise ReceiverError(
-                f"{source}: receiver {name!r}: the name is used by an earlier receiver"
-            )
-        seen.add(receiver.name)
-        receivers.append(receiver)
-    return tuple(receivers)
+            raise ReceiverError(f"{source}: {_table_label(key, index, table)}: {exc}") from None
+    return parsed
+
+
+def _table_label(key: str, index: int, table: Mapping[str, Any]) -> str:
+    """`receiver 'ops'` (or `receiver '#2'` without a name), `route #3 (to 'ops')`."""
+    if key == "receiver":
+        name = table.get("name")
+        return f"receiver {name if isinstance(name, str) else f'#{index}'!r}"
+    target = table.get("receiver")
+    return f"route #{index}" + (f" (to {target!r})" if isinstance(target, str) else "")
 
 
 def parse_receiver(table: Mapping[str, Any]) -> Receiver:
@@ -202,7 +202,7 @@ def parse_receiver(table: Mapping[str, Any]) -> Receiver:
 
 
 def parse_route(
-    table: Mapping[str, Any], receivers: Mapping[str, Receiver], rule_ids: frozenset[str]
+    receivers: Mapping[str, Receiver], rule_ids: frozenset[str], table: Mapping[str, Any]
 ) -> Route:
     """One [[route]] table; a ValueError says what is wrong with it."""
     _check_keys(table, ROUTE_KEYS)
