@@ -1,0 +1,203 @@
+"""Deliver the outbox: POST each due entry to its receiver, and record what came of it.
+
+2xx is delivered (recorded at once, so that it is never sent again). 408, 429, 5xx and a
+receiver that cannot be reached are tried again after an exponential backoff with full jitter
+(or the receiver's Retry-After), until the entry is `give_up_after` old; any other answer is a
+permanent refusal, logged once as a warning. The sender is a task of its own and every outbox
+call runs in the outbox's thread: a slow or dead receiver never holds up the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from sse_monitor.notify.outbox import Delivery, Outbox
+from sse_monitor.redact import redact_url, scrub
+from sse_monitor.tasks import cancel_and_wait
+
+log = structlog.get_logger("sse_monitor.notify")
+
+TIMEOUT_SECONDS = 10.0  # one attempt, connecting included
+FIRST_DELAY_SECONDS = 1.0
+MOST_DELAY_SECONDS = 300.0
+GIVE_UP_SECONDS = 24 * 3600.0
+BATCH = 20  # entries sent together, each to a different receiver
+IDLE_SECONDS = 5.0  # the longest sleep between looks at the outbox (an entry added elsewhere)
+
+RETRY_STATUSES = frozenset({408, 429})
+
+
+def full_jitter(ceiling: float) -> float:
+    """Anywhere from 0 to the ceiling: receivers coming back are not hit by every retry at once."""
+    return random.uniform(0, ceiling)
+
+
+def backoff_delay(
+    attempts: int, *, first: float, most: float, jitter: Callable[[float], float]
+) -> float:
+    """The wait after the `attempts`-th failed attempt: `first` doubled each time, up to `most`,
+    jittered."""
+    ceiling = min(most, first * 2 ** min(attempts - 1, 62))
+    return jitter(ceiling)
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from `now`; None if absent or
+    unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def where(url: str) -> str:
+    """A receiver's URL fit for a log: scheme and host only, any user and password masked. A
+    path may be the secret itself (Slack's webhooks)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(invalid URL)"
+    return redact_url(f"{parts.scheme}://{parts.netloc}")
+
+
+class Sender:
+    """Counters `sent`, `retried` and `failed` count attempts' outcomes since start, for a
+    Prometheus collector. `urls` maps a receiver's name to its URL."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        urls: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout: float = TIMEOUT_SECONDS,
+        first_delay: float = FIRST_DELAY_SECONDS,
+        most_delay: float = MOST_DELAY_SECONDS,
+        give_up_after: float = GIVE_UP_SECONDS,
+        jitter: Callable[[float], float] = full_jitter,
+    ) -> None:
+        self._outbox = outbox
+        self._urls = dict(urls)
+        self._clock = clock
+        self._timeout = timeout
+        self._first_delay = first_delay
+        self._most_delay = most_delay
+        self._give_up_after = give_up_after
+        self._jitter = jitter
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.retried = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="notify-sender")
+
+    def wake(self) -> None:
+        """Look at the outbox now: entries were added."""
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+            self._task = None
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(timeout=self._timeout) as client:
+            while True:
+                try:
+                    due = await self._outbox.due(self._clock(), BATCH)
+                    await asyncio.gather(*(self._deliver(client, entry) for entry in due))
+                    if not due:
+                        await self._sleep()
+                except Exception as exc:  # the outbox's disk: try again later, keep running
+                    log.warning("notify.outbox_failed", error=str(exc))
+                    await asyncio.sleep(IDLE_SECONDS)
+
+    async def _sleep(self) -> None:
+        """Until the next entry is due, something is added, or IDLE_SECONDS at most."""
+        self._wake.clear()
+        next_attempt = await self._outbox.next_attempt()
+        wait = IDLE_SECONDS
+        if next_attempt is not None:
+            wait = min(wait, max(0.0, next_attempt - self._clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _deliver(self, client: httpx.AsyncClient, entry: Delivery) -> None:
+        url = self._urls.get(entry.receiver)
+        if url is None:
+            await self._refused(entry, None, f"receiver {entry.receiver!r} is not configured")
+            return
+        try:
+            response = await client.post(url, content=entry.body, headers=entry.headers)
+        except httpx.TransportError as exc:  # unreachable, reset, timed out: try again
+            await self._failed_attempt(entry, url, _error(exc, url), None)
+            return
+        except (httpx.InvalidURL, ValueError) as exc:  # never going to work
+            await self._refused(entry, url, _error(exc, url))
+            return
+        status = response.status_code
+        if 200 <= status < 300:
+            # Shielded: once the receiver has it, a cancellation must not lose the record.
+            await asyncio.shield(self._outbox.delivered(entry.id))
+            self.sent += 1
+        elif status in RETRY_STATUSES or status >= 500:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"), self._clock())
+            await self._failed_attempt(entry, url, f"HTTP {status}", retry_after)
+        else:
+            await self._refused(entry, url, f"HTTP {status}")
+
+    async def _failed_attempt(
+        self, entry: Delivery, url: str, error: str, retry_after: float | None
+    ) -> None:
+        """Try again later, or give up if the entry is too old."""
+        now = self._clock()
+        if now - entry.created >= self._give_up_after:
+            await self._refused(entry, url, f"gave up after {self._give_up_after:g} s: {error}")
+            return
+        delay = retry_after
+        if delay is None:
+            delay = backoff_delay(
+                entry.attempts + 1,
+                first=self._first_delay,
+                most=self._most_delay,
+                jitter=self._jitter,
+            )
+        when = min(now + delay, entry.created + self._give_up_after)
+        await self._outbox.retry_at(entry.id, when, error)
+        self.retried += 1
+
+    async def _refused(self, entry: Delivery, url: str | None, error: str) -> None:
+        await self._outbox.failed(entry.id, error)
+        self.failed += 1
+        log.warning(
+            "notify.failed",
+            receiver=entry.receiver,
+            url=where(url) if url else None,
+            delivery=entry.id,
+            attempts=entry.attempts + 1,
+            error=error,
+        )
+
+
+def _error(exc: Exception, url: str) -> str:
+    """What went wrong, for the outbox and the log, without the receiver's URL."""
+    return scrub(f"{type(exc).__name__}: {exc}".replace(url, where(url)))
