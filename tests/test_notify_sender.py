@@ -16,8 +16,9 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from sse_monitor.notify.outbox import Delivery, NewDelivery, Outbox
+from sse_monitor.notify.receivers import Receiver
 from sse_monitor.notify.sender import Sender, backoff_delay, full_jitter, retry_after_seconds
-from tests.support.notify_receiver import Answer, Receiver
+from tests.support.notify_receiver import Answer, RecordingReceiver
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import eventually
 
@@ -33,13 +34,19 @@ def message(key: str) -> NewDelivery:
 
 @asynccontextmanager
 async def sending(
-    path: Path, url: str, clock: Callable[[], float] = time.time, **options: Any
+    path: Path,
+    url: str | None,
+    clock: Callable[[], float] = time.time,
+    timeout: float = 10.0,
+    **options: Any,
 ) -> AsyncIterator[tuple[Outbox, Sender]]:
-    """An outbox on `path` and a running sender delivering receiver "ops" to `url`."""
+    """An outbox on `path` and a running sender delivering receiver "ops" to `url` (None: no
+    receiver is configured)."""
     outbox = Outbox(str(path), clock=clock)
     await outbox.open()
     options.setdefault("first_delay", 0.05)
-    sender = Sender(outbox, {"ops": url}, clock=clock, **options)
+    receivers = [] if url is None else [Receiver("ops", "webhook", url, timeout=timeout)]
+    sender = Sender(outbox, receivers, clock=clock, **options)
     sender.start()
     try:
         yield outbox, sender
@@ -62,16 +69,23 @@ async def add(outbox: Outbox, sender: Sender, *keys: str) -> list[int]:
     return ids
 
 
+async def delivered_once(
+    receiver: RecordingReceiver, path: Path, **options: Any
+) -> tuple[Delivery, Sender]:
+    """Message "k1" sent to `receiver` on loopback until delivered: its record, and the sender."""
+    with ThreadedServer(receiver.app) as server:
+        async with sending(path, f"{server.url}/hook", **options) as (outbox, sender):
+            [entry_id] = await add(outbox, sender, "k1")
+            return await settled(outbox, entry_id, "delivered"), sender
+
+
 async def test_500_five_times_then_200_is_delivered_once_after_growing_delays(
     tmp_path: Path,
 ) -> None:
-    receiver = Receiver(500, 500, 500, 500, 500)
-    with ThreadedServer(receiver.app) as server:
-        async with sending(
-            tmp_path / "n.db", f"{server.url}/hook", first_delay=0.1, jitter=no_jitter
-        ) as (outbox, sender):
-            [entry_id] = await add(outbox, sender, "k1")
-            done = await settled(outbox, entry_id, "delivered")
+    receiver = RecordingReceiver(500, 500, 500, 500, 500)
+    done, sender = await delivered_once(
+        receiver, tmp_path / "n.db", first_delay=0.1, jitter=no_jitter
+    )
     assert receiver.keys() == ["k1"] * 6
     assert receiver.keys(200) == ["k1"]
     assert (done.attempts, done.last_error) == (6, "HTTP 500")
@@ -84,14 +98,8 @@ async def test_500_five_times_then_200_is_delivered_once_after_growing_delays(
 
 
 async def test_429_waits_for_its_retry_after(tmp_path: Path) -> None:
-    receiver = Receiver(Answer(429, {"Retry-After": "2"}))
-    with ThreadedServer(receiver.app) as server:
-        async with sending(tmp_path / "n.db", f"{server.url}/hook", first_delay=0.01) as (
-            outbox,
-            sender,
-        ):
-            [entry_id] = await add(outbox, sender, "k1")
-            done = await settled(outbox, entry_id, "delivered")
+    receiver = RecordingReceiver(Answer(429, {"Retry-After": "2"}))
+    done, sender = await delivered_once(receiver, tmp_path / "n.db", first_delay=0.01)
     first, second = receiver.received
     assert [first.status, second.status] == [429, 200]
     assert second.at - first.at >= 2 - 0.02
@@ -119,8 +127,17 @@ def test_backoff_doubles_to_its_cap_with_full_jitter() -> None:
     assert min(delays) < 2 and max(delays) > 6  # spread over the whole range
 
 
+async def test_an_attempt_lasts_at_most_the_receivers_timeout(tmp_path: Path) -> None:
+    receiver = RecordingReceiver(Answer(200, delay=1.0))
+    done, _ = await delivered_once(receiver, tmp_path / "n.db", timeout=0.2)
+    assert (done.last_error or "").startswith("ReadTimeout"), done.last_error
+    assert done.attempts == 2
+    # the receiver got it twice: the repeat the idempotency key is for
+    assert receiver.keys() == ["k1", "k1"]
+
+
 async def test_a_receiver_down_gets_it_when_it_comes_back(tmp_path: Path) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     down = ThreadedServer(receiver.app).start()
     port = down.port
     down.stop()  # nothing listens on the port now
@@ -145,7 +162,7 @@ async def test_a_receiver_down_gets_it_when_it_comes_back(tmp_path: Path) -> Non
 async def test_a_restart_resumes_pending_entries_and_never_resends_delivered_ones(
     tmp_path: Path,
 ) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     path = tmp_path / "n.db"
     with ThreadedServer(receiver.app) as server:
         url = f"{server.url}/hook"
@@ -173,7 +190,7 @@ async def test_a_restart_resumes_pending_entries_and_never_resends_delivered_one
 
 
 async def test_400_fails_at_once_logged_once_without_the_urls_secret(tmp_path: Path) -> None:
-    receiver = Receiver(400)
+    receiver = RecordingReceiver(400)
     with ThreadedServer(receiver.app) as server, capture_logs() as logs:
         url = f"http://alerts:s3cret-pass@127.0.0.1:{server.port}/hook/s3cret-path"
         async with sending(tmp_path / "n.db", url) as (outbox, sender):
@@ -188,14 +205,14 @@ async def test_400_fails_at_once_logged_once_without_the_urls_secret(tmp_path: P
     warnings = [log for log in logs if log["event"] == "notify.failed"]
     assert len(warnings) == 1
     assert warnings[0]["log_level"] == "warning"
-    assert warnings[0]["url"] == f"http://***@127.0.0.1:{server.port}"
+    assert warnings[0]["url"] == f"http://127.0.0.1:{server.port}/***"
     assert warnings[0]["receiver"] == "ops"
     assert "s3cret" not in repr(logs)
     assert not [log for log in logs if log["log_level"] in ("error", "critical")]
 
 
 async def test_retries_end_failed_at_the_give_up_age(tmp_path: Path) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     receiver.otherwise = 500
     skipped = [0.0]
 
@@ -216,17 +233,9 @@ async def test_retries_end_failed_at_the_give_up_age(tmp_path: Path) -> None:
 
 
 async def test_an_entry_for_an_unknown_receiver_fails(tmp_path: Path) -> None:
-    outbox = Outbox(str(tmp_path / "n.db"))
-    await outbox.open()
-    sender = Sender(outbox, {})
-    sender.start()
-    try:
-        [entry_id] = await outbox.add([message("k1")])
-        sender.wake()
+    async with sending(tmp_path / "n.db", None) as (outbox, sender):
+        [entry_id] = await add(outbox, sender, "k1")
         done = await settled(outbox, entry_id, "failed")
-    finally:
-        await sender.aclose()
-        await outbox.aclose()
     assert done.last_error == "receiver 'ops' is not configured"
 
 

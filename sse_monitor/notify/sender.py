@@ -3,8 +3,9 @@
 2xx is delivered (recorded at once, so that it is never sent again). 408, 429, 5xx and a
 receiver that cannot be reached are tried again after an exponential backoff with full jitter
 (or the receiver's Retry-After), until the entry is `give_up_after` old; any other answer is a
-permanent refusal, logged once as a warning. The sender is a task of its own and every outbox
-call runs in the outbox's thread: a slow or dead receiver never holds up the event loop.
+permanent refusal, logged once as a warning (the receiver's URL redacted: scheme and host). The
+sender is a task of its own and every outbox call runs in the outbox's thread: a slow or dead
+receiver never holds up the event loop.
 """
 
 from __future__ import annotations
@@ -13,20 +14,19 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
 from sse_monitor.notify.outbox import Delivery, Outbox
-from sse_monitor.redact import redact_url, scrub
+from sse_monitor.notify.receivers import Receiver
+from sse_monitor.redact import scrub
 from sse_monitor.tasks import cancel_and_wait
 
 log = structlog.get_logger("sse_monitor.notify")
 
-TIMEOUT_SECONDS = 10.0  # one attempt, connecting included
 FIRST_DELAY_SECONDS = 1.0
 MOST_DELAY_SECONDS = 300.0
 GIVE_UP_SECONDS = 24 * 3600.0
@@ -67,36 +67,25 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def where(url: str) -> str:
-    """A receiver's URL fit for a log: scheme and host only, any user and password masked. A
-    path may be the secret itself (Slack's webhooks)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(invalid URL)"
-    return redact_url(f"{parts.scheme}://{parts.netloc}")
-
-
 class Sender:
     """Counters `sent`, `retried` and `failed` count attempts' outcomes since start, for a
-    Prometheus collector. `urls` maps a receiver's name to its URL."""
+    Prometheus collector. An entry goes to the receiver of its name, at that receiver's URL and
+    within its timeout."""
 
     def __init__(
         self,
         outbox: Outbox,
-        urls: Mapping[str, str],
+        receivers: Iterable[Receiver],
         *,
         clock: Callable[[], float] = time.time,
-        timeout: float = TIMEOUT_SECONDS,
         first_delay: float = FIRST_DELAY_SECONDS,
         most_delay: float = MOST_DELAY_SECONDS,
         give_up_after: float = GIVE_UP_SECONDS,
         jitter: Callable[[float], float] = full_jitter,
     ) -> None:
         self._outbox = outbox
-        self._urls = dict(urls)
+        self._receivers = {receiver.name: receiver for receiver in receivers}
         self._clock = clock
-        self._timeout = timeout
         self._first_delay = first_delay
         self._most_delay = most_delay
         self._give_up_after = give_up_after
@@ -120,7 +109,7 @@ class Sender:
             self._task = None
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
+        async with httpx.AsyncClient() as client:
             while True:
                 try:
                     due = await self._outbox.due(self._clock(), BATCH)
@@ -142,17 +131,19 @@ class Sender:
             await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _deliver(self, client: httpx.AsyncClient, entry: Delivery) -> None:
-        url = self._urls.get(entry.receiver)
-        if url is None:
+        receiver = self._receivers.get(entry.receiver)
+        if receiver is None:
             await self._refused(entry, None, f"receiver {entry.receiver!r} is not configured")
             return
         try:
-            response = await client.post(url, content=entry.body, headers=entry.headers)
+            response = await client.post(
+                receiver.url, content=entry.body, headers=entry.headers, timeout=receiver.timeout
+            )
         except httpx.TransportError as exc:  # unreachable, reset, timed out: try again
-            await self._failed_attempt(entry, url, _error(exc, url), None)
+            await self._failed_attempt(entry, receiver, _error(exc, receiver), None)
             return
         except (httpx.InvalidURL, ValueError) as exc:  # never going to work
-            await self._refused(entry, url, _error(exc, url))
+            await self._refused(entry, receiver, _error(exc, receiver))
             return
         status = response.status_code
         if 200 <= status < 300:
@@ -161,17 +152,18 @@ class Sender:
             self.sent += 1
         elif status in RETRY_STATUSES or status >= 500:
             retry_after = retry_after_seconds(response.headers.get("retry-after"), self._clock())
-            await self._failed_attempt(entry, url, f"HTTP {status}", retry_after)
+            await self._failed_attempt(entry, receiver, f"HTTP {status}", retry_after)
         else:
-            await self._refused(entry, url, f"HTTP {status}")
+            await self._refused(entry, receiver, f"HTTP {status}")
 
     async def _failed_attempt(
-        self, entry: Delivery, url: str, error: str, retry_after: float | None
+        self, entry: Delivery, receiver: Receiver, error: str, retry_after: float | None
     ) -> None:
         """Try again later, or give up if the entry is too old."""
         now = self._clock()
         if now - entry.created >= self._give_up_after:
-            await self._refused(entry, url, f"gave up after {self._give_up_after:g} s: {error}")
+            error = f"gave up after {self._give_up_after:g} s: {error}"
+            await self._refused(entry, receiver, error)
             return
         delay = retry_after
         if delay is None:
@@ -185,19 +177,19 @@ class Sender:
         await self._outbox.retry_at(entry.id, when, error)
         self.retried += 1
 
-    async def _refused(self, entry: Delivery, url: str | None, error: str) -> None:
+    async def _refused(self, entry: Delivery, receiver: Receiver | None, error: str) -> None:
         await self._outbox.failed(entry.id, error)
         self.failed += 1
         log.warning(
             "notify.failed",
             receiver=entry.receiver,
-            url=where(url) if url else None,
+            url=receiver.redacted_url if receiver else None,
             delivery=entry.id,
             attempts=entry.attempts + 1,
             error=error,
         )
 
 
-def _error(exc: Exception, url: str) -> str:
+def _error(exc: Exception, receiver: Receiver) -> str:
     """What went wrong, for the outbox and the log, without the receiver's URL."""
-    return scrub(f"{type(exc).__name__}: {exc}".replace(url, where(url)))
+    return scrub(f"{type(exc).__name__}: {exc}".replace(receiver.url, receiver.redacted_url))

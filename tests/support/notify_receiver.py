@@ -3,6 +3,7 @@ and answers from a script (status and headers, one answer a request), then `othe
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ class Received:
 class Answer:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering: a slow receiver
 
 
-class Receiver:
+class RecordingReceiver:
     """`app` serves POST /hook and any path under it; `script` holds the answers to come."""
 
     def __init__(self, *answers: Answer | int) -> None:
@@ -62,4 +64,5 @@ class Receiver:
             self.received.append(
                 Received(time.monotonic(), dict(request.headers), body, answer.status)
             )
+        await asyncio.sleep(answer.delay)
         return Response(status_code=answer.status, headers=answer.headers)
