@@ -76,14 +76,17 @@ async def test_figures_agree_with_docker_stats(kato: Kato, docker: DockerEngineP
             ]
     cpu = statistics.median(c["cpu_percent"] for c in samples)
     cli_cpu = float(cli["CPUPerc"].rstrip("%"))
-    assert 40 <= cpu <= 60, f"a burner limited to 0.5 CPU showed {cpu} %"
+    # At most its limit (half a core: 50 % of one CPU, with some sampling slack) and clearly
+    # busy; not necessarily all of it: on a loaded machine the burner gets less (a clean-clone
+    # CI measured 34.6 %). How much it got is docker's own figure, which ours must match.
+    assert 20 <= cpu <= 60, f"a burner limited to 0.5 CPU showed {cpu} %"
     assert abs(cpu - cli_cpu) <= 10, f"ours {cpu} %, docker stats {cli_cpu} %"
     latest = samples[-1]
     assert latest["cpu_limit"] == 0.5
     # The alert rules' "CPU of its limit": 0.5 cores busy of a 0.5-core limit is about 100 %.
     for sample in samples:
         assert sample["cpu_limit_percent"] == pytest.approx(sample["cpu_percent"] / 0.5, abs=0.02)
-    assert 80 <= statistics.median(c["cpu_limit_percent"] for c in samples) <= 120
+    assert 40 <= statistics.median(c["cpu_limit_percent"] for c in samples) <= 120
     for path in CONTAINER_PATHS:  # every metric a rule can name is in the real figures
         *parents, field = path.removeprefix(CONTAINERS_PREFIX).split(".")
         holder = latest
