@@ -180,15 +180,17 @@ async def test_health_restarts_and_out_of_memory(kato: Kato, docker: DockerEngin
                 lambda d: (c := container(d, "flaky")) and (c["restart_count"] or 0) >= 2,
                 timeout=20,
             )
+            # 50 MB from `yes` through a pipe takes a while on a loaded machine (a clean-clone
+            # CI once took over 15 s): patience, still bounded.
             await stream.wait_for_event(
                 "containers",
                 lambda d: (c := container(d, "hungry")) and c["oom_killed"],
-                timeout=15,
+                timeout=40,
             )
             # The engine's event and the sampled status come by separate paths, in no promised
             # order: wait for the event, then two more ticks for a duplicate to show itself.
             await stream.wait_for_event(
-                "container_event", lambda d: d["action"] == "oom", timeout=15
+                "container_event", lambda d: d["action"] == "oom", timeout=40
             )
             ticks = len(stream.of("containers"))
             await stream.wait_for(lambda events: len(stream.of("containers")) >= ticks + 2)
