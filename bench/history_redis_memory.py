@@ -35,7 +35,7 @@ sys.path.insert(1, str(ROOT))  # tests.support, and this checkout's sse_monitor
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from sse_monitor.history.figures import CONTAINER_FIGURES, KATO_SERIES, SESSIONS_ACTIVE  # noqa: E402
+from sse_monitor.history.figures import CONTAINER_FIGURES, SERIES_FROM_KATO, SESSIONS_ACTIVE  # noqa: E402
 from sse_monitor.history.markers import Marker  # noqa: E402
 from sse_monitor.history.redis_store import RedisHistory  # noqa: E402
 from sse_monitor.settings import DEFAULT_CONTAINERS  # noqa: E402
@@ -51,7 +51,7 @@ def series_names() -> list[str]:
     containers = [
         f"container.{name}.{figure}" for name in DEFAULT_CONTAINERS for figure in CONTAINER_FIGURES
     ]
-    return [*KATO_SERIES, SESSIONS_ACTIVE, *containers]
+    return [*SERIES_FROM_KATO, SESSIONS_ACTIVE, *containers]
 
 
 def figures(rng: random.Random, names: list[str]) -> dict[str, float | None]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from sse_monitor.bus.event import Event
-from sse_monitor.history.figures import KATO_SERIES, SESSIONS_ACTIVE, figures_of
+from sse_monitor.history.figures import SERIES_FROM_KATO, SESSIONS_ACTIVE, figures_of
 from sse_monitor.monitor.kato import KatoMonitor
 from sse_monitor.monitor.sessions import SessionMonitor
 from sse_monitor.simulator.state import SimulatedKato
@@ -47,7 +47,7 @@ async def test_kato_figures_are_the_snapshot_s_and_sessions_its_count() -> None:
         metrics["kato"]["performance"]["average_response_time"]
     )
     assert figures[SESSIONS_ACTIVE] == 1.0
-    assert set(figures) == {*KATO_SERIES, SESSIONS_ACTIVE}
+    assert set(figures) == {*SERIES_FROM_KATO, SESSIONS_ACTIVE}
     assert all(value is not None and math.isfinite(value) for value in figures.values())
 
 
@@ -57,7 +57,7 @@ async def test_an_unreachable_kato_records_gaps_not_zeros() -> None:
     metrics = await metrics_snapshot(url)  # nothing listens there any more
     figures = figures_of(metrics, None)
     assert metrics["kato"]["status"] == "unreachable"
-    assert all(figures[series] is None for series in KATO_SERIES)
+    assert all(figures[series] is None for series in SERIES_FROM_KATO)
 
 
 def containers_snapshot(*containers: dict[str, Any], available: bool = True) -> dict[str, Any]:

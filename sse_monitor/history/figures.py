@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 # series name: (the metrics snapshot's group under `kato`, the figure in it)
-KATO_SERIES = {
+SERIES_FROM_KATO = {
     "kato.cpu_percent": ("resources", "cpu_percent"),
     "kato.memory_percent": ("resources", "memory_percent"),
     "kato.disk_percent": ("resources", "disk_percent"),
@@ -32,7 +32,7 @@ def figures_of(
     if metrics is not None:
         kato = _mapping(metrics.get("kato"))
         stale = bool(metrics.get("stale")) or kato.get("status") == "unreachable"
-        for series, (group, name) in KATO_SERIES.items():
+        for series, (group, name) in SERIES_FROM_KATO.items():
             figures[series] = None if stale else _number(_mapping(kato.get(group)).get(name))
         figures[SESSIONS_ACTIVE] = _number(_mapping(metrics.get("sessions")).get("active_count"))
     if containers is not None and containers.get("available"):
