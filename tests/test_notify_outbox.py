@@ -3,13 +3,17 @@ recorded after, one receiver's entries in order, and all of it kept across a reo
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from sse_monitor.notify.outbox import NewDelivery, Outbox
+from sse_monitor.alerts.alert import Alert
+from sse_monitor.alerts.lifecycle import Transition
+from sse_monitor.notify.outbox import Gathered, NewDelivery, Notice, Outbox
+from sse_monitor.notify.sqlite_outbox import SqliteOutbox
 
 NOW = 1_800_000_000.0
 
@@ -29,8 +33,13 @@ def entry(receiver: str, key: str, body: bytes = b"{}") -> NewDelivery:
 
 
 @pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
-    outbox = Outbox(str(tmp_path / "n.db"), clock=Clock())
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
+    outbox = SqliteOutbox(str(tmp_path / "n.db"), clock=clock)
     await outbox.open()
     yield outbox
     await outbox.aclose()
@@ -98,7 +107,7 @@ async def test_outcomes_count_attempts_and_keep_the_last_error(outbox: Outbox) -
 
 async def test_entries_and_their_fate_survive_a_reopen(tmp_path: Path) -> None:
     path = str(tmp_path / "n.db")
-    outbox = Outbox(path, clock=Clock())
+    outbox = SqliteOutbox(path, clock=Clock())
     await outbox.open()
     sent, waiting, refused = await outbox.add([entry("a", "1"), entry("b", "1"), entry("c", "1")])
     await outbox.delivered(sent)
@@ -106,7 +115,7 @@ async def test_entries_and_their_fate_survive_a_reopen(tmp_path: Path) -> None:
     await outbox.failed(refused, "HTTP 400")
     await outbox.aclose()
 
-    reopened = Outbox(path, clock=Clock())
+    reopened = SqliteOutbox(path, clock=Clock())
     await reopened.open()
     try:
         assert await reopened.due(NOW + 4, 10) == []
@@ -124,7 +133,7 @@ async def test_entries_and_their_fate_survive_a_reopen(tmp_path: Path) -> None:
 
 
 async def test_every_statement_runs_in_the_store_thread_with_full_sync(tmp_path: Path) -> None:
-    outbox = Outbox(str(tmp_path / "n.db"), clock=Clock())
+    outbox = SqliteOutbox(str(tmp_path / "n.db"), clock=Clock())
     await outbox.open()
     assert outbox._db is not None
     threads: set[str] = set()
@@ -144,3 +153,125 @@ async def test_every_statement_runs_in_the_store_thread_with_full_sync(tmp_path:
     assert synchronous == 2  # FULL
     assert threads and all(name.startswith("notify-outbox") for name in threads), threads
     assert threading.current_thread().name not in threads
+
+
+def transition(alert_id: str, kind: str = "fired", rule: str = "cpu_high") -> Transition:
+    alert = Alert(
+        id=alert_id,
+        rule=rule,
+        subject=None,
+        metric="cpu_percent",
+        severity="warning",
+        state="resolved" if kind == "resolved" else "firing",
+        message=f"{rule} {alert_id} {kind}",
+        value=91.5,
+        threshold=90,
+        started_at="2027-01-15T08:00:00.000000+00:00",
+        resolved_at="2027-01-15T08:05:00.000000+00:00" if kind == "resolved" else None,
+    )
+    return Transition(kind, alert)
+
+
+def gathered(receiver: str, alert_id: str, kind: str = "fired", due: float = NOW) -> Gathered:
+    return Gathered(receiver, transition(alert_id, kind), due)
+
+
+def build(receiver: str, transitions: Sequence[Transition]) -> NewDelivery:
+    """A body naming the transitions in order, as the notifier's builder does."""
+    pairs = tuple((t.alert.id, t.kind) for t in transitions)
+    body = json.dumps([[t.alert.id, t.kind, t.alert.message] for t in transitions]).encode()
+    return NewDelivery(receiver, f"key-{'-'.join(a + k for a, k in pairs)}", body, {}, pairs)
+
+
+async def test_a_transition_is_gathered_once_per_receiver(outbox: Outbox) -> None:
+    first = [gathered("ops", "a1"), gathered("chat", "a1"), gathered("ops", "a2")]
+    assert await outbox.gather(first) == first
+    again = [gathered("ops", "a1"), gathered("ops", "a1", "resolved"), gathered("chat", "a1")]
+    assert await outbox.gather(again) == [again[1]]
+    assert await outbox.gather([]) == []
+
+
+async def test_a_receivers_group_closes_at_its_earliest_due(outbox: Outbox) -> None:
+    assert await outbox.closing() == {}
+    await outbox.gather([gathered("ops", "a1", due=NOW + 10), gathered("chat", "a1", due=NOW + 3)])
+    await outbox.gather([gathered("ops", "a2", due=NOW + 2)])
+    assert await outbox.closing() == {"ops": NOW + 2, "chat": NOW + 3}
+
+
+async def test_closing_a_group_makes_one_entry_of_its_transitions_in_order(
+    outbox: Outbox,
+) -> None:
+    await outbox.gather([gathered("ops", "a1"), gathered("chat", "a1")])
+    await outbox.gather([gathered("ops", "a2"), gathered("ops", "a1", "resolved")])
+    entry_id = await outbox.close_group("ops", build)
+    assert entry_id is not None
+    assert await outbox.close_group("ops", build) is None  # nothing gathered any more
+    assert await outbox.closing() == {"chat": NOW}
+    found = await outbox.get(entry_id)
+    assert found is not None
+    assert found.alerts == (("a1", "fired"), ("a2", "fired"), ("a1", "resolved"))
+    assert json.loads(found.body) == [
+        ["a1", "fired", "cpu_high a1 fired"],
+        ["a2", "fired", "cpu_high a2 fired"],
+        ["a1", "resolved", "cpu_high a1 resolved"],
+    ]
+    assert [d.id for d in await outbox.due(NOW, 10)] == [entry_id]
+    # gathered again after its group closed: still once
+    assert await outbox.gather([gathered("ops", "a2")]) == []
+
+
+async def test_a_group_whose_body_cannot_be_built_stays_gathered(outbox: Outbox) -> None:
+    await outbox.gather([gathered("ops", "a1")])
+
+    def broken(receiver: str, transitions: Sequence[Transition]) -> NewDelivery:
+        raise RuntimeError("no body")
+
+    with pytest.raises(RuntimeError):
+        await outbox.close_group("ops", broken)
+    assert await outbox.closing() == {"ops": NOW}
+    assert await outbox.recent(10) == []
+    assert await outbox.close_group("ops", build) is not None
+
+
+async def test_notices_say_where_each_alert_went_and_how_it_went(outbox: Outbox) -> None:
+    await outbox.gather([gathered("ops", "a1"), gathered("chat", "a1"), gathered("ops", "a2")])
+    ops = await outbox.close_group("ops", build)
+    assert ops is not None
+    await outbox.retry_at(ops, NOW + 5, "HTTP 503")
+    notices = await outbox.notices(["a1", "a2", "a3"])
+    assert notices == {
+        "a1": [
+            Notice("ops", "fired", "pending", 1, "HTTP 503"),
+            Notice("chat", "fired", "gathering"),
+        ],
+        "a2": [Notice("ops", "fired", "pending", 1, "HTTP 503")],
+    }
+    await outbox.delivered(ops)
+    [a2] = (await outbox.notices(["a2"]))["a2"]
+    assert (a2.state, a2.attempts) == ("delivered", 2)
+    assert await outbox.notices([]) == {}
+
+
+async def test_pruning_forgets_old_outcomes_but_not_what_still_fires_or_waits(
+    outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.gather([gathered("ops", "old"), gathered("ops", "firing")])
+    sent = await outbox.close_group("ops", build)
+    assert sent is not None
+    await outbox.delivered(sent)
+    await outbox.gather([gathered("pager", "waiting")])  # still gathering
+    [stuck] = await outbox.add([entry("chat", "stuck")])  # pending
+    clock.now = NOW + 100
+    await outbox.gather([gathered("ops", "new")])
+    new = await outbox.close_group("ops", build)
+    assert new is not None
+    await outbox.delivered(new)
+
+    assert await outbox.prune(NOW + 50, keep={"firing"}) == 1
+    assert {d.id for d in await outbox.recent(10)} == {stuck, new}
+    # the still-firing alert's transition is still known: offered again, it is not new
+    assert await outbox.gather([gathered("ops", "firing")]) == []
+    assert await outbox.closing() == {"pager": NOW}  # what waits is kept
+    # the forgotten alert's is not
+    assert await outbox.gather([gathered("ops", "old")]) != []
+    assert await outbox.prune(NOW + 50, keep=set()) == 0

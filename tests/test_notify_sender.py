@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from sse_monitor.notify.outbox import Delivery, NewDelivery, Outbox
 from sse_monitor.notify.receivers import Receiver
 from sse_monitor.notify.sender import Sender, backoff_delay, full_jitter, retry_after_seconds
+from sse_monitor.notify.sqlite_outbox import SqliteOutbox
 from tests.support.notify_receiver import Answer, RecordingReceiver
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import eventually
@@ -42,7 +43,7 @@ async def sending(
 ) -> AsyncIterator[tuple[Outbox, Sender]]:
     """An outbox on `path` and a running sender delivering receiver "ops" to `url` (None: no
     receiver is configured)."""
-    outbox = Outbox(str(path), clock=clock)
+    outbox = SqliteOutbox(str(path), clock=clock)
     await outbox.open()
     options.setdefault("first_delay", 0.05)
     receivers = [] if url is None else [Receiver("ops", "webhook", url, timeout=timeout)]
@@ -244,7 +245,7 @@ async def test_closing_the_sender_mid_retry_leaves_the_entry_pending(tmp_path: P
     async with sending(tmp_path / "n.db", url, first_delay=60) as (outbox, sender):
         [entry_id] = await add(outbox, sender, "k1")
         await eventually(lambda: sender.retried == 1, 10, "a retry planned")
-    reopened = Outbox(str(tmp_path / "n.db"))
+    reopened = SqliteOutbox(str(tmp_path / "n.db"))
     await reopened.open()
     try:
         found = await reopened.get(entry_id)
