@@ -27,6 +27,11 @@ class OutboxUnavailable(Exception):
     The message names the store, never a password."""
 
 
+class OutboxFenced(OutboxUnavailable):
+    """A cluster's producer wrote with a fencing token that no longer holds the lease: it is
+    not the producer any more, and wrote nothing."""
+
+
 @dataclass(frozen=True, slots=True)
 class Gathered:
     """A transition for one receiver, waiting for its group to close at `due`."""
