@@ -28,14 +28,17 @@ from sse_monitor.history.sqlite_store import SqliteHistory
 from sse_monitor.logs import configure_logging, secrets_of
 from sse_monitor.monitor.announced import read_announced
 from sse_monitor.monitor.producer import Producer
+from sse_monitor.notify.receivers import load_notify_config, receiver_secrets
+from sse_monitor.notify.sender import DeliveryCounts
+from sse_monitor.notify.sqlite_outbox import SqliteOutbox
 from sse_monitor.redact import redact_url
 from sse_monitor.settings import ConfigError, Settings, StoreError
 from sse_monitor.web.edge import Edge
-from sse_monitor.web.prometheus import ClusterCollector, PrometheusEndpoint
+from sse_monitor.web.prometheus import ClusterCollector, NotifyCollector, PrometheusEndpoint
 
 log = structlog.get_logger("sse_monitor.app")
 
-Checked = TypeVar("Checked", AlertStore, Journal, SqliteHistory)
+Checked = TypeVar("Checked", AlertStore, Journal, SqliteHistory, SqliteOutbox)
 
 
 def create_app(
@@ -51,9 +54,11 @@ def create_app(
     if settings.clustered and event_log is None:
         return create_node_app(settings)
     rules = load_rules(settings.alert_rules)
+    notify_config = load_notify_config(settings.alert_rules, [rule.id for rule in rules])
     alert_store = _checked(AlertStore(settings.db_path))
     tiers = tiers_of(settings.chart_retention)
     history = _checked(SqliteHistory(settings.db_path, tiers)) if produce else None
+    outbox = _checked(SqliteOutbox(settings.db_path)) if produce else None
     own_log = journal = None
     if event_log is None:
         if settings.db_path != ":memory:":  # which keeps nothing, so nor does the log
@@ -62,6 +67,8 @@ def create_app(
     fanout = FanOut(client_buffer=settings.client_buffer)
     event_log.follow(fanout.deliver)
     prometheus = PrometheusEndpoint()
+    delivery_counts = DeliveryCounts()
+    prometheus.add(NotifyCollector(delivery_counts))
     producer = (
         Producer(
             settings,
@@ -69,6 +76,9 @@ def create_app(
             rules=rules,
             alert_store=alert_store,
             observe_tick=prometheus.poll_duration.observe,
+            notify_config=notify_config,
+            outbox=outbox,
+            delivery_counts=delivery_counts,
         )
         if produce
         else None
@@ -83,6 +93,8 @@ def create_app(
         polls=(lambda: producer.poller.tick_count) if producer else None,
         upstream_errors=producer.poller.upstream_errors if producer else None,
         history=history,
+        outbox=outbox,
+        receivers=notify_config.receivers,
     )
 
     async def start() -> None:
@@ -94,6 +106,9 @@ def create_app(
             await producer.aclose()
 
     opened, stopped = [alert_store.open], [stop, alert_store.aclose]
+    if outbox is not None:
+        opened.append(outbox.open)
+        stopped.append(outbox.aclose)  # after the producer: its last outcomes are recorded
     if history is not None:
         opened.append(history.open)
         stopped.append(history.aclose)  # after the producer: its last tick is written
@@ -124,9 +139,13 @@ def create_node_app(settings: Settings) -> Starlette:
     from sse_monitor.cluster.connection import connect
     from sse_monitor.cluster.node import ClusterNode
     from sse_monitor.history.redis_store import RedisHistory
+    from sse_monitor.notify.redis_outbox import RedisOutbox
 
     rules = load_rules(settings.alert_rules)
+    notify_config = load_notify_config(settings.alert_rules, [rule.id for rule in rules])
     prometheus = PrometheusEndpoint()
+    delivery_counts = DeliveryCounts()
+    prometheus.add(NotifyCollector(delivery_counts))
     # A client of its own: the history writes the last ticks after the node's producer stopped
     # and before the node closes its clients.
     history_redis = connect(settings)
@@ -143,6 +162,9 @@ def create_node_app(settings: Settings) -> Starlette:
         observe_tick=prometheus.poll_duration.observe,
         observe_lag=prometheus.log_lag.observe,
         history_writer=history.writer,
+        notify_config=notify_config,
+        outbox_of=partial(RedisOutbox, prefix=settings.cluster, timeout=settings.redis_timeout),
+        delivery_counts=delivery_counts,
     )
     fanout = FanOut(client_buffer=settings.client_buffer)
     node.log.follow(fanout.deliver)
@@ -160,6 +182,11 @@ def create_node_app(settings: Settings) -> Starlette:
         node=node.describe,
         redis=node.redis,
         history=history,
+        # Any node answers from the cluster's outbox; only the producer writes to it.
+        outbox=RedisOutbox(
+            node.redis, settings.cluster, token=None, timeout=settings.redis_timeout
+        ),
+        receivers=notify_config.receivers,
     )
     lifespan = partial(
         _lifespan,
@@ -239,7 +266,11 @@ def set_up_process(settings: Settings) -> None:
         start_sentry(
             settings.sentry_dsn,
             settings.sentry_environment,
-            secrets=(settings.viewer_token or "", settings.admin_token or ""),
+            secrets=(
+                settings.viewer_token or "",
+                settings.admin_token or "",
+                *receiver_secrets(settings.alert_rules),
+            ),
         )
 
 

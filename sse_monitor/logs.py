@@ -14,14 +14,17 @@ from typing import Any
 
 import structlog
 
+from sse_monitor.notify.receivers import receiver_secrets
 from sse_monitor.redact import Scrubber
 from sse_monitor.settings import Settings
 
 
 def secrets_of(settings: Settings) -> Scrubber:
-    """What must never be logged: the access tokens, and the credentials in KATO's URLs."""
+    """What must never be logged: the access tokens, the credentials in KATO's URLs, and the
+    notification receivers' URLs and signing secrets."""
+    notify_secrets = receiver_secrets(settings.alert_rules)
     return Scrubber.from_secrets(
-        tokens=(settings.viewer_token, settings.admin_token),
+        tokens=(settings.viewer_token, settings.admin_token, *notify_secrets),
         urls=(settings.kato_url, settings.kato_redis_url, settings.redis_url, settings.sentry_dsn),
     )
 

@@ -46,6 +46,8 @@ class Settings:
     alert_rules: str | None = None  # None: the built-in rules
     db_path: str = "sse-monitor.db"
     alert_retention: float = 30 * 86400.0
+    notify_retry_for: float = 86400.0  # how long a notification is retried before giving up
+    external_url: str = ""  # the page's public address, linked from notifications
     # the charts' history: every point, 1-minute buckets, 15-minute buckets (seconds each)
     chart_retention: tuple[float, float, float] = (3600.0, 86400.0, 30 * 86400.0)
     viewer_token: str | None = field(default=None, repr=False)
@@ -132,6 +134,9 @@ class Settings:
 
     def _check_storage_and_logs(self) -> None:
         _check_range("SSE_MONITOR_ALERT_RETENTION", self.alert_retention, 60, 3650 * 86400)
+        _check_range("SSE_MONITOR_NOTIFY_RETRY_FOR", self.notify_retry_for, 1, 30 * 86400)
+        if self.external_url:
+            _check_url("SSE_MONITOR_EXTERNAL_URL", self.external_url)
         points, minutes, quarters = self.chart_retention
         if not (points >= 60 and minutes >= 120 and quarters >= 1800):
             raise ConfigError(
@@ -285,6 +290,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SSE_MONITOR_ALERT_RULES": ("alert_rules", str),
     "SSE_MONITOR_DB": ("db_path", str),
     "SSE_MONITOR_ALERT_RETENTION": ("alert_retention", parse_duration),
+    "SSE_MONITOR_NOTIFY_RETRY_FOR": ("notify_retry_for", parse_duration),
+    "SSE_MONITOR_EXTERNAL_URL": ("external_url", str),
     "SSE_MONITOR_CHART_RETENTION": ("chart_retention", parse_retention),
     "SSE_MONITOR_TOKEN": ("viewer_token", str),
     "SSE_MONITOR_ADMIN_TOKEN": ("admin_token", str),

@@ -38,9 +38,11 @@ class AlertManager:
         retention_seconds: float,
         clock: Callable[[], datetime] = utc_now,
         shared_store: bool = False,
+        notify: Callable[[Transition], None] | None = None,
     ) -> None:
         """`shared_store`: other processes acknowledge alerts in the same store (a cluster);
-        each evaluation then copies their acks into the firing alerts."""
+        each evaluation then copies their acks into the firing alerts. `notify` hears of every
+        transition once it is stored (notifications: it must not wait)."""
         self.lifecycle = Lifecycle(rules)
         self.store = store
         self._append = append
@@ -50,6 +52,7 @@ class AlertManager:
         self._pending_keys: frozenset[tuple[str, str | None]] = frozenset()
         self._pruned_at: float | None = None
         self._shared_store = shared_store
+        self._notify = notify
 
     async def start(self) -> None:
         """Take back what was firing (the store is open), and append the state for new
@@ -137,6 +140,8 @@ class AlertManager:
                 alert.acknowledged_at = found.acknowledged_at
                 alert.ack_note = found.ack_note
                 changed = True
+                if self._notify is not None:  # the node that took it announced it already
+                    self._notify(Transition("acknowledged", alert))
         return changed
 
     def firing(self) -> list[Alert]:
@@ -146,6 +151,8 @@ class AlertManager:
     def _announce(self, transition: Transition) -> None:
         data = {**transition.alert.to_json(), "transition": transition.kind}
         self._append(Event("alert", data, durable=True))
+        if self._notify is not None:
+            self._notify(transition)
 
     def _append_state(self, now: datetime) -> None:
         firing = self.firing()

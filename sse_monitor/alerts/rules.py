@@ -90,6 +90,10 @@ class Rule:
         }
 
 
+# [[receiver]] and [[route]] are notify/receivers.py's, read from the same file.
+TOP_LEVEL_KEYS = frozenset({"rule", "receiver", "route"})
+
+
 def load_rules(path: str | Path | None) -> tuple[Rule, ...]:
     """The rules of a file, or the built-in defaults when there is none."""
     if path is None:
@@ -107,10 +111,11 @@ def parse_rules(text: str, *, source: str) -> tuple[Rule, ...]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{source}: not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - {"rule"})
+    unknown = sorted(set(document) - TOP_LEVEL_KEYS)
     if unknown:
         raise RulesError(
-            f"{source}: unknown top-level key {unknown[0]!r} (rules are [[rule]] tables)"
+            f"{source}: unknown top-level key {unknown[0]!r} (rules are [[rule]] tables, "
+            "notifications [[receiver]] and [[route]] tables)"
         )
     tables = document.get("rule", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):

@@ -31,6 +31,7 @@ TOPIC_OF = {
     "session_event": "sessions",
     "alert": "alerts",
     "alerts": "alerts",
+    "notification": "alerts",
 }
 
 

@@ -28,6 +28,9 @@ from sse_monitor.cluster.lease import Lease
 from sse_monitor.history.recorder import HistoryRecorder, HistoryWriter
 from sse_monitor.monitor.announced import read_announced
 from sse_monitor.monitor.producer import Producer
+from sse_monitor.notify.outbox import Outbox
+from sse_monitor.notify.receivers import NotifyConfig
+from sse_monitor.notify.sender import DeliveryCounts
 from sse_monitor.settings import Settings
 from sse_monitor.tasks import cancel_and_wait
 
@@ -49,9 +52,13 @@ class ClusterNode:
         observe_tick: Callable[[float], None] | None = None,
         observe_lag: Callable[[float], None] | None = None,
         history_writer: Callable[[str], HistoryWriter] | None = None,
+        notify_config: NotifyConfig | None = None,
+        outbox_of: Callable[..., Outbox] | None = None,
+        delivery_counts: DeliveryCounts | None = None,
     ) -> None:
         """`alert_store_of(redis)` builds the cluster's alert store on this node's client;
-        `history_writer(token)`, if given, records each term's ticks, fenced by its token."""
+        `history_writer(token)`, if given, records each term's ticks, fenced by its token;
+        `outbox_of(redis, token=token)` the outbox each term notifies through, fenced too."""
         self.name = node_name()
         self._settings = settings
         self.redis = connect(settings)
@@ -68,6 +75,9 @@ class ClusterNode:
         self._rules = rules
         self._observe_tick = observe_tick
         self._history_writer = history_writer
+        self._notify_config = notify_config
+        self._outbox_of = outbox_of
+        self._delivery_counts = delivery_counts
         self.upstream_errors: Counter[str] = Counter()
         self.producer: Producer | None = None
         self.leadership = Leadership(
@@ -136,6 +146,9 @@ class ClusterNode:
             observe_tick=self._observe_tick,
             upstream_errors=self.upstream_errors,
             shared_alert_store=True,
+            notify_config=self._notify_config,
+            outbox=self._outbox_of(self.redis, token=token) if self._outbox_of else None,
+            delivery_counts=self._delivery_counts,
         )
         await producer.start(announced)
         self.producer = producer

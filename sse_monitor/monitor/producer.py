@@ -26,6 +26,10 @@ from sse_monitor.monitor.announced import Announced
 from sse_monitor.monitor.kato import KatoMonitor
 from sse_monitor.monitor.sessions import SessionMonitor
 from sse_monitor.monitor.ticker import run_every
+from sse_monitor.notify.notifications import Notifications
+from sse_monitor.notify.outbox import Outbox
+from sse_monitor.notify.receivers import NotifyConfig
+from sse_monitor.notify.sender import DeliveryCounts
 from sse_monitor.redact import redact_url
 from sse_monitor.settings import Settings
 from sse_monitor.sources.kato import KatoClient
@@ -116,15 +120,34 @@ class Producer:
         observe_tick: Callable[[float], None] | None = None,
         upstream_errors: Counter[str] | None = None,
         shared_alert_store: bool = False,
+        notify_config: NotifyConfig | None = None,
+        outbox: Outbox | None = None,
+        delivery_counts: DeliveryCounts | None = None,
     ) -> None:
-        """The alert store is opened and closed by the app: it outlives a producer in a
-        cluster, where a producer runs only while its node holds the lease."""
+        """The alert store and the outbox are opened and closed by the app: they outlive a
+        producer in a cluster, where a producer runs only while its node holds the lease.
+        Without receivers (`notify_config`) nothing is notified."""
+        self.notifications = (
+            Notifications(
+                notify_config,
+                outbox,
+                append,
+                external_url=settings.external_url,
+                retry_for=settings.notify_retry_for,
+                retention_seconds=settings.alert_retention,
+                counts=delivery_counts or DeliveryCounts(),
+                firing=lambda: [alert.id for alert in self.alerts.firing()],
+            )
+            if notify_config is not None and notify_config.receivers and outbox is not None
+            else None
+        )
         self.alerts = AlertManager(
             rules,
             alert_store,
             append,
             retention_seconds=settings.alert_retention,
             shared_store=shared_alert_store,
+            notify=self.notifications.submit if self.notifications else None,
         )
         self._kato_client = KatoClient(settings.kato_url, timeout=settings.upstream_timeout)
         self.containers = _container_collector(settings, append)
@@ -155,6 +178,9 @@ class Producer:
             self.sessions.start_from(announced.session_count)
             self.kato.start_from(announced.kato_reachable)
         await self.alerts.start()  # before the first poll: what fired before a restart is known
+        if self.notifications is not None:
+            self.notifications.offer_firing(self.alerts.firing())
+            self.notifications.start()
         self._tasks.append(asyncio.create_task(self.poller.run(), name="poller"))
         if self.containers is not None:
             self._tasks.append(asyncio.create_task(self.containers.run(), name="containers"))
@@ -163,6 +189,8 @@ class Producer:
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._tasks)
+        if self.notifications is not None:
+            await self.notifications.aclose()
         await self._kato_client.aclose()
         if self.containers is not None:
             await self.containers.aclose()

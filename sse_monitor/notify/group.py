@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sse_monitor.alerts.lifecycle import Transition
@@ -13,6 +14,12 @@ class NotificationGroup:
     id: str  # the outbox's id for the group
     receiver: str  # the receiver's name
     transitions: tuple[Transition, ...]  # in the order they happened
+
+    @classmethod
+    def of(cls, receiver: str, transitions: Sequence[Transition]) -> NotificationGroup:
+        """A group named by its idempotency key: the same transitions, the same id."""
+        key = cls("", receiver, tuple(transitions)).idempotency_key
+        return cls(key[:16], receiver, tuple(transitions))
 
     @property
     def idempotency_key(self) -> str:

@@ -105,7 +105,8 @@ def slack_payload(group: NotificationGroup, *, external_url: str) -> dict[str, A
     more = f"... and {hidden} more" if hidden else ""
     if more:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
-    footer = f"<{_escape(external_url)}|sse-monitor> · {group.idempotency_key}"
+    link = f"<{_escape(external_url)}|sse-monitor>" if external_url else "sse-monitor"
+    footer = f"{link} · {group.idempotency_key}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
     text = "\n".join([summary(group), *lines, *([more] if more else [])])
     return {"text": text, "blocks": blocks}

@@ -111,6 +111,30 @@ class NotifyConfig:
         return tuple(secret for receiver in self.receivers for secret in receiver.secrets)
 
 
+def receiver_secrets(path: str | Path | None) -> tuple[str, ...]:
+    """The secrets of the file's receivers for the log `Scrubber`, read before logging starts
+    and before the file is checked: whatever a receiver table holds as `url` or `secret` is
+    masked, even in a file that start-up will then refuse."""
+    if path is None:
+        return ()
+    try:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ()  # start-up refuses the file, without quoting it
+    tables = document.get("receiver", [])
+    found: list[str] = []
+    for table in tables if isinstance(tables, list) else []:
+        if not isinstance(table, dict):
+            continue
+        url, secret = table.get("url"), table.get("secret")
+        if isinstance(url, str):
+            secret_text = secret if isinstance(secret, str) else None
+            found += Receiver("", "", url, secret_text).secrets
+        elif isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+            found.append(secret)
+    return tuple(found)
+
+
 def load_notify_config(path: str | Path | None, rule_ids: Iterable[str]) -> NotifyConfig:
     """The receivers and routes of the rules file; none without a file (the built-in rules)."""
     if path is None:

@@ -15,6 +15,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -67,10 +68,23 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+@dataclass
+class DeliveryCounts:
+    """Attempts' outcomes since the process started, for Prometheus: shared by the senders of
+    successive terms in a cluster node, so the counters only ever grow."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+Outcome = Callable[[Delivery, str, str | None], None]  # (entry, its new state, the error)
+
+
 class Sender:
-    """Counters `sent`, `retried` and `failed` count attempts' outcomes since start, for a
-    Prometheus collector. An entry goes to the receiver of its name, at that receiver's URL and
-    within its timeout."""
+    """An entry goes to the receiver of its name, at that receiver's URL and within its
+    timeout. `outcome(entry, state, error)`, if given, hears of every attempt's result (the
+    alerts panel shows it live)."""
 
     def __init__(
         self,
@@ -82,6 +96,8 @@ class Sender:
         most_delay: float = MOST_DELAY_SECONDS,
         give_up_after: float = GIVE_UP_SECONDS,
         jitter: Callable[[float], float] = full_jitter,
+        counts: DeliveryCounts | None = None,
+        outcome: Outcome | None = None,
     ) -> None:
         self._outbox = outbox
         self._receivers = {receiver.name: receiver for receiver in receivers}
@@ -92,9 +108,20 @@ class Sender:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.sent = 0
-        self.retried = 0
-        self.failed = 0
+        self.counts = counts if counts is not None else DeliveryCounts()
+        self._outcome = outcome
+
+    @property
+    def sent(self) -> int:
+        return self.counts.sent
+
+    @property
+    def retried(self) -> int:
+        return self.counts.retried
+
+    @property
+    def failed(self) -> int:
+        return self.counts.failed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="notify-sender")
@@ -149,7 +176,8 @@ class Sender:
         if 200 <= status < 300:
             # Shielded: once the receiver has it, a cancellation must not lose the record.
             await asyncio.shield(self._outbox.delivered(entry.id))
-            self.sent += 1
+            self.counts.sent += 1
+            self._tell(entry, "delivered", None)
         elif status in RETRY_STATUSES or status >= 500:
             retry_after = retry_after_seconds(response.headers.get("retry-after"), self._clock())
             await self._failed_attempt(entry, receiver, f"HTTP {status}", retry_after)
@@ -175,11 +203,13 @@ class Sender:
             )
         when = min(now + delay, entry.created + self._give_up_after)
         await self._outbox.retry_at(entry.id, when, error)
-        self.retried += 1
+        self.counts.retried += 1
+        self._tell(entry, "pending", error)
 
     async def _refused(self, entry: Delivery, receiver: Receiver | None, error: str) -> None:
         await self._outbox.failed(entry.id, error)
-        self.failed += 1
+        self.counts.failed += 1
+        self._tell(entry, "failed", error)
         log.warning(
             "notify.failed",
             receiver=entry.receiver,
@@ -188,6 +218,10 @@ class Sender:
             attempts=entry.attempts + 1,
             error=error,
         )
+
+    def _tell(self, entry: Delivery, state: str, error: str | None) -> None:
+        if self._outcome is not None:
+            self._outcome(entry, state, error)
 
 
 def _error(exc: Exception, receiver: Receiver) -> str:

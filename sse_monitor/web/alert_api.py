@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +14,7 @@ from starlette.routing import Route
 from sse_monitor.alerts.alert import Alert, stamp
 from sse_monitor.alerts.rules import SEVERITIES
 from sse_monitor.alerts.store import AlertStorage
+from sse_monitor.notify.outbox import Outbox, OutboxUnavailable
 from sse_monitor.web.access import ADMIN, VIEWER, Access
 from sse_monitor.web.bodies import json_object, read_capped
 from sse_monitor.web.errors import BadRequest, json_error
@@ -28,9 +30,11 @@ _ALERT_ID = re.compile(r"^[0-9a-f]{16}$")
 Acknowledge = Callable[[str, str, str | None], Awaitable[Alert | None]]
 
 
-def alert_routes(store: AlertStorage, acknowledge: Acknowledge, access: Access) -> list[Route]:
+def alert_routes(
+    store: AlertStorage, acknowledge: Acknowledge, access: Access, *, outbox: Outbox | None = None
+) -> list[Route]:
     """`acknowledge(alert_id, by, note)`: the alert manager's in one process, any node's in a
-    cluster (cluster/acks.py)."""
+    cluster (cluster/acks.py). With an `outbox`, each alert says where it was notified."""
 
     async def list_alerts(request: Request) -> Response:
         state = choice_param(request, "state", STATE_FILTERS, default="all")
@@ -45,12 +49,10 @@ def alert_routes(store: AlertStorage, acknowledge: Acknowledge, access: Access) 
         )
         more = len(page) > limit
         page = page[:limit]
-        return JSONResponse(
-            {
-                "alerts": [alert.to_json() for alert in page],
-                "next_before": page[-1].id if more else None,
-            }
-        )
+        alerts = [alert.to_json() for alert in page]
+        if outbox is not None:
+            await _add_notices(alerts, outbox)
+        return JSONResponse({"alerts": alerts, "next_before": page[-1].id if more else None})
 
     async def acknowledge_alert(request: Request) -> Response:
         alert_id = request.path_params["alert_id"]
@@ -68,6 +70,19 @@ def alert_routes(store: AlertStorage, acknowledge: Acknowledge, access: Access) 
             "/api/alerts/{alert_id}/ack", access.protect(ADMIN, acknowledge_alert), methods=["POST"]
         ),
     ]
+
+
+async def _add_notices(alerts: list[dict[str, Any]], outbox: Outbox) -> None:
+    """Each alert's `notifications`: where its transitions went and how that went; null when
+    the outbox does not answer (the alerts themselves are still worth showing)."""
+    try:
+        notices = await outbox.notices([alert["id"] for alert in alerts])
+    except OutboxUnavailable:
+        for alert in alerts:
+            alert["notifications"] = None
+        return
+    for alert in alerts:
+        alert["notifications"] = [n.to_json() for n in notices.get(alert["id"], [])]
 
 
 async def _cursor(request: Request, store: AlertStorage) -> tuple[str, str] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.middleware import Middleware
@@ -21,6 +21,8 @@ from starlette.types import ExceptionHandler
 from sse_monitor.alerts.store import AlertStorage
 from sse_monitor.bus.fanout import FanOut
 from sse_monitor.bus.log import LogReader
+from sse_monitor.notify.outbox import Outbox
+from sse_monitor.notify.receivers import Receiver
 from sse_monitor.settings import Settings
 from sse_monitor.sources.kato_redis import SessionList
 from sse_monitor.web.access import (
@@ -40,6 +42,7 @@ from sse_monitor.web.errors import EXCEPTION_HANDLERS
 from sse_monitor.web.history_api import HistoryReader, history_routes
 from sse_monitor.web.lockout import AddressLockout, Lockout, TooManyFailures
 from sse_monitor.web.lockout_redis import RedisLockout
+from sse_monitor.web.notify_api import notify_routes
 from sse_monitor.web.page import page_folder, page_routes
 from sse_monitor.web.prometheus import GatewayCollector, PrometheusEndpoint
 from sse_monitor.web.registry import StreamRegistry
@@ -68,9 +71,12 @@ class Edge:
         node: Callable[[], dict[str, Any]] | None = None,
         redis: Redis | None = None,
         history: HistoryReader | None = None,
+        outbox: Outbox | None = None,
+        receivers: Sequence[Receiver] = (),
     ) -> None:
         """`node` describes this process for /readyz (its role, the log's state); `redis` is
-        the cluster's, where logouts and the lockout are kept."""
+        the cluster's, where logouts and the lockout are kept; `outbox` is where notifications
+        are recorded (read for the API and the alerts' notices)."""
         self._fanout = fanout
         self.revocations, lockout = access_stores(settings, redis)
         self.access = Access(
@@ -88,10 +94,12 @@ class Edge:
         prometheus.add(GatewayCollector(fanout, self.registry, self.access, upstream_errors))
         self._node = node or _single_process(polls)
         alerts = (
-            alert_routes(alert_store, acknowledge, self.access)
+            alert_routes(alert_store, acknowledge, self.access, outbox=outbox)
             if alert_store is not None and acknowledge is not None
             else []
         )
+        if outbox is not None:
+            alerts += notify_routes(outbox, receivers, self.access)
         if history is not None:
             alerts += history_routes(history, self.access, interval=settings.poll_interval)
         self.routes = self._routes(settings, event_log, fanout, prometheus, polls, alerts)

@@ -8,6 +8,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from sse_monitor.alerts.store import StoreUnavailable
+from sse_monitor.notify.outbox import OutboxUnavailable
 
 log = structlog.get_logger("sse_monitor.web.errors")
 
@@ -53,7 +54,8 @@ async def client_gone(request: Request, exc: Exception) -> Response:
 
 
 async def store_unavailable(request: Request, exc: Exception) -> Response:
-    """The alert store did not answer (Redis down or restarting): try again shortly."""
+    """The alert store or the notification outbox did not answer (Redis down or restarting):
+    try again shortly."""
     log.warning("request.store_unavailable", path=request.url.path, error=str(exc))
     return json_error(503, str(exc), retry_after_seconds=STORE_RETRY_AFTER_SECONDS)
 
@@ -68,5 +70,6 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_exception,
     ClientDisconnect: client_gone,
     StoreUnavailable: store_unavailable,
+    OutboxUnavailable: store_unavailable,
     Exception: server_error,
 }

@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from sse_monitor.bus.event import TOPICS
 from sse_monitor.bus.fanout import FanOut
+from sse_monitor.notify.sender import DeliveryCounts
 from sse_monitor.web.access import Access
 from sse_monitor.web.registry import StreamRegistry
 
@@ -222,3 +223,27 @@ class PrometheusEndpoint:
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class NotifyCollector(Collector):
+    """Notification attempts' outcomes since this process started (every term's, in a cluster)."""
+
+    def __init__(self, counts: DeliveryCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "sse_monitor_notifications_sent",
+            "Notifications a receiver took (2xx).",
+            value=self._counts.sent,
+        )
+        yield CounterMetricFamily(
+            "sse_monitor_notifications_retried",
+            "Notification attempts that failed and are tried again (408, 429, 5xx, no answer).",
+            value=self._counts.retried,
+        )
+        yield CounterMetricFamily(
+            "sse_monitor_notifications_failed",
+            "Notifications given up: refused by the receiver (4xx) or retried for too long.",
+            value=self._counts.failed,
+        )
