@@ -247,10 +247,11 @@ async def test_ten_containers_do_not_delay_the_tick(
             await stream.wait_for(lambda events: len(stream.of("containers")) >= start + 15)
             arrivals = [e.arrived for e in stream.of("containers")[start:]]
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    # one containers event per 0.3 s tick, whatever the engine's 1 s sampling costs: a tick
-    # that waited for a sample would come 1 s late; a loaded machine's lateness stays below
-    assert max(gaps) < 0.9, f"a tick came {max(gaps):.2f} s after the one before"
-    assert statistics.median(gaps) == pytest.approx(0.3, abs=0.05)
+    # One containers event per 0.3 s tick, whatever the engine's 1 s sampling costs: ticks
+    # that waited for a sample would come 1 s apart, every one of them. Not the longest gap: a
+    # loaded machine (a clean-clone CI) once held one tick 0.92 s, which says nothing of this.
+    assert statistics.median(gaps) == pytest.approx(0.3, abs=0.05), gaps
+    assert sum(1 for gap in gaps if gap >= 0.9) <= 2, gaps
 
 
 async def test_engine_killed_then_back(kato: Kato, docker: DockerEngineProcess) -> None:
