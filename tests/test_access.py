@@ -23,12 +23,13 @@ ENDPOINTS = {
     "read": ("GET", "/api/snapshot", 200),
     "history": ("GET", "/api/history", 200),
     "ack": ("POST", f"/api/alerts/{UNKNOWN_ALERT}/ack", 404),
+    "notifications": ("GET", "/api/notifications", 200),
 }
 # role -> endpoint -> expected status
 MATRIX = {
-    None: {"stream": 401, "read": 401, "history": 401, "ack": 401},
-    "viewer": {"stream": 200, "read": 200, "history": 200, "ack": 403},
-    "admin": {"stream": 200, "read": 200, "history": 200, "ack": 404},
+    None: {"stream": 401, "read": 401, "history": 401, "ack": 401, "notifications": 401},
+    "viewer": {"stream": 200, "read": 200, "history": 200, "ack": 403, "notifications": 403},
+    "admin": {"stream": 200, "read": 200, "history": 200, "ack": 404, "notifications": 200},
 }
 TOKENS = {"viewer": VIEWER, "admin": ADMIN}
 

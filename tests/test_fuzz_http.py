@@ -54,6 +54,7 @@ GET_ROUTES: dict[str, tuple[str, ...]] = {
     "/api/containers": (),
     "/api/streams": ("limit",),
     "/api/alerts": ("state", "severity", "limit", "before"),
+    "/api/notifications": ("limit",),
     "/api/access": (),
     "/metrics": (),
     "/healthz": (),

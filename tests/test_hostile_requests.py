@@ -45,6 +45,7 @@ PROTECTED = (
     "/api/events",
     "/api/history",
     "/api/history/series",
+    "/api/notifications",
 )
 
 

@@ -252,3 +252,53 @@ async def test_ten_alerts_within_group_wait_are_one_message_naming_all_ten(
     [message] = slack.bodies()
     for n in range(10):
         assert f"degraded_{n}" in message["text"]
+
+
+async def test_receiver_urls_and_secrets_never_reach_the_log_at_debug_level(
+    kato: Kato, tmp_path: Path
+) -> None:
+    path_token, query_token, password = "pathTokenZ81kq0vXy2", "queryTokenQ93mm4", "hook-pass-51"
+    accepting, refusing = RecordingReceiver(), RecordingReceiver(404)
+    refusing.otherwise = 404
+    with ThreadedServer(accepting.app) as up, ThreadedServer(refusing.app) as no:
+        down = ThreadedServer(RecordingReceiver().app).start()
+        down.stop()  # nothing listens there
+
+        def url(server: ThreadedServer) -> str:
+            host = server.url.removeprefix("http://")
+            return f"http://ops:{password}@{host}/hook/{path_token}?token={query_token}"
+
+        text = DEGRADED
+        for name, server in (("up", up), ("refusing", no), ("down", down)):
+            text += f'[[receiver]]\nname = "{name}"\nkind = "webhook"\nurl = "{url(server)}"\n'
+            text += f'secret = "{SECRET}"\n[[route]]\nreceiver = "{name}"\ngroup_wait = "0s"\n'
+        rules = tmp_path / "rules.toml"
+        rules.write_text(text)
+        env = {"SSE_MONITOR_ALERT_RULES": str(rules), "SSE_MONITOR_LOG_LEVEL": "debug"}
+        with GatewayProcess(kato.url, env=env) as gateway:
+            await kato.fault("health", "degraded")
+
+            async def outcomes() -> dict[str, dict[str, Any]] | None:
+                found = {n["receiver"]: n for n in await notifications(gateway)}
+                settled = (
+                    found.get("up", {}).get("state") == "delivered"
+                    and found.get("refusing", {}).get("state") == "failed"
+                    and found.get("down", {}).get("attempts", 0) >= 2
+                )
+                return found if settled else None
+
+            found = await eventually(outcomes, 30, "each receiver's outcome")
+            await eventually(lambda: gateway.count("notify.failed") == 1, 10, "notify.failed")
+            async with httpx.AsyncClient() as client:
+                answers = [
+                    (await client.get(f"{gateway.url}{path}")).text
+                    for path in ("/api/notifications", "/api/alerts", "/metrics")
+                ]
+            log = gateway.log()
+    assert accepting.count() == 1 and refusing.count() == 1
+    assert found["refusing"]["last_error"] == "HTTP 404"
+    assert found["down"]["last_error"].startswith("ConnectError")
+    assert '"level": "debug"' in log
+    for secret in (path_token, query_token, password, SECRET):
+        assert secret not in log, f"{secret!r} is in the log"
+        assert all(secret not in answer for answer in answers), secret

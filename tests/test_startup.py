@@ -105,6 +105,23 @@ def test_an_invalid_rules_file_stops_start_up_naming_file_rule_and_problem(
     assert "gateway.listening" not in result.stdout + result.stderr
 
 
+def test_a_bad_receiver_stops_start_up_naming_file_receiver_and_problem_not_its_url(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.toml"
+    url = "https://hooks.example.com/services/T0001/B0002/s3cr3tWebhookToken"
+    rules.write_text(
+        f'[[receiver]]\nname = "chat"\nkind = "slack"\nurl = "{url}"\nsecret = "signing-key"\n'
+        '[[route]]\nreceiver = "chat"\n'
+    )
+    result = serve_until_exit({"SSE_MONITOR_ALERT_RULES": str(rules)})
+    assert result.returncode == 2
+    assert f"{rules}: receiver 'chat': `secret` applies only to kind = 'webhook'" in result.stderr
+    output = result.stdout + result.stderr
+    assert "s3cr3tWebhookToken" not in output and "signing-key" not in output
+    assert "Traceback" not in output and "gateway.listening" not in output
+
+
 @pytest.mark.parametrize("kind", ["missing folder", "not a database"])
 def test_an_unusable_database_stops_start_up_and_is_named(tmp_path: Path, kind: str) -> None:
     if kind == "missing folder":
