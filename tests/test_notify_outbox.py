@@ -1,5 +1,6 @@
-"""The notification outbox on a real SQLite file: entries recorded before sending, their fate
-recorded after, one receiver's entries in order, and all of it kept across a reopen."""
+"""The notification outbox, on a real SQLite file and on a real redis-server: entries recorded
+before sending, their fate recorded after, one receiver's entries in order, and all of it kept
+across a reopen (a restart, or another node of the cluster)."""
 
 from __future__ import annotations
 
@@ -10,26 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sse_monitor.alerts.alert import Alert
 from sse_monitor.alerts.lifecycle import Transition
-from sse_monitor.notify.outbox import Gathered, NewDelivery, Notice, Outbox
+from sse_monitor.notify.outbox import NewDelivery, Notice, Outbox
 from sse_monitor.notify.sqlite_outbox import SqliteOutbox
-
-NOW = 1_800_000_000.0
-
-
-class Clock:
-    """Wall-clock seconds a test sets."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def entry(receiver: str, key: str, body: bytes = b"{}") -> NewDelivery:
-    return NewDelivery(receiver, key, body, {"content-type": "application/json"})
+from tests.support.outboxes import NOW, Clock, Outboxes, build, entry, gathered
+from tests.support.store_backends import KINDS, backend_of
 
 
 @pytest.fixture
@@ -37,12 +23,18 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=KINDS)
+async def outboxes(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Outboxes]:
+    """Outboxes on a SQLite file of the test's, or on the session's Redis (emptied)."""
+    async with Outboxes(request.param, backend_of(request, tmp_path, "n.db"), clock) as made:
+        yield made
+
+
 @pytest.fixture
-async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
-    outbox = SqliteOutbox(str(tmp_path / "n.db"), clock=clock)
-    await outbox.open()
-    yield outbox
-    await outbox.aclose()
+async def outbox(outboxes: Outboxes) -> Outbox:
+    return await outboxes.opened()
 
 
 async def test_an_entry_is_recorded_pending_and_due_at_once(outbox: Outbox) -> None:
@@ -105,34 +97,38 @@ async def test_outcomes_count_attempts_and_keep_the_last_error(outbox: Outbox) -
     assert await outbox.get(a + b) is None
 
 
-async def test_entries_and_their_fate_survive_a_reopen(tmp_path: Path) -> None:
-    path = str(tmp_path / "n.db")
-    outbox = SqliteOutbox(path, clock=Clock())
-    await outbox.open()
+async def test_entries_and_their_fate_survive_a_reopen(outboxes: Outboxes) -> None:
+    """A restarted process reopens its file; another node of the cluster opens the same prefix."""
+    outbox = await outboxes.opened()
     sent, waiting, refused = await outbox.add([entry("a", "1"), entry("b", "1"), entry("c", "1")])
     await outbox.delivered(sent)
     await outbox.retry_at(waiting, NOW + 5, "HTTP 500")
     await outbox.failed(refused, "HTTP 400")
+    await outbox.gather([gathered("ops", "a1"), gathered("chat", "a1", due=NOW + 3)])
+    group = await outbox.close_group("ops", build)
     await outbox.aclose()
 
-    reopened = SqliteOutbox(path, clock=Clock())
-    await reopened.open()
-    try:
-        assert await reopened.due(NOW + 4, 10) == []
-        assert [d.id for d in await reopened.due(NOW + 5, 10)] == [waiting]
-        states = {d.id: (d.state, d.attempts) for d in await reopened.recent(10)}
-        assert states == {
-            sent: ("delivered", 1),
-            waiting: ("pending", 1),
-            refused: ("failed", 1),
-        }
-        [later] = await reopened.add([entry("a", "2")])
-        assert later > refused
-    finally:
-        await reopened.aclose()
+    reopened = await outboxes.opened()
+    assert [d.id for d in await reopened.due(NOW + 4, 10)] == [group]
+    assert [d.id for d in await reopened.due(NOW + 5, 10)] == [group, waiting]
+    states = {d.id: (d.state, d.attempts) for d in await reopened.recent(10)}
+    assert states == {
+        sent: ("delivered", 1),
+        waiting: ("pending", 1),
+        refused: ("failed", 1),
+        group: ("pending", 0),
+    }
+    assert await reopened.closing() == {"chat": NOW + 3}
+    assert await reopened.notices(["a1"]) == {
+        "a1": [Notice("ops", "fired", "pending"), Notice("chat", "fired", "gathering")]
+    }
+    assert await reopened.gather([gathered("ops", "a1"), gathered("chat", "a1")]) == []
+    [later] = await reopened.add([entry("a", "2")])
+    assert group is not None and later > group > refused
 
 
 async def test_every_statement_runs_in_the_store_thread_with_full_sync(tmp_path: Path) -> None:
+    """SQLite alone: its file is FULL sync, and every statement runs in the store's thread."""
     outbox = SqliteOutbox(str(tmp_path / "n.db"), clock=Clock())
     await outbox.open()
     assert outbox._db is not None
@@ -153,34 +149,6 @@ async def test_every_statement_runs_in_the_store_thread_with_full_sync(tmp_path:
     assert synchronous == 2  # FULL
     assert threads and all(name.startswith("notify-outbox") for name in threads), threads
     assert threading.current_thread().name not in threads
-
-
-def transition(alert_id: str, kind: str = "fired", rule: str = "cpu_high") -> Transition:
-    alert = Alert(
-        id=alert_id,
-        rule=rule,
-        subject=None,
-        metric="cpu_percent",
-        severity="warning",
-        state="resolved" if kind == "resolved" else "firing",
-        message=f"{rule} {alert_id} {kind}",
-        value=91.5,
-        threshold=90,
-        started_at="2027-01-15T08:00:00.000000+00:00",
-        resolved_at="2027-01-15T08:05:00.000000+00:00" if kind == "resolved" else None,
-    )
-    return Transition(kind, alert)
-
-
-def gathered(receiver: str, alert_id: str, kind: str = "fired", due: float = NOW) -> Gathered:
-    return Gathered(receiver, transition(alert_id, kind), due)
-
-
-def build(receiver: str, transitions: Sequence[Transition]) -> NewDelivery:
-    """A body naming the transitions in order, as the notifier's builder does."""
-    pairs = tuple((t.alert.id, t.kind) for t in transitions)
-    body = json.dumps([[t.alert.id, t.kind, t.alert.message] for t in transitions]).encode()
-    return NewDelivery(receiver, f"key-{'-'.join(a + k for a, k in pairs)}", body, {}, pairs)
 
 
 async def test_a_transition_is_gathered_once_per_receiver(outbox: Outbox) -> None:

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as ConnectionLost
+from redis.exceptions import RedisError
 
 from sse_monitor.settings import Settings
 
@@ -40,3 +41,19 @@ async def bounded(command: Callable[[], Awaitable[T]], within: float) -> T:
             return await command()
         except ConnectionLost:
             return await command()
+
+
+async def answered(
+    command: Callable[[], Awaitable[T]],
+    within: float,
+    unavailable: Callable[[str], Exception],
+    failing: str,
+) -> T:
+    """`command()` within `within` s (see `bounded`), or `unavailable("{failing}: {why}")`,
+    `why` what went wrong (no answer in time, or the error's type): never the server's address
+    or password."""
+    try:
+        return await bounded(command, within=within)
+    except (RedisError, OSError) as exc:  # OSError: the bound's TimeoutError too
+        why = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
+        raise unavailable(f"{failing}: {why}") from None

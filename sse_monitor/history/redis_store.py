@@ -39,10 +39,9 @@ from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from sse_monitor.alerts.store import StoreUnavailable
-from sse_monitor.cluster.connection import bounded
+from sse_monitor.cluster.connection import answered
 from sse_monitor.history.buckets import TIERS, Bucket, Row, Tier, fold, fold_range, with_gaps
 from sse_monitor.history.markers import Marker
 from sse_monitor.tasks import cancel_and_wait
@@ -331,15 +330,9 @@ class RedisHistory:
         return await asyncio.to_thread(_rows_of, found)
 
     async def _call(self, what: str, command: Callable[[], Awaitable[T]]) -> T:
-        """`command()` within the timeout (see cluster/connection.py's `bounded`), or
-        StoreUnavailable."""
-        try:
-            return await bounded(command, within=self.timeout)
-        except (RedisError, OSError) as exc:  # OSError: the bound's TimeoutError too
-            why = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
-            raise StoreUnavailable(
-                f"the history in Redis ({self._base}:*) failed {what}: {why}"
-            ) from None
+        """`command()` within the timeout, or StoreUnavailable."""
+        failing = f"the history in Redis ({self._base}:*) failed {what}"
+        return await answered(command, self.timeout, StoreUnavailable, failing)
 
 
 class FencedWriter:
