@@ -239,6 +239,8 @@ async def test_pruning_forgets_old_outcomes_but_not_what_still_fires_or_waits(
     assert {d.id for d in await outbox.recent(10)} == {stuck, new}
     # the still-firing alert's transition is still known: offered again, it is not new
     assert await outbox.gather([gathered("ops", "firing")]) == []
+    # and its message, forgotten, is not shown as still gathering
+    assert await outbox.notices(["firing"]) == {}
     assert await outbox.closing() == {"pager": NOW}  # what waits is kept
     # the forgotten alert's is not
     assert await outbox.gather([gathered("ops", "old")]) != []

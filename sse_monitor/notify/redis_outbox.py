@@ -253,7 +253,10 @@ for i = 2, #ARGV do
     if t[3] then
       e = redis.call('HMGET', base .. ':entry:' .. t[3], 'state', 'attempts', 'last_error')
     end
-    found[#found + 1] = {n, t[1], t[2], e[1], e[2], e[3]}
+    -- an entry pruned (a long-firing alert's old message) is not shown as gathering
+    if not t[3] or e[1] then
+      found[#found + 1] = {n, t[1], t[2], e[1], e[2], e[3]}
+    end
   end
   answer[#answer + 1] = found
 end

@@ -256,7 +256,9 @@ class SqliteOutbox:
         rows = self._connection().execute(
             "SELECT t.alert_id, t.receiver, t.kind, o.state, o.attempts, o.last_error "
             "FROM notify_transitions AS t LEFT JOIN notify_outbox AS o ON o.id = t.entry_id "
-            f"WHERE t.alert_id IN ({marks}) ORDER BY t.id",
+            f"WHERE t.alert_id IN ({marks}) "
+            # an entry pruned (a long-firing alert's old message) is not shown as gathering
+            "AND (t.entry_id IS NULL OR o.id IS NOT NULL) ORDER BY t.id",
             alert_ids,
         )
         for row in rows:
