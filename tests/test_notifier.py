@@ -16,7 +16,7 @@ from sse_monitor.alerts.lifecycle import Transition
 from sse_monitor.notify.notifier import Notifier
 from sse_monitor.notify.outbox import Delivery, Outbox
 from sse_monitor.notify.receivers import NotifyConfig, parse_notify_config
-from tests.support.outboxes import Outboxes, transition
+from tests.support.outboxes import Clock, Outboxes, transition
 from tests.support.redis_server import RedisServerProcess, paused
 from tests.support.waiting import eventually
 
@@ -64,7 +64,7 @@ class Wakes:
 async def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Outbox]:
     kind = request.param
     where = str(tmp_path / "n.db") if kind == "sqlite" else request.getfixturevalue("redis_url")
-    async with Outboxes(kind, where, clock=lambda: 0.0) as outboxes:  # type: ignore[arg-type]
+    async with Outboxes(kind, where, Clock()) as outboxes:
         yield await outboxes.opened()
 
 
@@ -145,7 +145,7 @@ async def test_transitions_wait_while_the_outbox_is_away_and_are_gathered_after(
     own_redis: RedisServerProcess,
 ) -> None:
     options = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
-    async with Outboxes("redis", own_redis.url, clock=lambda: 0.0, **options) as outboxes:  # type: ignore[arg-type]
+    async with Outboxes("redis", own_redis.url, Clock(), **options) as outboxes:
         outbox = await outboxes.opened(timeout=0.5)
         notifier = await running(notifier_on(outbox, Wakes()))
         try:
