@@ -5,6 +5,8 @@ outbox resumed after a restart without sending a delivered entry again."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -131,7 +133,7 @@ def test_backoff_doubles_to_its_cap_with_full_jitter() -> None:
 async def test_an_attempt_lasts_at_most_the_receivers_timeout(tmp_path: Path) -> None:
     receiver = RecordingReceiver(Answer(200, delay=1.0))
     done, _ = await delivered_once(receiver, tmp_path / "n.db", timeout=0.2)
-    assert (done.last_error or "").startswith("ReadTimeout"), done.last_error
+    assert (done.last_error or "").startswith("no answer within 0.2 s"), done.last_error
     assert done.attempts == 2
     # the receiver got it twice: the repeat the idempotency key is for
     assert receiver.keys() == ["k1", "k1"]
@@ -252,3 +254,38 @@ async def test_closing_the_sender_mid_retry_leaves_the_entry_pending(tmp_path: P
     finally:
         await reopened.aclose()
     assert found is not None and found.state == "pending" and found.attempts == 1
+
+
+async def test_a_receiver_trickling_its_answer_is_cut_at_its_timeout(tmp_path: Path) -> None:
+    """A status line, then a header byte every 0.1 s, forever: each read is quick, the whole
+    never ends. The attempt still ends at the receiver's timeout."""
+    stop = asyncio.Event()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        with contextlib.suppress(ConnectionError):
+            while not stop.is_set():
+                writer.write(b"a")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with sending(tmp_path / "n.db", f"http://127.0.0.1:{port}/hook", timeout=0.5) as (
+            outbox,
+            sender,
+        ):
+            [entry_id] = await add(outbox, sender, "k1")
+
+            async def tried() -> Delivery | None:
+                found = await outbox.get(entry_id)
+                return found if found is not None and found.attempts >= 1 else None
+
+            done = await eventually(tried, 10, "one attempt cut short")  # else: never
+    finally:
+        stop.set()
+        server.close()
+    assert done.state == "pending" and done.last_error == "no answer within 0.5 s", done

@@ -163,23 +163,26 @@ class Sender:
             await self._refused(entry, None, f"receiver {entry.receiver!r} is not configured")
             return
         try:
-            response = await client.post(
-                receiver.url, content=entry.body, headers=entry.headers, timeout=receiver.timeout
-            )
+            status, retry_after_header = await _post(client, receiver, entry)
+        except (TimeoutError, httpx.TimeoutException) as exc:  # no (whole) answer: try again
+            error = f"no answer within {receiver.timeout:g} s"
+            if isinstance(exc, httpx.TimeoutException):
+                error += f" ({type(exc).__name__})"
+            await self._failed_attempt(entry, receiver, error, None)
+            return
         except httpx.TransportError as exc:  # unreachable, reset, timed out: try again
             await self._failed_attempt(entry, receiver, _error(exc, receiver), None)
             return
         except (httpx.InvalidURL, ValueError) as exc:  # never going to work
             await self._refused(entry, receiver, _error(exc, receiver))
             return
-        status = response.status_code
         if 200 <= status < 300:
             # Shielded: once the receiver has it, a cancellation must not lose the record.
             await asyncio.shield(self._outbox.delivered(entry.id))
             self.counts.sent += 1
             self._tell(entry, "delivered", None)
         elif status in RETRY_STATUSES or status >= 500:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"), self._clock())
+            retry_after = retry_after_seconds(retry_after_header, self._clock())
             await self._failed_attempt(entry, receiver, f"HTTP {status}", retry_after)
         else:
             await self._refused(entry, receiver, f"HTTP {status}")
@@ -222,6 +225,28 @@ class Sender:
     def _tell(self, entry: Delivery, state: str, error: str | None) -> None:
         if self._outcome is not None:
             self._outcome(entry, state, error)
+
+
+async def _post(
+    client: httpx.AsyncClient, receiver: Receiver, entry: Delivery
+) -> tuple[int, str | None]:
+    """The receiver's status and Retry-After. Its body is never read (a hostile receiver could
+    send gigabytes), and the whole attempt, a trickle of headers included, is bounded by the
+    receiver's timeout (httpx's bounds each read, not the sum). Redirects are not followed: a
+    3xx is a refusal, like any status that is not 2xx, 408, 429 or 5xx."""
+    async with asyncio.timeout(receiver.timeout):
+        request = client.build_request(
+            "POST",
+            receiver.url,
+            content=entry.body,
+            headers=entry.headers,
+            timeout=receiver.timeout,
+        )
+        response = await client.send(request, stream=True)
+        try:
+            return response.status_code, response.headers.get("retry-after")
+        finally:
+            await response.aclose()
 
 
 def _error(exc: Exception, receiver: Receiver) -> str:
