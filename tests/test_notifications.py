@@ -8,75 +8,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.alert_rules import rule_table, status_rule
+from tests.support.alert_rules import status_rule
 from tests.support.gateway import GatewayProcess
 from tests.support.kato import Kato
+from tests.support.notify_hooks import SECRET, Hook, hooks, rules_file
 from tests.support.notify_receiver import RecordingReceiver
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import eventually
 
-SECRET = "webhook-signing-secret-7c1e"
 DEGRADED = status_rule(
     "kato_degraded", "degraded", "warning", clear_for="2s", message="KATO is degraded"
 )
-
-
-@dataclass
-class Hook:
-    """A receiver of the rules file and the loopback server it posts to."""
-
-    name: str
-    kind: str
-    receiver: RecordingReceiver
-    server: ThreadedServer
-    secret: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{self.server.url}/hook/{self.name}"
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(r.body) for r in self.receiver.received if r.status == 200]
-
-
-@contextmanager
-def hooks(*kinds: str) -> Iterator[list[Hook]]:
-    """A running receiver of each kind; the webhook's requests are signed."""
-    made: list[Hook] = []
-    try:
-        for kind in kinds:
-            receiver = RecordingReceiver()
-            server = ThreadedServer(receiver.app).start()
-            secret = SECRET if kind == "webhook" else None
-            made.append(Hook(f"{kind}-hook", kind, receiver, server, secret))
-        yield made
-    finally:
-        for hook in made:
-            hook.server.stop()
-
-
-def rules_file(
-    path: Path, rules: str, hooks: Sequence[Hook], *, group_wait: str = "0s"
-) -> dict[str, str]:
-    """The rules and a receiver and a route for each hook; the gateway's environment for it."""
-    text = rules
-    for hook in hooks:
-        fields: dict[str, str | float] = {"name": hook.name, "kind": hook.kind, "url": hook.url}
-        if hook.secret:
-            fields["secret"] = hook.secret
-        text += rule_table(**fields).replace("[[rule]]", "[[receiver]]")
-        route = {"receiver": hook.name, "group_wait": group_wait}
-        text += rule_table(**route).replace("[[rule]]", "[[route]]")
-    path.write_text(text)
-    return {"SSE_MONITOR_ALERT_RULES": str(path)}
 
 
 async def notifications(gateway: GatewayProcess) -> list[dict[str, Any]]:

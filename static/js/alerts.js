@@ -3,8 +3,10 @@
 // resolved (or all) alerts are fetched from api/alerts when asked for, then kept current by the
 // live `alert` events, each updating its row in place. Where access control is on, a 401
 // (from the list or an ack) asks for a login, and an ack refused with 403 says it needs the
-// admin token, with a button to log in with it.
+// admin token, with a button to log in with it. Each row says where its alert was sent: from the
+// list's `notifications` and the live `notification` events (alert-notices.js).
 
+import { createNotices, newNoticesPart } from "./alert-notices.js";
 import { DASH, age, clock } from "./format.js";
 import { icons } from "./icons.js";
 
@@ -35,6 +37,7 @@ export function createAlertsPanel({
   close.innerHTML = icons.close;
 
   const known = new Map(); // alert id -> the most advanced copy of it seen
+  const notices = createNotices(); // where each alert was sent
   const seenEvents = new Set(); // stream event ids: a replay is handled once
   const rows = new Map(); // alert id -> its <li>, reused so focus and state survive updates
   let firing = []; // alert ids firing, from the latest `alerts` state
@@ -51,8 +54,10 @@ export function createAlertsPanel({
    * only moves forward, firing to resolved and unacknowledged to acknowledged, so whatever order
    * a fetch answer and live events arrive in, a row never goes back. */
   function remember(alert) {
+    notices.fromAlert(alert);
     const copy = { ...alert };
     delete copy.transition; // the event's, not the alert's
+    delete copy.notifications; // kept (and kept current) by `notices`
     const old = known.get(copy.id);
     if (old?.state === "resolved" && copy.state !== "resolved") keep(copy, old, RESOLVED_FIELDS);
     if (old?.acknowledged_at && !copy.acknowledged_at) keep(copy, old, ACK_FIELDS);
@@ -78,6 +83,18 @@ export function createAlertsPanel({
     if (alert.transition === "fired") firedSince.add(alert.id);
     listed.add(alert.id);
     if (heard) heard.add(alert.id);
+    render();
+    return true;
+  }
+
+  /** A `notification` event (an attempt to send a message naming some alerts); false if this
+   * page has handled it already (a replay). */
+  function notified(eventId, data) {
+    if (eventId) {
+      if (seenEvents.has(eventId)) return false;
+      seenEvents.add(eventId);
+    }
+    notices.fromEvent(data);
     render();
     return true;
   }
@@ -253,6 +270,7 @@ export function createAlertsPanel({
           <span class="resolved"></span></span>
         <span class="acked" data-testid="alert-acked"></span>
       </div>`;
+    row.querySelector(".what").append(newNoticesPart());
     return row;
   }
 
@@ -279,6 +297,7 @@ export function createAlertsPanel({
     const who = alert.acknowledged_by || "someone";
     acked.textContent = acknowledged ? `acknowledged by ${who}${noteText}` : "";
     acked.hidden = !acknowledged;
+    notices.show(row.querySelector(".notices"), alert.id);
     let button = row.querySelector("[data-testid=alert-ack]");
     if (acknowledged && button) {
       button.remove();
@@ -325,7 +344,7 @@ export function createAlertsPanel({
   ackBy.addEventListener("input", () => say(""));
   adminLogin.addEventListener("click", () => onLoginAsAdmin());
 
-  return { setState, add, setRole };
+  return { setState, add, notified, setRole };
 }
 
 /** The gateway's order: newest first, alerts of one poll by id. */

@@ -210,6 +210,8 @@ function onEvent({ name, id, data, replayed }) {
     const added = alerts.add(id, data);
     const recent = now - skewMs - new Date(data.started_at).getTime() < TOAST_IF_NEWER_THAN_MS;
     if (added && data.transition === "fired" && !replayed && recent) toasts.show(alertToast(data));
+  } else if (name === "notification") {
+    alerts.notified(id, data);
   }
   // After a "reset" (the gateway restarted, or this page was away too long) the current state
   // follows, and the changes already listed did happen: only the count's clock starts afresh.

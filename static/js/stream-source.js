@@ -20,12 +20,13 @@ export const EVENT_NAMES = [
   "upstream",
   "alert",
   "alerts",
+  "notification",
   "reset",
   "cluster",
 ];
 const OFFLINE_AFTER_ATTEMPTS = 3;
 // Durable events kept for a tab that joins (it replays them to its lists, without toasts).
-const RECENT = { session_event: 10, alert: 20 };
+const RECENT = { session_event: 10, alert: 20, notification: 20 };
 // State events: the newest of each is all a joining tab needs.
 const STATE_EVENTS = new Set(["metrics", "containers", "alerts", "cluster"]);
 const RECREATE_AFTER_MS = 3000;

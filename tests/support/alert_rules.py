@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 
-def rule_table(**fields: str | float) -> str:
+def rule_table(**fields: str | float | list[str]) -> str:
     """One `[[rule]]` table of a rules file, its fields in the order given (`for_` is `for`).
-    Strings are written as JSON writes them, which TOML reads as the same basic strings."""
+    Strings (and lists of them) are written as JSON writes them, which TOML reads as the same
+    basic strings (and arrays)."""
     lines = ["", "[[rule]]"]
     lines += [f"{name.removesuffix('_')} = {json.dumps(value)}" for name, value in fields.items()]
     return "\n".join(lines) + "\n"
