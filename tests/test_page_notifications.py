@@ -108,10 +108,15 @@ async def test_the_panel_shows_live_where_an_alert_was_sent_and_after_a_fetch(
             )
             assert ops.receiver.count() == 2
 
-            # Another browser hears none of those events: its "All" view has it from the list.
+            # Another browser hears none of those events. Its "Firing" view (which fetches
+            # nothing) has it from the `notifications` state; its "All" view from the list.
             async with await new_context(browser, "dark") as other:
                 late = await open_page(other, f"{gateway.url}/")
                 await open_alerts_panel(late)
+                firing = alert_rows(late, severity="warning", id=str(alert_id))
+                await expect(sent_to(firing, "ops")).to_have_text("ops: delivered")
+                line = sent_to(firing, "ops")
+                await expect(line).to_have_attribute("data-transition", "acknowledged")
                 await show_all(late)
                 warning = alert_rows(late, severity="warning", id=str(alert_id))
                 await expect(sent_to(warning, "ops")).to_have_text("ops: delivered")

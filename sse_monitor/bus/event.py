@@ -32,6 +32,7 @@ TOPIC_OF = {
     "alert": "alerts",
     "alerts": "alerts",
     "notification": "alerts",
+    "notifications": "alerts",
 }
 
 

@@ -99,6 +99,16 @@ export function createAlertsPanel({
     return true;
   }
 
+  /** The `notifications` state: where the firing alerts' notifications stand (a page opened
+   * after they were sent learns it here: the firing view fetches nothing). */
+  function noticesOf(byAlertId) {
+    if (!byAlertId || typeof byAlertId !== "object") return;
+    for (const [id, notifications] of Object.entries(byAlertId)) {
+      notices.fromAlert({ id, notifications });
+    }
+    render();
+  }
+
   function showCount(unacknowledged) {
     const n = Number(unacknowledged) || 0;
     count.textContent = n > 99 ? "99+" : String(n);
@@ -344,7 +354,7 @@ export function createAlertsPanel({
   ackBy.addEventListener("input", () => say(""));
   adminLogin.addEventListener("click", () => onLoginAsAdmin());
 
-  return { setState, add, notified, setRole };
+  return { setState, add, notified, noticesOf, setRole };
 }
 
 /** The gateway's order: newest first, alerts of one poll by id. */

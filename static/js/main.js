@@ -212,6 +212,8 @@ function onEvent({ name, id, data, replayed }) {
     if (added && data.transition === "fired" && !replayed && recent) toasts.show(alertToast(data));
   } else if (name === "notification") {
     alerts.notified(id, data);
+  } else if (name === "notifications") {
+    alerts.noticesOf(data.alerts);
   }
   // After a "reset" (the gateway restarted, or this page was away too long) the current state
   // follows, and the changes already listed did happen: only the count's clock starts afresh.

@@ -21,6 +21,7 @@ export const EVENT_NAMES = [
   "alert",
   "alerts",
   "notification",
+  "notifications",
   "reset",
   "cluster",
 ];
@@ -28,7 +29,7 @@ const OFFLINE_AFTER_ATTEMPTS = 3;
 // Durable events kept for a tab that joins (it replays them to its lists, without toasts).
 const RECENT = { session_event: 10, alert: 20, notification: 20 };
 // State events: the newest of each is all a joining tab needs.
-const STATE_EVENTS = new Set(["metrics", "containers", "alerts", "cluster"]);
+const STATE_EVENTS = new Set(["metrics", "containers", "alerts", "notifications", "cluster"]);
 const RECREATE_AFTER_MS = 3000;
 const DIAGNOSE_TIMEOUT_MS = 10_000;
 
