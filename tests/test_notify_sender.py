@@ -97,7 +97,6 @@ async def test_500_five_times_then_200_is_delivered_once_after_growing_delays(
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     for gap, planned in zip(gaps, [0.1, 0.2, 0.4, 0.8, 1.6], strict=True):
         assert gap >= planned - 0.02, gaps
-    assert gaps == sorted(gaps), gaps
 
 
 async def test_429_waits_for_its_retry_after(tmp_path: Path) -> None:
