@@ -288,3 +288,38 @@ async def test_a_receiver_trickling_its_answer_is_cut_at_its_timeout(tmp_path: P
         stop.set()
         server.close()
     assert done.state == "pending" and done.last_error == "no answer within 0.5 s", done
+
+
+async def test_a_slow_receiver_holds_back_only_its_own_messages(tmp_path: Path) -> None:
+    slow, fast = RecordingReceiver(Answer(200, delay=4.0)), RecordingReceiver()
+    outbox = SqliteOutbox(str(tmp_path / "n.db"))
+    await outbox.open()
+    with ThreadedServer(slow.app) as held, ThreadedServer(fast.app) as quick:
+        receivers = [
+            Receiver("slow", "webhook", f"{held.url}/hook", timeout=10),
+            Receiver("fast", "webhook", f"{quick.url}/hook", timeout=10),
+        ]
+        sender = Sender(outbox, receivers, first_delay=0.05)
+        sender.start()
+        try:
+            [stuck] = await outbox.add(
+                [NewDelivery("slow", "s1", b"{}", {"idempotency-key": "s1"})]
+            )
+            sender.wake()
+            ids = await outbox.add(
+                [
+                    NewDelivery("fast", f"f{n}", b"{}", {"idempotency-key": f"f{n}"})
+                    for n in range(3)
+                ]
+            )
+            sender.wake()
+            for entry_id in ids:
+                await settled(outbox, entry_id, "delivered", timeout=3.5)
+            # all three went while the slow receiver still held its first request
+            waiting = await outbox.get(stuck)
+            assert waiting is not None and (waiting.state, waiting.attempts) == ("pending", 0)
+            assert fast.keys() == ["f0", "f1", "f2"]
+            await settled(outbox, stuck, "delivered", timeout=15)
+        finally:
+            await sender.aclose()
+            await outbox.aclose()

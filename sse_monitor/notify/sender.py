@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 
 import httpx
 import structlog
@@ -31,8 +32,9 @@ log = structlog.get_logger("sse_monitor.notify")
 FIRST_DELAY_SECONDS = 1.0
 MOST_DELAY_SECONDS = 300.0
 GIVE_UP_SECONDS = 24 * 3600.0
-BATCH = 20  # entries sent together, each to a different receiver
+BATCH = 20  # attempts started in one look at the outbox at most (more start as others end)
 IDLE_SECONDS = 5.0  # the longest sleep between looks at the outbox (an entry added elsewhere)
+FAR_AHEAD_SECONDS = 10 * 365 * 86400.0  # every pending entry is due before this
 
 RETRY_STATUSES = frozenset({408, 429})
 
@@ -108,6 +110,8 @@ class Sender:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._held: dict[str, float] = {}  # receiver -> monotonic time it may be tried again
+        self._outbox_failing = False
         self.counts = counts if counts is not None else DeliveryCounts()
         self._outcome = outcome
 
@@ -136,26 +140,70 @@ class Sender:
             self._task = None
 
     async def _run(self) -> None:
+        """Start an attempt for each receiver whose oldest entry is due, each in a task of its
+        own: a slow receiver (up to its timeout an attempt) holds back only its own entries."""
+        in_flight: dict[str, asyncio.Task[None]] = {}  # receiver -> its attempt
         async with httpx.AsyncClient() as client:
-            while True:
-                try:
-                    due = await self._outbox.due(self._clock(), BATCH)
-                    await asyncio.gather(*(self._deliver(client, entry) for entry in due))
-                    if not due:
-                        await self._sleep()
-                except Exception as exc:  # the outbox's disk: try again later, keep running
-                    log.warning("notify.outbox_failed", error=str(exc))
-                    await asyncio.sleep(IDLE_SECONDS)
+            try:
+                while True:
+                    self._wake.clear()
+                    try:
+                        wait = await self._start_due(client, in_flight)
+                        self._outbox_answers()
+                    except Exception as exc:  # the outbox's disk, or Redis: try again later
+                        self._outbox_failed(exc)
+                        wait = IDLE_SECONDS
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+            finally:
+                await cancel_and_wait(list(in_flight.values()))
 
-    async def _sleep(self) -> None:
-        """Until the next entry is due, something is added, or IDLE_SECONDS at most."""
-        self._wake.clear()
-        next_attempt = await self._outbox.next_attempt()
+    async def _start_due(
+        self, client: httpx.AsyncClient, in_flight: dict[str, asyncio.Task[None]]
+    ) -> float:
+        """Start what is due; the seconds until the next entry not in flight is (at most
+        IDLE_SECONDS: an entry another process added)."""
+        now = self._clock()
+        # Every receiver's oldest pending entry, soonest first, however far ahead.
+        heads = await self._outbox.due(now + FAR_AHEAD_SECONDS, BATCH + len(in_flight))
         wait = IDLE_SECONDS
-        if next_attempt is not None:
-            wait = min(wait, max(0.0, next_attempt - self._clock()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+        for entry in heads:
+            if entry.receiver in in_flight:
+                continue
+            held = self._held.get(entry.receiver, 0.0) - time.monotonic()
+            if entry.next_attempt > now or held > 0:
+                wait = min(wait, max(entry.next_attempt - now, held))
+                continue
+            task = asyncio.create_task(self._attempt(client, entry), name="notify-attempt")
+            in_flight[entry.receiver] = task
+            task.add_done_callback(partial(self._attempt_done, in_flight, entry.receiver))
+        return wait
+
+    def _attempt_done(
+        self, in_flight: dict[str, asyncio.Task[None]], receiver: str, _: asyncio.Task[None]
+    ) -> None:
+        in_flight.pop(receiver, None)
+        self._wake.set()
+
+    async def _attempt(self, client: httpx.AsyncClient, entry: Delivery) -> None:
+        """One attempt and its record. A record the outbox refused (Redis away, or this
+        producer deposed) leaves the entry as it was: its receiver is held back a while rather
+        than sent the same message again at once."""
+        try:
+            await self._deliver(client, entry)
+        except Exception as exc:
+            self._held[entry.receiver] = time.monotonic() + IDLE_SECONDS
+            self._outbox_failed(exc)
+
+    def _outbox_failed(self, exc: Exception) -> None:
+        if not self._outbox_failing:
+            self._outbox_failing = True
+            log.warning("notify.outbox_failed", store=self._outbox.path, error=str(exc))
+
+    def _outbox_answers(self) -> None:
+        if self._outbox_failing:
+            self._outbox_failing = False
+            log.info("notify.outbox_answers", store=self._outbox.path)
 
     async def _deliver(self, client: httpx.AsyncClient, entry: Delivery) -> None:
         receiver = self._receivers.get(entry.receiver)
