@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.alert_rules import status_rule
 from tests.support.cluster import Cluster, ClusterNode
-from tests.support.notify_receiver import RecordingReceiver
+from tests.support.notify_receiver import Answer, RecordingReceiver
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import eventually
 
@@ -105,3 +105,47 @@ async def test_a_producer_killed_while_the_receiver_is_down_loses_and_repeats_no
     ]
     assert recording.count() == 3  # a receiver's messages go in order: nothing repeats later
     assert len(set(recording.keys())) == 3
+
+
+async def test_a_paused_producer_resuming_sends_nothing_its_successor_is_sending(
+    tmp_path: Path, receiver: tuple[RecordingReceiver, int]
+) -> None:
+    """SIGSTOP while a message waits for its receiver; the next producer sends it, slowly, and
+    the paused one resumes meanwhile: it no longer holds the lease, so it must not read the
+    message as its own to send (only a request it had begun before the pause may repeat)."""
+    recording, port = receiver
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        RULES + f'[[receiver]]\nname = "ops"\nkind = "webhook"\n'
+        f'url = "http://127.0.0.1:{port}/hook"\n[[route]]\nreceiver = "ops"\ngroup_wait = "0s"\n'
+    )
+    env = {
+        "SSE_MONITOR_LEADER_TTL": f"{LEASE}s",
+        "SSE_MONITOR_REDIS_TIMEOUT": "1s",
+        "SSE_MONITOR_ALERT_RULES": str(rules),
+    }
+    with Cluster(tmp_path, nodes=2, nginx=False, env=env, first_leads=True) as cluster:
+        assert cluster.kato is not None
+        paused, successor = cluster.nodes
+        await cluster.kato.fault("health", "degraded")
+        await recorded(successor, 1, "the firing in the cluster's outbox")
+
+        async def tried() -> bool:
+            [entry] = await deliveries(successor)
+            return entry["attempts"] >= 1 and entry["state"] == "pending"
+
+        await eventually(tried, 20, "an attempt at the receiver while it is down")
+        paused.pause()
+        await eventually(lambda: successor.role() == "producer", LEASE + 30, "node 1 producing")
+        recording.answer(Answer(200, delay=4.0))  # the successor's request takes a while
+        with ThreadedServer(recording.app, port=port):
+            await eventually(lambda: recording.count() == 1, 60, "the successor's request")
+            paused.resume()
+
+            async def delivered() -> bool:
+                [entry] = await deliveries(successor)
+                return entry["state"] == "delivered"
+
+            await eventually(delivered, 30, "the message delivered")
+            await eventually(lambda: paused.role() == "edge", 30, "node 0 no longer producing")
+    assert recording.count() == 1, recording.keys()

@@ -26,8 +26,10 @@ Keys, all under `{prefix}:notify`:
 Each write is one Lua script (prune: one per batch), so atomic in Redis. A producer's outbox
 holds its fencing token: each write script first checks it against the lease's value (as the
 log's append does, bus/redis_log.py), writes nothing if it does not hold, and the call raises
-OutboxFenced. `delivered` alone is unfenced: a receiver's 2xx is a fact whoever saw it, and it
-only ever stops a resend. Each round trip is bounded by `timeout` (close_group makes two,
+OutboxFenced; so does `due`, which writes nothing but hands out messages to send, so that a
+producer that lost the lease unawares (paused, then resumed) sends none of its successor's.
+`delivered` alone is unfenced: a receiver's 2xx is a fact whoever saw it, and it only ever
+stops a resend. Each round trip is bounded by `timeout` (close_group makes two,
 prune one per batch); a Redis that fails or does not answer raises OutboxUnavailable. The
 scripts find their keys from the prefix: one Redis server, not a Redis Cluster.
 """
@@ -218,16 +220,20 @@ return 1
 """
 )
 
-# ARGV: the base, the time bound, the limit. The fields of the heads due by then, soonest first.
-DUE = """
-local base = ARGV[1]
-local heads = redis.call('ZRANGEBYSCORE', base .. ':heads', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+# ARGV[3]: the time bound, ARGV[4]: the limit. The fields of the heads due by then, soonest
+# first. Fenced although it writes nothing: a producer that lost the lease (paused, then
+# resumed) must not take its successor's messages for its own to send.
+DUE = (
+    FENCED
+    + """
+local heads = redis.call('ZRANGEBYSCORE', base .. ':heads', '-inf', ARGV[3], 'LIMIT', 0, ARGV[4])
 local found = {}
 for _, member in ipairs(heads) do
   found[#found + 1] = redis.call('HGETALL', base .. ':entry:' .. string.match(member, '^0*(.+)$'))
 end
 return found
 """
+)
 
 # ARGV: the base, the limit. The fields of the newest entries, newest first.
 RECENT = """
@@ -395,7 +401,7 @@ class RedisOutbox:
 
     async def due(self, now: float, limit: int) -> list[Delivery]:
         """Entries to send now, at most one per receiver (its oldest pending), soonest first."""
-        found = await self._call("due", partial(self._due, args=[self._base, repr(now), limit]))
+        found = await self._write("due", self._due, [repr(now), limit])
         return [_delivery(_pairs(fields)) for fields in found]
 
     async def next_attempt(self) -> float | None:
