@@ -108,6 +108,15 @@ async def test_429_waits_for_its_retry_after(tmp_path: Path) -> None:
     assert (done.attempts, done.last_error, sender.retried) == (2, "HTTP 429", 1)
 
 
+async def test_a_retry_after_of_a_digit_that_is_no_number_is_ignored(tmp_path: Path) -> None:
+    """`²` is a digit to str.isdigit() but no number to float(): a receiver sending it (as
+    Latin-1, like any header byte) gets the usual backoff, and the attempt is recorded."""
+    receiver = RecordingReceiver(Answer(503, {"Retry-After": "\u00b2"}))
+    done, sender = await delivered_once(receiver, tmp_path / "n.db", first_delay=0.05)
+    assert [r.status for r in receiver.received] == [503, 200]
+    assert (done.attempts, done.last_error, sender.retried) == (2, "HTTP 503", 1)
+
+
 def test_retry_after_is_read_in_seconds_or_as_an_http_date() -> None:
     now = time.time()
     assert retry_after_seconds("2", now) == 2
@@ -117,6 +126,8 @@ def test_retry_after_is_read_in_seconds_or_as_an_http_date() -> None:
     assert retry_after_seconds(formatdate(now - 60, usegmt=True), now) == 0
     assert retry_after_seconds("soon", now) is None
     assert retry_after_seconds("-3", now) is None
+    assert retry_after_seconds("\u00b2", now) is None  # a digit, not a number
+    assert retry_after_seconds("\u0663", now) is None  # an Arabic-Indic 3: not HTTP's digits
     assert retry_after_seconds(None, now) is None
 
 

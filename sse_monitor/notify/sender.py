@@ -59,7 +59,7 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" and "٣" are digits to isdigit(), not to HTTP
         return float(value)
     try:
         when = parsedate_to_datetime(value)
