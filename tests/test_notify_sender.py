@@ -108,6 +108,23 @@ async def test_429_waits_for_its_retry_after(tmp_path: Path) -> None:
     assert (done.attempts, done.last_error, sender.retried) == (2, "HTTP 429", 1)
 
 
+async def test_a_retry_after_of_zero_or_in_the_past_still_backs_off(tmp_path: Path) -> None:
+    """Retry-After is the receiver's least wait, never a reason to hammer it: `0`, or a date
+    gone by, still waits the growing backoff (else: an attempt, a write to the outbox and an
+    event on the stream as fast as the receiver answers, for a day)."""
+    past = formatdate(time.time() - 3600, usegmt=True)
+    receiver = RecordingReceiver(
+        *(Answer(429, {"Retry-After": value}) for value in ("0", past, "0"))
+    )
+    done, _ = await delivered_once(receiver, tmp_path / "n.db", first_delay=0.2, jitter=no_jitter)
+    assert [r.status for r in receiver.received] == [429, 429, 429, 200]
+    arrivals = [r.at for r in receiver.received]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    for gap, planned in zip(gaps, [0.2, 0.4, 0.8], strict=True):
+        assert gap >= planned - 0.02, gaps
+    assert done.attempts == 4
+
+
 async def test_a_retry_after_of_a_digit_that_is_no_number_is_ignored(tmp_path: Path) -> None:
     """`²` is a digit to str.isdigit() but no number to float(): a receiver sending it (as
     Latin-1, like any header byte) gets the usual backoff, and the attempt is recorded."""

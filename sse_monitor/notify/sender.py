@@ -2,10 +2,10 @@
 
 2xx is delivered (recorded at once, so that it is never sent again). 408, 429, 5xx and a
 receiver that cannot be reached are tried again after an exponential backoff with full jitter
-(or the receiver's Retry-After), until the entry is `give_up_after` old; any other answer is a
-permanent refusal, logged once as a warning (the receiver's URL redacted: scheme and host). The
-sender is a task of its own and every outbox call runs in the outbox's thread: a slow or dead
-receiver never holds up the event loop.
+(no sooner than the receiver's Retry-After), until the entry is `give_up_after` old; any other
+answer is a permanent refusal, logged once as a warning (the receiver's URL redacted: scheme
+and host). The sender is a task of its own and every outbox call runs in the outbox's thread:
+a slow or dead receiver never holds up the event loop.
 """
 
 from __future__ import annotations
@@ -244,14 +244,11 @@ class Sender:
             error = f"gave up after {self._give_up_after:g} s: {error}"
             await self._refused(entry, receiver, error)
             return
-        delay = retry_after
-        if delay is None:
-            delay = backoff_delay(
-                entry.attempts + 1,
-                first=self._first_delay,
-                most=self._most_delay,
-                jitter=self._jitter,
-            )
+        delay = backoff_delay(
+            entry.attempts + 1, first=self._first_delay, most=self._most_delay, jitter=self._jitter
+        )
+        if retry_after is not None:  # the receiver's least wait: "0" is no reason to hammer it
+            delay = max(delay, retry_after)
         when = min(now + delay, entry.created + self._give_up_after)
         await self._outbox.retry_at(entry.id, when, error)
         self.counts.retried += 1
