@@ -13,6 +13,7 @@ from sse_monitor.notify.receivers import (
     ReceiverError,
     load_notify_config,
     parse_notify_config,
+    receiver_secrets,
 )
 from sse_monitor.redact import Scrubber
 
@@ -203,6 +204,7 @@ def toml_value(value: object) -> str:
         ({"url": "ftp://h.example/x"}, "must start with http:// or https://, not 'ftp'"),
         ({"url": "https:///x"}, "`url` has no host"),
         ({"url": "http://h.example:99999/"}, "`url` is not a valid URL"),
+        ({"url": "http://[::1/x"}, "`url` is not a valid URL"),
         ({"kind": "slack", "secret": "abc"}, "`secret` applies only to kind = 'webhook'"),
         ({"secret": ""}, "`secret` must be a non-empty string"),
         ({"send_resolved": "yes"}, "`send_resolved` must be true or false"),
@@ -221,6 +223,14 @@ def test_a_bad_receiver_names_the_file_the_receiver_and_the_problem(
     name = "'#1'" if fields.get("name", "") is None else "'hook'"
     assert message.startswith(f"{SOURCE}: receiver {name}: "), message
     assert problem in message, message
+
+
+def test_the_secrets_of_a_file_that_start_up_will_refuse_are_still_read(tmp_path: Path) -> None:
+    """They are read before the file is checked (for the log's scrubber): a URL that urlsplit
+    refuses is masked whole, and does not stop the reading."""
+    path = tmp_path / "rules.toml"
+    path.write_text(valid_receiver(url="http://[::1/s3cr3t-path", secret="signing-key"))
+    assert set(receiver_secrets(path)) >= {"http://[::1/s3cr3t-path", "signing-key"}
 
 
 def test_a_bad_receiver_url_is_never_quoted() -> None:

@@ -122,6 +122,23 @@ def test_a_bad_receiver_stops_start_up_naming_file_receiver_and_problem_not_its_
     assert "Traceback" not in output and "gateway.listening" not in output
 
 
+def test_a_receiver_url_that_cannot_be_split_stops_start_up_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """The log's secrets are read from the file before it is checked: a URL that urlsplit
+    refuses must reach the check (and its message), not end the process there."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[receiver]]\nname = "ops"\nkind = "webhook"\nurl = "http://[::1/s3cr3tPathToken"\n'
+        '[[route]]\nreceiver = "ops"\n'
+    )
+    result = serve_until_exit({"SSE_MONITOR_ALERT_RULES": str(rules)})
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert f"{rules}: receiver 'ops': `url` is not a valid URL" in result.stderr
+    assert "Traceback" not in output and "s3cr3tPathToken" not in output
+
+
 @pytest.mark.parametrize("kind", ["missing folder", "not a database"])
 def test_an_unusable_database_stops_start_up_and_is_named(tmp_path: Path, kind: str) -> None:
     if kind == "missing folder":

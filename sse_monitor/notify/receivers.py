@@ -129,7 +129,10 @@ def receiver_secrets(path: str | Path | None) -> tuple[str, ...]:
         url, secret = table.get("url"), table.get("secret")
         if isinstance(url, str):
             secret_text = secret if isinstance(secret, str) else None
-            found += Receiver("", "", url, secret_text).secrets
+            try:
+                found += Receiver("", "", url, secret_text).secrets
+            except ValueError:  # urlsplit refuses it (so will the check): masked whole
+                found += [url, secret_text or ""]
         elif isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
             found.append(secret)
     return tuple(found)
