@@ -205,6 +205,9 @@ def toml_value(value: object) -> str:
         ({"url": "https:///x"}, "`url` has no host"),
         ({"url": "http://h.example:99999/"}, "`url` is not a valid URL"),
         ({"url": "http://[::1/x"}, "`url` is not a valid URL"),
+        # urlsplit takes these; httpx refuses them at every attempt: a refusal at start-up
+        ({"url": "https://h.example/x\\u0001"}, "`url` is not a valid URL"),
+        ({"url": "https://h.example/" + "x" * 70_000}, "`url` is not a valid URL"),
         ({"kind": "slack", "secret": "abc"}, "`secret` applies only to kind = 'webhook'"),
         ({"secret": ""}, "`secret` must be a non-empty string"),
         ({"send_resolved": "yes"}, "`send_resolved` must be true or false"),

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import httpx
+
 from sse_monitor.alerts.alert import Alert
 from sse_monitor.alerts.rules import SEVERITIES
 from sse_monitor.durations import parse_duration
@@ -262,6 +264,10 @@ def _check_url(url: str) -> None:
         raise ValueError(f"`url` must start with http:// or https://, not {parts.scheme!r}")
     if not parts.hostname:
         raise ValueError("`url` has no host")
+    try:
+        httpx.URL(url)  # what urlsplit takes and httpx refuses would fail every attempt
+    except httpx.InvalidURL:
+        raise ValueError("`url` is not a valid URL") from None
 
 
 def _names(
