@@ -228,6 +228,12 @@ def test_a_bad_receiver_names_the_file_the_receiver_and_the_problem(
     assert problem in message, message
 
 
+def test_a_receiver_name_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ReceiverError) as caught:
+        parse(valid_receiver(name="hook\\n").replace('receiver = "hook"', 'receiver = "hook\\n"'))
+    assert "`name` must be 1-64 letters, digits" in str(caught.value)
+
+
 def test_the_secrets_of_a_file_that_start_up_will_refuse_are_still_read(tmp_path: Path) -> None:
     """They are read before the file is checked (for the log's scrubber): a URL that urlsplit
     refuses is masked whole, and does not stop the reading."""

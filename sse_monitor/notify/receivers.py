@@ -210,7 +210,7 @@ def parse_receiver(table: Mapping[str, Any]) -> Receiver:
         if not isinstance(table[key], str):
             raise ValueError(f"`{key}` must be a string")
     name, kind, url = table["name"], table["kind"], table["url"]
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # match() would let "$" take a final line break
         raise ValueError("`name` must be 1-64 letters, digits, '_', '.' or '-'")
     if kind not in KINDS:
         raise ValueError(f"`kind` {kind!r} is not one of {', '.join(KINDS)}")
