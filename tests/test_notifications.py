@@ -138,6 +138,33 @@ async def test_a_firing_an_ack_and_a_resolve_reach_each_kind_of_receiver_once_in
     assert SECRET not in log and webhook.url not in log
 
 
+async def test_an_ack_of_a_resolved_alert_is_not_sent_after_its_resolve(
+    kato: Kato, tmp_path: Path
+) -> None:
+    """Receivers hear of an ack while the alert fires (as a cluster's producer copies acks):
+    one taken after the resolve would reach them after it (an Alertmanager receiver: a second
+    `resolved` of the same alert). The stream still announces it."""
+    with hooks("webhook", "alertmanager") as made:
+        webhook, alertmanager = made
+        env = rules_file(tmp_path / "rules.toml", DEGRADED, made)
+        with GatewayProcess(kato.url, env=env) as gateway:
+            await kato.fault("health", "degraded")
+            alert = await firing_alert(gateway, "kato_degraded")
+            await all_delivered(gateway, 2)
+            await kato.fault("health", "ok")
+            await all_delivered(gateway, 4)
+            async with httpx.AsyncClient() as client:
+                acked = await client.post(
+                    f"{gateway.url}/api/alerts/{alert['id']}/ack", json={"by": "alice"}
+                )
+            assert acked.status_code == 200, acked.text
+            assert acked.json()["state"] == "resolved"
+            await kato.fault("health", "degraded")  # a new alert: it goes after the ack, if any
+            await all_delivered(gateway, 6)
+    assert transitions_of(webhook) == [["fired"], ["resolved"], ["fired"]]
+    assert transitions_of(alertmanager) == [["firing"], ["resolved"], ["firing"]]
+
+
 async def test_a_receiver_down_gets_the_alert_when_back_across_a_gateway_killed_between(
     kato: Kato, tmp_path: Path
 ) -> None:

@@ -122,7 +122,9 @@ class AlertManager:
                 current.acknowledged_at = alert.acknowledged_at
                 current.ack_note = alert.ack_note
             log.info("alert.acknowledged", id=alert.id, rule=alert.rule, by=by)
-            self._announce(Transition("acknowledged", alert))
+            # Receivers hear of an ack while the alert fires, as a cluster's producer copies
+            # them: one of a resolved alert would reach them after its resolve.
+            self._announce(Transition("acknowledged", alert), notify=current is not None)
             self._append_state(self._clock())
             return alert
 
@@ -148,10 +150,10 @@ class AlertManager:
         """Newest first."""
         return sorted(self.lifecycle.firing(), key=lambda a: (a.started_at, a.id), reverse=True)
 
-    def _announce(self, transition: Transition) -> None:
+    def _announce(self, transition: Transition, *, notify: bool = True) -> None:
         data = {**transition.alert.to_json(), "transition": transition.kind}
         self._append(Event("alert", data, durable=True))
-        if self._notify is not None:
+        if notify and self._notify is not None:
             self._notify(transition)
 
     def _append_state(self, now: datetime) -> None:
