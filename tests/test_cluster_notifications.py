@@ -50,10 +50,8 @@ async def recorded(node: ClusterNode, count: int, what: str) -> list[dict[str, A
     return await eventually(enough, 30, what)
 
 
-async def test_a_producer_killed_while_the_receiver_is_down_loses_and_repeats_nothing(
-    tmp_path: Path, receiver: tuple[RecordingReceiver, int]
-) -> None:
-    recording, port = receiver
+def cluster_notifying(tmp_path: Path, port: int) -> Cluster:
+    """Two nodes, node 0 producing, notifying a webhook receiver "ops" on `port`."""
     rules = tmp_path / "rules.toml"
     rules.write_text(
         RULES + f'[[receiver]]\nname = "ops"\nkind = "webhook"\n'
@@ -64,18 +62,30 @@ async def test_a_producer_killed_while_the_receiver_is_down_loses_and_repeats_no
         "SSE_MONITOR_REDIS_TIMEOUT": "1s",
         "SSE_MONITOR_ALERT_RULES": str(rules),
     }
-    with Cluster(tmp_path, nodes=2, nginx=False, env=env, first_leads=True) as cluster:
+    return Cluster(tmp_path, nodes=2, nginx=False, env=env, first_leads=True)
+
+
+async def attempted_while_down(node: ClusterNode) -> None:
+    """Once the one message in the outbox was tried at its receiver, which is down."""
+
+    async def tried() -> bool:
+        [entry] = await deliveries(node)
+        return entry["attempts"] >= 1 and entry["state"] == "pending"
+
+    await eventually(tried, 20, "an attempt at the receiver while it is down")
+
+
+async def test_a_producer_killed_while_the_receiver_is_down_loses_and_repeats_nothing(
+    tmp_path: Path, receiver: tuple[RecordingReceiver, int]
+) -> None:
+    recording, port = receiver
+    with cluster_notifying(tmp_path, port) as cluster:
         assert cluster.kato is not None
         producer, survivor = cluster.nodes
         await cluster.kato.fault("health", "degraded")
         [fired] = await recorded(survivor, 1, "the firing in the cluster's outbox")
         alert_id = fired["alerts"][0]["id"]
-
-        async def tried() -> bool:
-            [entry] = await deliveries(survivor)
-            return entry["attempts"] >= 1 and entry["state"] == "pending"
-
-        await eventually(tried, 20, "an attempt at the receiver while it is down")
+        await attempted_while_down(survivor)
         async with httpx.AsyncClient(timeout=5) as http:  # acked on the other node
             acked = await http.post(
                 f"{survivor.url}/api/alerts/{alert_id}/ack", json={"by": "alice"}
@@ -114,27 +124,12 @@ async def test_a_paused_producer_resuming_sends_nothing_its_successor_is_sending
     the paused one resumes meanwhile: it no longer holds the lease, so it must not read the
     message as its own to send (only a request it had begun before the pause may repeat)."""
     recording, port = receiver
-    rules = tmp_path / "rules.toml"
-    rules.write_text(
-        RULES + f'[[receiver]]\nname = "ops"\nkind = "webhook"\n'
-        f'url = "http://127.0.0.1:{port}/hook"\n[[route]]\nreceiver = "ops"\ngroup_wait = "0s"\n'
-    )
-    env = {
-        "SSE_MONITOR_LEADER_TTL": f"{LEASE}s",
-        "SSE_MONITOR_REDIS_TIMEOUT": "1s",
-        "SSE_MONITOR_ALERT_RULES": str(rules),
-    }
-    with Cluster(tmp_path, nodes=2, nginx=False, env=env, first_leads=True) as cluster:
+    with cluster_notifying(tmp_path, port) as cluster:
         assert cluster.kato is not None
         paused, successor = cluster.nodes
         await cluster.kato.fault("health", "degraded")
         await recorded(successor, 1, "the firing in the cluster's outbox")
-
-        async def tried() -> bool:
-            [entry] = await deliveries(successor)
-            return entry["attempts"] >= 1 and entry["state"] == "pending"
-
-        await eventually(tried, 20, "an attempt at the receiver while it is down")
+        await attempted_while_down(successor)
         paused.pause()
         await eventually(lambda: successor.role() == "producer", LEASE + 30, "node 1 producing")
         recording.answer(Answer(200, delay=4.0))  # the successor's request takes a while
