@@ -10,6 +10,7 @@ from sse_monitor.alerts.alert import Alert
 from sse_monitor.notify.receivers import (
     DEFAULT_GROUP_WAIT,
     NotifyConfig,
+    Receiver,
     ReceiverError,
     load_notify_config,
     parse_notify_config,
@@ -175,6 +176,23 @@ def test_secrets_are_redacted_for_logs() -> None:
     for secret in ("XXXXXXXXXXXXXXXXXXXXXXXX", "s3cret-signing-key", "abcd1234", "pa55word"):
         assert secret not in scrubbed, scrubbed
     assert scrubber.text("services T000 B000 alerts") == "services T000 B000 alerts"
+
+
+def test_a_short_query_value_is_masked_in_its_url_not_in_every_line() -> None:
+    """`?format=info` names no secret: masking every "info" would mask the level of every log
+    line (and `source=alerts` every logger of the alerts). A short value is masked where it
+    stands in its URL; a token-like one (as long as a path token) wherever it turns up."""
+    url = "https://h.example/hook?format=info&source=alerts&key=k3y9&sig=Q0x9ZmVhc2hvb2tzaWdu"
+    scrubber = Scrubber(Receiver("hook", "webhook", url).secrets)
+    line = '{"event": "notify.grouped", "logger": "sse_monitor.alerts", "level": "info"}'
+    assert scrubber.text(line) == line
+    for leaking in (
+        f"POST {url} failed",
+        "at /hook?format=info&key=k3y9 now",
+        "sig Q0x9ZmVhc2hvb2tzaWdu",
+    ):
+        scrubbed = scrubber.text(leaking)
+        assert "k3y9" not in scrubbed and "Q0x9ZmVhc2hvb2tzaWdu" not in scrubbed, scrubbed
 
 
 def valid_receiver(**fields: object) -> str:

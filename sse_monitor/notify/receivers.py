@@ -64,13 +64,17 @@ class Receiver:
     @property
     def secrets(self) -> tuple[str, ...]:
         """What must never reach a log, for the log `Scrubber`: the signing secret, the URL's
-        password and user info, its query values and its token-like path segments."""
+        password and user info, its query parameters and its token-like path segments. A
+        query value is masked alone only if token-like too; else with its key, as in the URL:
+        `?format=info` alone would mask the level of every log line."""
         parts = urlsplit(self.url)
         found = [self.secret or "", self.url]
         if "@" in parts.netloc:
             userinfo = parts.netloc.rsplit("@", 1)[0]
             found += [userinfo, unquote(userinfo), unquote(userinfo.partition(":")[2])]
-        found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+        found += [pair for pair in parts.query.split("&") if "=" in pair]
+        values = [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+        found += [value for value in values if len(value) >= PATH_TOKEN_LENGTH]
         found += [s for s in parts.path.split("/") if len(s) >= PATH_TOKEN_LENGTH]
         return tuple(sorted({s for s in found if len(s) >= MIN_SECRET_LENGTH}))
 
