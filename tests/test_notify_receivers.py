@@ -319,3 +319,12 @@ def test_an_unreadable_file_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "none.toml"
     with pytest.raises(ReceiverError, match=rf"^{missing}: cannot read the rules file"):
         load_notify_config(missing, RULE_IDS)
+
+
+@pytest.mark.parametrize("wait", ["-1s", "2h"])
+def test_a_group_wait_past_an_hour_or_below_zero_is_refused(wait: str) -> None:
+    with pytest.raises(ReceiverError) as caught:
+        parse(valid_receiver() + f'group_wait = "{wait}"\n')
+    assert "route #1 (to 'hook'): `group_wait`" in str(caught.value)
+    if wait == "2h":
+        assert "`group_wait` must be from 0 to 3600 s" in str(caught.value)

@@ -146,7 +146,7 @@ def parse_rule(table: Mapping[str, Any]) -> Rule:
         if not isinstance(table[key], str):
             raise ValueError(f"`{key}` must be a string")
     rule_id, metric, op, severity = table["id"], table["metric"], table["op"], table["severity"]
-    if not _RULE_ID.match(rule_id):
+    if not _RULE_ID.fullmatch(rule_id):  # match's $ would take a final line break
         raise ValueError("`id` must be 1-64 letters, digits, '_', '.' or '-'")
     check_metric(metric)
     if op not in OPERATORS:

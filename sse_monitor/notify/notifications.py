@@ -23,7 +23,7 @@ from sse_monitor.notify.receivers import NotifyConfig
 from sse_monitor.notify.sender import DeliveryCounts, Sender
 from sse_monitor.tasks import cancel_and_wait
 
-REFRESH_EVERY_SECONDS = 0.25  # at most this often: a burst of outcomes is one state event
+REFRESH_EVERY_SECONDS = 1.0  # at most this often: a burst of outcomes is one state event
 RETRY_SECONDS = 1.0  # after the outbox did not answer
 
 

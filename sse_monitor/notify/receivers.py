@@ -34,6 +34,7 @@ ROUTE_KEYS = frozenset({"receiver", "severities", "rules", "group_wait"})
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
 DEFAULT_GROUP_WAIT = 10.0
+MAX_GROUP_WAIT = 3600.0  # longer would be a notification nobody gets in time
 # A path segment this long is taken for a token (Slack, Discord and Teams put theirs there).
 PATH_TOKEN_LENGTH = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -249,6 +250,8 @@ def parse_route(
     severities = _names(table, "severities", SEVERITIES, "a severity")
     rules = _names(table, "rules", rule_ids, "a rule id of this file")
     group_wait = _duration(table, "group_wait", DEFAULT_GROUP_WAIT)
+    if not 0 <= group_wait <= MAX_GROUP_WAIT:
+        raise ValueError(f"`group_wait` must be from 0 to {MAX_GROUP_WAIT:.0f} s")
     return Route(receivers[target], severities, rules, group_wait)
 
 
