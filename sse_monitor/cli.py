@@ -12,7 +12,6 @@ from typing import Any
 import structlog
 import uvicorn
 
-from sse_monitor.app import create_app, set_up_process
 from sse_monitor.redact import redact_url
 from sse_monitor.settings import ENVIRONMENT, ConfigError, Settings
 
@@ -40,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sse-monitor: configuration error: {exc}", file=sys.stderr)
         return 2
+    # The app is imported once the settings are known good: a bad one stops start-up without
+    # first importing all of it (most of a second of CPU).
+    from sse_monitor.app import set_up_process
+
     set_up_process(settings)
     try:
         if args.command == "serve":
@@ -159,6 +162,8 @@ def _uvicorn_config(
 def _serve(
     settings: Settings, host: str, port: int, workers: int, overrides: dict[str, object]
 ) -> int:
+    from sse_monitor.app import create_app
+
     app = create_app(settings)  # with workers too: a bad setting stops start-up here, once
     log.info(
         "gateway.listening",
@@ -214,6 +219,8 @@ async def _simulator(
 
 
 async def _demo(settings: Settings, host: str, port: int, kato_port: int) -> int:
+    from sse_monitor.app import create_app
+
     # KATO's Redis session mode (kept in memory here): its changes are pushed on /ws/events,
     # so the demo shows both channels, pushed sessions with their ids and the poll's corrections.
     simulator, simulator_task = await _start_simulator(

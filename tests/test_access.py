@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.gateway import GatewayProcess, serve_until_exit
 from tests.support.hostile import RawResponse, build_request, exchange
+from tests.support.http import tls
 from tests.support.kato import Kato
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
@@ -56,7 +57,7 @@ def call(
     cookies: httpx.Cookies | None = None,
 ) -> httpx.Response:
     method, path, _ = ENDPOINTS[endpoint]
-    with httpx.Client(base_url=gateway.url, cookies=cookies, timeout=10) as client:
+    with httpx.Client(base_url=gateway.url, cookies=cookies, timeout=10, verify=tls()) as client:
         request = client.build_request(
             method, path, headers=headers, params=params, json={"by": "tester"}
         )
@@ -68,7 +69,7 @@ def call(
 
 
 def login(gateway: GatewayProcess, token: str) -> httpx.Response:
-    return httpx.post(f"{gateway.url}/login", json={"token": token})
+    return httpx.post(f"{gateway.url}/login", json={"token": token}, verify=tls())
 
 
 @pytest.mark.parametrize("channel", ["bearer", "cookie", "query"])
@@ -111,8 +112,8 @@ def test_a_wrong_token_is_a_401(guarded: GatewayProcess, how: str, value: str) -
 
 def test_the_login_cookie(guarded: GatewayProcess) -> None:
     assert login(guarded, "wrong-token-wrong-token").status_code == 401
-    assert httpx.post(f"{guarded.url}/login", json={}).status_code == 400
-    assert httpx.post(f"{guarded.url}/login", content=b"{oops").status_code == 400
+    assert httpx.post(f"{guarded.url}/login", json={}, verify=tls()).status_code == 400
+    assert httpx.post(f"{guarded.url}/login", content=b"{oops", verify=tls()).status_code == 400
     answer = login(guarded, ADMIN)
     header = answer.headers["set-cookie"]
     name, _, rest = header.partition("=")
@@ -137,27 +138,27 @@ def test_the_login_cookie(guarded: GatewayProcess) -> None:
         cookies = httpx.Cookies({"sse_monitor_session": forged})
         assert call(guarded, "read", cookies=cookies).status_code == 401
     cookies = httpx.Cookies({"sse_monitor_session": value})
-    access = httpx.get(f"{guarded.url}/api/access", cookies=cookies).json()
+    access = httpx.get(f"{guarded.url}/api/access", cookies=cookies, verify=tls()).json()
     assert access == {"enabled": True, "role": "admin", "session": True}
-    anonymous = httpx.get(f"{guarded.url}/api/access").json()
+    anonymous = httpx.get(f"{guarded.url}/api/access", verify=tls()).json()
     assert anonymous == {"enabled": True, "role": None, "session": False}
-    logout = httpx.post(f"{guarded.url}/logout", cookies=cookies)
+    logout = httpx.post(f"{guarded.url}/logout", cookies=cookies, verify=tls())
     assert "max-age=0" in logout.headers["set-cookie"].lower()
-    form = httpx.post(f"{guarded.url}/login", data={"token": VIEWER})
+    form = httpx.post(f"{guarded.url}/login", data={"token": VIEWER}, verify=tls())
     assert form.json() == {"role": "viewer"}
 
 
 def test_open_paths_stay_open(guarded: GatewayProcess) -> None:
     for path in ("/", "/static/js/main.js", "/healthz", "/readyz", "/api", "/api/access"):
-        assert httpx.get(f"{guarded.url}{path}").status_code == 200, path
+        assert httpx.get(f"{guarded.url}{path}", verify=tls()).status_code == 200, path
 
 
 def test_tokens_never_reach_a_log_line_or_a_response(guarded: GatewayProcess) -> None:
     """Runs after the matrix in this module's gateway: every channel has been used by now."""
     bodies = []
     for params in ({"token": VIEWER}, {"token": ADMIN}, {"token": VIEWER + "zz"}):
-        bodies.append(httpx.get(f"{guarded.url}/api/snapshot", params=params).text)
-        bodies.append(httpx.get(f"{guarded.url}/api/nope", params=params).text)
+        bodies.append(httpx.get(f"{guarded.url}/api/snapshot", params=params, verify=tls()).text)
+        bodies.append(httpx.get(f"{guarded.url}/api/nope", params=params, verify=tls()).text)
     bodies.append(login(guarded, VIEWER).text + login(guarded, "wrong" * 5).text)
     log = guarded.log()
     assert "token=***" in log  # the access log saw them, scrubbed
@@ -185,10 +186,14 @@ def test_secure_cookies_behind_a_trusted_https_proxy(kato: Kato) -> None:
     env = {"SSE_MONITOR_TOKEN": VIEWER, "SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1"}
     with GatewayProcess(kato.url, env=env) as gateway:
         https = {"X-Forwarded-Proto": "https"}
-        answer = httpx.post(f"{gateway.url}/login", json={"token": VIEWER}, headers=https)
+        answer = httpx.post(
+            f"{gateway.url}/login", json={"token": VIEWER}, headers=https, verify=tls()
+        )
         assert "secure" in [p.strip().lower() for p in answer.headers["set-cookie"].split(";")]
     with GatewayProcess(kato.url, env={"SSE_MONITOR_TOKEN": VIEWER}) as gateway:
-        answer = httpx.post(f"{gateway.url}/login", json={"token": VIEWER}, headers=https)
+        answer = httpx.post(
+            f"{gateway.url}/login", json={"token": VIEWER}, headers=https, verify=tls()
+        )
         assert "secure" not in answer.headers["set-cookie"].lower()  # nobody to believe
 
 
@@ -224,19 +229,25 @@ def test_cors_allows_only_the_listed_origins(kato: Kato) -> None:
                 "Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": "content-type",
             },
+            verify=tls(),
         )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://ops.example.com"
         assert preflight.headers["access-control-allow-credentials"] == "true"
         allowed = httpx.get(
-            f"{gateway.url}/api/snapshot", headers={"Origin": "https://ops.example.com"}
+            f"{gateway.url}/api/snapshot",
+            headers={"Origin": "https://ops.example.com"},
+            verify=tls(),
         )
         assert allowed.headers["access-control-allow-origin"] == "https://ops.example.com"
-        other = httpx.get(f"{gateway.url}/api/snapshot", headers={"Origin": "https://evil.test"})
+        other = httpx.get(
+            f"{gateway.url}/api/snapshot", headers={"Origin": "https://evil.test"}, verify=tls()
+        )
         assert "access-control-allow-origin" not in other.headers
         refused = httpx.options(
             f"{gateway.url}/api/snapshot",
             headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "GET"},
+            verify=tls(),
         )
         assert refused.status_code == 400
 
@@ -247,7 +258,7 @@ def test_an_oversized_login_body_is_a_400(guarded: GatewayProcess) -> None:
         for _ in range(64):  # 4 MB, streamed: the gateway stops reading past its 4 KB cap
             yield b"x" * 65536
 
-    answer = httpx.post(f"{guarded.url}/login", content=body(), timeout=10)
+    answer = httpx.post(f"{guarded.url}/login", content=body(), timeout=10, verify=tls())
     assert answer.status_code == 400
     assert answer.json()["error"] == "the body must be at most 4096 bytes"
 
@@ -417,7 +428,7 @@ def refused_everywhere(gateway: GatewayProcess, value: str) -> None:
     cookies = httpx.Cookies({"sse_monitor_session": value})
     assert call(gateway, "stream", cookies=cookies).status_code == 401
     assert call(gateway, "read", cookies=cookies).status_code == 401
-    access = httpx.get(f"{gateway.url}/api/access", cookies=cookies).json()
+    access = httpx.get(f"{gateway.url}/api/access", cookies=cookies, verify=tls()).json()
     assert access == {"enabled": True, "role": None, "session": False}
 
 
@@ -432,11 +443,12 @@ def test_logout_revokes_the_cookie_even_across_a_restart(module_kato: str, tmp_p
         kept = login(gateway, VIEWER).cookies["sse_monitor_session"]  # another browser
         cookies = httpx.Cookies({"sse_monitor_session": captured})
         assert call(gateway, "read", cookies=cookies).status_code == 200
-        logout = httpx.post(f"{gateway.url}/logout", cookies=cookies)
+        logout = httpx.post(f"{gateway.url}/logout", cookies=cookies, verify=tls())
         assert logout.status_code == 200 and logout.json() == {"role": None}
         assert "max-age=0" in logout.headers["set-cookie"].lower()
         refused_everywhere(gateway, captured)
-        again = httpx.post(f"{gateway.url}/logout", cookies=cookies)  # already revoked: no-op
+        # already revoked: a no-op
+        again = httpx.post(f"{gateway.url}/logout", cookies=cookies, verify=tls())
         assert again.status_code == 200
         fresh = login(gateway, ADMIN).cookies["sse_monitor_session"]
         assert fresh != captured
@@ -448,13 +460,13 @@ def test_logout_revokes_the_cookie_even_across_a_restart(module_kato: str, tmp_p
         for value, role in ((fresh, "admin"), (kept, "viewer")):
             cookies = httpx.Cookies({"sse_monitor_session": value})
             assert call(restarted, "stream", cookies=cookies).status_code == 200
-            access = httpx.get(f"{restarted.url}/api/access", cookies=cookies).json()
+            access = httpx.get(f"{restarted.url}/api/access", cookies=cookies, verify=tls()).json()
             assert access == {"enabled": True, "role": role, "session": True}
 
 
 def test_logout_without_a_valid_cookie_just_clears_it(guarded: GatewayProcess) -> None:
     forged = f"admin.99999999999.{'0' * 16}.{'0' * 64}"
     for cookies in (None, httpx.Cookies({"sse_monitor_session": forged})):
-        logout = httpx.post(f"{guarded.url}/logout", cookies=cookies)
+        logout = httpx.post(f"{guarded.url}/logout", cookies=cookies, verify=tls())
         assert logout.status_code == 200 and logout.json() == {"role": None}
         assert "max-age=0" in logout.headers["set-cookie"].lower()

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.redis_server import RedisServerProcess
 from tests.support.waiting import wait_until
 
@@ -50,11 +51,13 @@ def read(
     """GET /api/sessions/count as if from `client` (through the trusted proxy): it answers 200
     whatever the log holds (right after Redis lost its data, a node's log is empty)."""
     headers = {"X-Forwarded-For": client, **(headers or {})}
-    return httpx.get(f"{node.url}/api/sessions/count", headers=headers, cookies=cookies, timeout=10)
+    return httpx.get(
+        f"{node.url}/api/sessions/count", headers=headers, cookies=cookies, timeout=10, verify=tls()
+    )
 
 
 def log_in(node: GatewayProcess) -> httpx.Cookies:
-    answer = httpx.post(f"{node.url}/login", json={"token": VIEWER}, timeout=10)
+    answer = httpx.post(f"{node.url}/login", json={"token": VIEWER}, timeout=10, verify=tls())
     assert answer.status_code == 200
     return answer.cookies
 
@@ -71,12 +74,12 @@ def test_a_logout_on_one_node_refuses_the_cookie_on_the_other(
     assert read(node_b, cookies=cookies).status_code == 200  # one login for the whole cluster
     kept = log_in(node_b)  # another login, not logged out
 
-    logout = httpx.post(f"{node_a.url}/logout", cookies=cookies, timeout=10)
+    logout = httpx.post(f"{node_a.url}/logout", cookies=cookies, timeout=10, verify=tls())
     assert logout.status_code == 200
     refused = read(node_b, cookies=cookies)  # at once: nothing to wait for
     assert refused.status_code == 401
     assert read(node_a, cookies=cookies).status_code == 401
-    access = httpx.get(f"{node_b.url}/api/access", cookies=cookies, timeout=10).json()
+    access = httpx.get(f"{node_b.url}/api/access", cookies=cookies, timeout=10, verify=tls()).json()
     assert access["session"] is False
     for node in nodes:
         assert read(node, cookies=kept).status_code == 200
@@ -95,7 +98,10 @@ def test_wrong_tokens_spread_over_the_nodes_lock_the_address_on_both(
         assert locked.status_code == 429
         assert 1 <= int(locked.headers["Retry-After"]) <= 60
         login = httpx.post(
-            f"{node.url}/login", json={"token": VIEWER}, headers={"X-Forwarded-For": GUESSER}
+            f"{node.url}/login",
+            json={"token": VIEWER},
+            headers={"X-Forwarded-For": GUESSER},
+            verify=tls(),
         )
         assert login.status_code == 429
         assert read(node, NEIGHBOUR, headers=RIGHT).status_code == 200  # per address
@@ -118,7 +124,7 @@ def test_while_redis_is_down_both_nodes_answer_from_what_they_know(
         GatewayProcess(module_kato, env=env) as node_b,
     ):
         gone, kept = log_in(node_a), log_in(node_a)
-        assert httpx.post(f"{node_a.url}/logout", cookies=gone).status_code == 200
+        assert httpx.post(f"{node_a.url}/logout", cookies=gone, verify=tls()).status_code == 200
         assert read(node_b, cookies=gone).status_code == 401  # B has heard of it from Redis
 
         own_redis.stop()
@@ -127,7 +133,7 @@ def test_while_redis_is_down_both_nodes_answer_from_what_they_know(
             assert read(node, cookies=kept).status_code == 200
             assert read(node, headers=WRONG).status_code == 401  # still a 401, not a 500
             assert read(node, headers=RIGHT).status_code == 200
-        logout = httpx.post(f"{node_b.url}/logout", cookies=kept)
+        logout = httpx.post(f"{node_b.url}/logout", cookies=kept, verify=tls())
         assert logout.status_code == 200  # never a 500
         assert read(node_b, cookies=kept).status_code == 401
 

@@ -15,6 +15,7 @@ from sse_monitor.alerts.metric_paths import METRICS_EVENT_PATHS, current_value
 from sse_monitor.simulator.state import SimulatedKato
 from tests.support.alert_rules import rule_table, status_rule
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato, running_kato
 from tests.support.sse_client import SSEStream
 
@@ -40,12 +41,12 @@ CPU_RULE = rule_table(
 
 
 async def get(url: str, params: dict | None = None) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=tls()) as client:
         return await client.get(url, params=params)
 
 
 async def post(url: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=tls()) as client:
         return await client.post(url, **kwargs)
 
 
@@ -147,7 +148,7 @@ async def test_for_and_hysteresis_on_a_driven_metric(uncached_kato: Kato, tmp_pa
     kato = uncached_kato
     rules = tmp_path / "cpu.toml"
     rules.write_text(CPU_RULE)
-    pin = httpx.AsyncClient(base_url=kato.url, timeout=5)
+    pin = httpx.AsyncClient(base_url=kato.url, timeout=5, verify=tls())
     (await pin.post("/_sim/resources", json={"cpu_percent": 50})).raise_for_status()
     env = {"SSE_MONITOR_ALERT_RULES": str(rules), "SSE_MONITOR_POLL_INTERVAL": "0.2"}
     with GatewayProcess(kato.url, env=env) as gateway:
@@ -243,7 +244,9 @@ async def test_an_ack_reaches_every_client_once(kato: Kato, alerting: GatewayPro
     ],
 )
 def test_a_bad_ack_body_is_a_400(module_gateway: GatewayProcess, body: bytes, message: str) -> None:
-    response = httpx.post(f"{module_gateway.url}/api/alerts/0123456789abcdef/ack", content=body)
+    response = httpx.post(
+        f"{module_gateway.url}/api/alerts/0123456789abcdef/ack", content=body, verify=tls()
+    )
     assert response.status_code == 400
     assert message in response.json()["error"]
 
@@ -263,7 +266,7 @@ def test_a_bad_ack_body_is_a_400(module_gateway: GatewayProcess, body: bytes, me
 def test_bad_list_parameters_are_a_400(
     module_gateway: GatewayProcess, params: dict, parameter: str
 ) -> None:
-    response = httpx.get(f"{module_gateway.url}/api/alerts", params=params)
+    response = httpx.get(f"{module_gateway.url}/api/alerts", params=params, verify=tls())
     assert response.status_code == 400
     assert response.json()["parameter"] == parameter
 
@@ -389,10 +392,10 @@ async def test_a_firing_alert_of_a_removed_rule_resolves_at_start(
 
 
 async def test_every_kato_metric_a_rule_can_name_is_in_the_snapshot(
-    gateway: GatewayProcess,
+    module_gateway: GatewayProcess,
 ) -> None:
-    async with SSEStream(f"{gateway.url}/events") as stream:
+    async with SSEStream(f"{module_gateway.url}/events") as stream:
         await ticks(stream, 2)
-    snapshot = (await get(f"{gateway.url}/api/snapshot")).json()
+    snapshot = (await get(f"{module_gateway.url}/api/snapshot")).json()
     missing = [path for path in METRICS_EVENT_PATHS if current_value(path, snapshot) is None]
     assert missing == []

@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.gateway import SERVE, WorkersGateway, run_until_exit
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.nginx import shipped_max_fails
 from tests.support.processes import free_port
@@ -156,17 +157,17 @@ def test_a_node_pauses_resumes_and_restarts_where_it_was(tmp_path: Path) -> None
         port = node.port
         node.pause()
         with pytest.raises(httpx.TimeoutException):
-            httpx.get(f"{node.url}/healthz", timeout=0.5)
+            httpx.get(f"{node.url}/healthz", timeout=0.5, verify=tls())
         node.resume()
-        assert httpx.get(f"{node.url}/healthz", timeout=5).status_code == 200
+        assert httpx.get(f"{node.url}/healthz", timeout=5, verify=tls()).status_code == 200
 
         node.kill()
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{node.url}/healthz", timeout=5)
+            httpx.get(f"{node.url}/healthz", timeout=5, verify=tls())
         ticks = cluster.kato_ticks()
         node.restart()
         assert node.port == port
-        assert httpx.get(f"{node.url}/readyz", timeout=5).status_code == 200
+        assert httpx.get(f"{node.url}/readyz", timeout=5, verify=tls()).status_code == 200
         # It polls once the killed node's lease has run out (SSE_MONITOR_LEADER_TTL, 5 s).
         wait_until(lambda: cluster.kato_ticks() > ticks, 15, "the restarted node's polls")
         assert node.count("gateway.starting") == 2  # one log across both starts

@@ -17,6 +17,7 @@ import pytest
 from sse_monitor.alerts.metric_paths import CONTAINER_PATHS, CONTAINERS_PREFIX
 from tests.support.docker_engine import DockerEngineProcess
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.sse_client import SSEStream
 
@@ -67,7 +68,7 @@ async def test_figures_agree_with_docker_stats(kato: Kato, docker: DockerEngineP
                 timeout=20,
             )
             cli = docker.stats("burner")
-            async with httpx.AsyncClient() as http:
+            async with httpx.AsyncClient(verify=tls()) as http:
                 snapshot = (await http.get(f"{gateway.url}/api/containers")).json()
             samples = [
                 c
@@ -230,8 +231,10 @@ async def test_a_watched_name_that_does_not_exist_is_missing(
 async def test_ten_containers_do_not_delay_the_tick(
     kato: Kato, docker: DockerEngineProcess
 ) -> None:
-    for n in range(10):
-        docker.run(f"many-{n}", "--label", "group=many")
+    # started side by side: one at a time, their CLI round trips alone took 4 s
+    await asyncio.gather(
+        *(asyncio.to_thread(docker.run, f"many-{n}", "--label", "group=many") for n in range(10))
+    )
     env = {"SSE_MONITOR_CONTAINER_LABEL": "group=many", "SSE_MONITOR_POLL_INTERVAL": "0.3"}
     with gateway_for(kato, docker, **env) as gateway:
         async with SSEStream(f"{gateway.url}/events") as stream:
@@ -255,7 +258,9 @@ async def test_ten_containers_do_not_delay_the_tick(
 
 
 async def test_engine_killed_then_back(kato: Kato, docker: DockerEngineProcess) -> None:
-    docker.run("survivor", "--restart", "always")
+    # A stopping engine stops its containers first, each within its stop timeout: 10 s by
+    # default, all of which `sh -c "sleep ..."` (PID 1, deaf to SIGTERM) takes. 1 s is enough.
+    docker.run("survivor", "--restart", "always", "--stop-timeout", "1")
     with gateway_for(kato, docker, SSE_MONITOR_CONTAINERS="survivor") as gateway:
         async with SSEStream(f"{gateway.url}/events") as stream:
             await stream.wait_for_event("containers", lambda d: d["available"])
@@ -301,7 +306,7 @@ async def test_container_stats_can_be_turned_off(kato: Kato, docker: DockerEngin
         async with SSEStream(f"{gateway.url}/events") as stream:
             await stream.wait_for(lambda events: len(stream.of("metrics")) >= 3)
             assert not stream.of("containers")
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=tls()) as http:
             snapshot = (await http.get(f"{gateway.url}/api/containers")).json()
     assert snapshot["enabled"] is False
 

@@ -25,6 +25,7 @@ from sse_monitor.bus.log import Frame, Replay
 from sse_monitor.bus.memory import MemoryLog
 from sse_monitor.clock import iso, utc_now
 from sse_monitor.settings import Settings
+from tests.support.http import tls
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
 
@@ -207,7 +208,7 @@ async def test_the_registry_limits_streams_and_frees_a_place_when_one_ends(
     settings = edge_settings(tmp_path, max_streams=3, max_streams_per_client=2)
     async for edge in serve(settings):
         edge.append(metrics(0))
-        async with httpx.AsyncClient(base_url=edge.url) as client:
+        async with httpx.AsyncClient(base_url=edge.url, verify=tls()) as client:
             first, second = edge.stream(), edge.stream()
             await first.open()
             await second.open()
@@ -233,7 +234,10 @@ async def test_the_registry_limits_streams_and_frees_a_place_when_one_ends(
 
 async def test_a_full_gateway_answers_503(tmp_path: Path) -> None:
     async for edge in serve(edge_settings(tmp_path, max_streams=1)):
-        async with edge.stream() as held, httpx.AsyncClient(base_url=edge.url) as client:
+        async with (
+            edge.stream() as held,
+            httpx.AsyncClient(base_url=edge.url, verify=tls()) as client,
+        ):
             assert held.response is not None and held.response.status_code == 200
             refused = await client.get("/events")
             assert refused.status_code == 503
@@ -244,7 +248,7 @@ async def test_a_full_gateway_answers_503(tmp_path: Path) -> None:
 
 
 async def test_snapshot_and_readiness_follow_the_logs_state(edge: Edge) -> None:
-    async with httpx.AsyncClient(base_url=edge.url) as client:
+    async with httpx.AsyncClient(base_url=edge.url, verify=tls()) as client:
         assert (await client.get("/api/snapshot")).status_code == 503
         unready = await client.get("/readyz")
         assert unready.status_code == 503 and unready.json()["polls"] is None
@@ -260,7 +264,7 @@ async def test_snapshot_and_readiness_follow_the_logs_state(edge: Edge) -> None:
 async def test_the_session_count_is_the_newest_of_snapshot_and_session_event(
     edge: Edge,
 ) -> None:
-    async with httpx.AsyncClient(base_url=edge.url) as client:
+    async with httpx.AsyncClient(base_url=edge.url, verify=tls()) as client:
         assert (await client.get("/api/sessions/count")).json()["active_sessions"] is None
         edge.append(metrics(2))
         assert (await client.get("/api/sessions/count")).json()["active_sessions"] == 2
@@ -275,7 +279,7 @@ async def test_the_session_count_is_the_newest_of_snapshot_and_session_event(
 async def test_events_pages_forward_through_the_history(edge: Edge) -> None:
     frames = [edge.append(session_event(n, n + 1)) for n in range(5)]
     edge.append(metrics(5))
-    async with httpx.AsyncClient(base_url=edge.url) as client:
+    async with httpx.AsyncClient(base_url=edge.url, verify=tls()) as client:
         newest = (await client.get("/api/events", params={"limit": 2})).json()
         assert [e["id"] for e in newest["events"]] == [f.id for f in frames[-2:]]
         assert newest["more"] is True and newest["boot"] == edge.log.epoch
@@ -287,7 +291,7 @@ async def test_events_pages_forward_through_the_history(edge: Edge) -> None:
 
 
 async def test_containers_are_off_and_an_edge_alone_has_no_alert_desk(edge: Edge) -> None:
-    async with httpx.AsyncClient(base_url=edge.url) as client:
+    async with httpx.AsyncClient(base_url=edge.url, verify=tls()) as client:
         containers = (await client.get("/api/containers")).json()
         assert containers["enabled"] is False
         assert (await client.get("/api/alerts")).status_code == 404
@@ -297,7 +301,7 @@ async def test_containers_are_off_and_an_edge_alone_has_no_alert_desk(edge: Edge
     "path", ["/api/events?after=%0a", "/api/events?limit=0", "/events?topics=x"]
 )
 async def test_bad_input_to_the_edge_is_a_400(edge: Edge, path: str) -> None:
-    async with httpx.AsyncClient(base_url=edge.url) as client:
+    async with httpx.AsyncClient(base_url=edge.url, verify=tls()) as client:
         response = await client.get(path)
         assert response.status_code == 400
         assert "error" in response.json()

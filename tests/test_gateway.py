@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.sse_client import SSEEvent, SSEStream
 from tests.support.waiting import eventually
@@ -24,8 +25,10 @@ def durable_ids(events: list[SSEEvent]) -> list[str]:
     return [e.id for e in events if e.event in ("session_event", "upstream") and e.id]
 
 
-async def test_first_frame_has_retry_and_the_current_snapshot(gateway: GatewayProcess) -> None:
-    async with SSEStream(f"{gateway.url}/events") as stream:
+async def test_first_frame_has_retry_and_the_current_snapshot(
+    module_gateway: GatewayProcess,
+) -> None:
+    async with SSEStream(f"{module_gateway.url}/events") as stream:
         first = await stream.wait_for_event("metrics", timeout=5)
         assert stream.parser.retry == 3000
         assert stream.response is not None
@@ -110,10 +113,10 @@ async def test_last_event_id_query_parameter_resumes_after_a_reload(
 
 
 async def test_an_id_from_another_process_gets_reset_and_snapshot(
-    gateway: GatewayProcess,
+    module_gateway: GatewayProcess,
 ) -> None:
     async with SSEStream(
-        f"{gateway.url}/events", headers={"Last-Event-ID": "0123abcd-42"}
+        f"{module_gateway.url}/events", headers={"Last-Event-ID": "0123abcd-42"}
     ) as stream:
         await stream.wait_for_event("metrics")
         assert stream.names()[0] == "reset"
@@ -200,9 +203,18 @@ async def test_a_failing_health_answer_is_a_failed_poll(
 
 @pytest.mark.parametrize("mode", ["error", "fallback", "garbage"])
 async def test_a_failing_metrics_answer_keeps_the_last_figures_and_live_sessions(
+    kato: Kato, mode: str
+) -> None:
+    # Pinned before the gateway's first read: KATO caches /metrics for 5 s, so a pin made
+    # after it would reach the gateway only when that answer expires.
+    kato.state.pin_resources({"cpu_percent": 42.0})
+    with GatewayProcess(kato.url) as gateway:
+        await _a_failing_metrics_answer_keeps_the_last_figures(kato, gateway, mode)
+
+
+async def _a_failing_metrics_answer_keeps_the_last_figures(
     kato: Kato, gateway: GatewayProcess, mode: str
 ) -> None:
-    kato.state.pin_resources({"cpu_percent": 42.0})
     async with SSEStream(f"{gateway.url}/events") as stream:
         await stream.wait_for_event(
             "metrics", lambda d: d["kato"]["resources"]["cpu_percent"] == 42
@@ -262,7 +274,7 @@ async def _many_clients_share_one_poller(kato: Kato, gateway: GatewayProcess) ->
         assert len(ids) <= 2  # identical, save a tick that some saw before closing
     finally:
         await asyncio.gather(*(client.close() for client in clients))
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
 
         async def between_two_ticks() -> tuple[int, dict[str, int], dict[str, float]] | None:
             """The counters read with no tick completing meanwhile (a loaded machine can
@@ -303,7 +315,10 @@ async def test_a_client_that_stops_reading_does_not_delay_the_others(kato: Kato)
         stuck.connect(("127.0.0.1", gateway.port))
         stuck.sendall(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n")  # and never reads
 
-        async with SSEStream(f"{gateway.url}/events") as healthy, httpx.AsyncClient() as http:
+        async with (
+            SSEStream(f"{gateway.url}/events") as healthy,
+            httpx.AsyncClient(verify=tls()) as http,
+        ):
             await healthy.wait_for_event("metrics")
             started = time.monotonic()
 
@@ -362,7 +377,7 @@ async def test_json_endpoints(kato: Kato) -> None:
 
 
 async def _json_endpoints(kato: Kato, gateway: GatewayProcess) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, verify=tls()) as http:
         count = (await http.get("/api/sessions/count")).json()
         assert count["active_sessions"] == 0 and count["stale"] is False
         assert count["timestamp"].endswith("+00:00")
@@ -410,7 +425,7 @@ async def test_kato_secrets_never_reach_clients(kato: Kato, gateway: GatewayProc
         event = await stream.wait_for_event("metrics", lambda d: d["kato"]["issues"])
         assert "s3cret-password" not in event.data
         assert "redis://***@db:6379/0" in event.data
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, verify=tls()) as http:
         assert "s3cret" not in (await http.get("/api/snapshot")).text
     assert "s3cret" not in gateway.log()
 
@@ -431,7 +446,7 @@ async def test_kato_secrets_never_reach_clients(kato: Kato, gateway: GatewayProc
 async def test_bad_input_gets_a_json_4xx(
     module_gateway: GatewayProcess, path: str, status: int, parameter: str | None
 ) -> None:
-    async with httpx.AsyncClient(base_url=module_gateway.url) as http:
+    async with httpx.AsyncClient(base_url=module_gateway.url, verify=tls()) as http:
         response = await http.get(path)
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/json")
@@ -443,7 +458,7 @@ async def test_bad_input_gets_a_json_4xx(
 
 
 async def test_wrong_method_and_bad_header_get_json_errors(gateway: GatewayProcess) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, verify=tls()) as http:
         response = await http.post("/api/snapshot")
         assert response.status_code == 405
         assert response.json()["status"] == 405
@@ -452,7 +467,7 @@ async def test_wrong_method_and_bad_header_get_json_errors(gateway: GatewayProce
         assert response.json()["parameter"] == "last-event-id"
         response = await http.head("/events")
         assert response.status_code == 200
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, verify=tls()) as http:
         ready = (await http.get("/readyz")).json()
     assert ready["streams"] == 0  # neither HEAD nor a refused request holds a subscription
 
@@ -468,7 +483,7 @@ async def test_keep_alive_comments_arrive_every_ping_interval(kato: Kato) -> Non
 
 
 async def test_a_disconnect_frees_the_stream_at_once(gateway: GatewayProcess) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, verify=tls()) as http:
         streams = [SSEStream(f"{gateway.url}/events") for _ in range(5)]
         for stream in streams:
             await stream.open()

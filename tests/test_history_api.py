@@ -19,6 +19,7 @@ from tests.support.history_answers import (
     history,
     once_recorded,
 )
+from tests.support.http import tls
 from tests.support.kato import Kato, running_kato
 from tests.support.sse_client import SSEStream
 
@@ -36,7 +37,7 @@ async def test_recorded_figures_are_the_published_ones_and_a_restart_keeps_them(
     with GatewayProcess(kato.url, env=env) as gateway:
         async with SSEStream(f"{gateway.url}/events?topics=metrics,sessions") as stream:
             await stream.wait_for(lambda events: len(stream.of("metrics")) >= 6)
-            async with httpx.AsyncClient(base_url=kato.url, timeout=5) as http:
+            async with httpx.AsyncClient(base_url=kato.url, timeout=5, verify=tls()) as http:
                 (await http.post("/sessions", json={"node_id": "h"})).raise_for_status()
             created = await stream.wait_for_event("session_event")
         published = [event.json() for event in stream.of("metrics")]
@@ -67,7 +68,7 @@ async def test_recorded_figures_are_the_published_ones_and_a_restart_keeps_them(
         before, after = across[0]
         down = datetime.fromisoformat(after[0]) - datetime.fromisoformat(before[0])
         assert down.total_seconds() > 3 * 0.2  # the poll interval: no tick ran between
-        async with httpx.AsyncClient(base_url=restarted.url, timeout=5) as http:
+        async with httpx.AsyncClient(base_url=restarted.url, timeout=5, verify=tls()) as http:
             listed = (await http.get("/api/history/series")).json()
         assert {"kato.cpu_percent", "sessions.active"} <= set(listed["series"])
         assert [tier["step"] for tier in listed["tiers"]] == [0, 60, 900]
@@ -109,7 +110,7 @@ async def test_the_range_chooses_the_resolution(
 async def test_bad_parameters_are_a_400_naming_them(
     gateway: GatewayProcess, params: dict[str, str], parameter: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=5, verify=tls()) as http:
         response = await http.get("/api/history", params=params)
     assert response.status_code == 400, response.text
     assert response.json()["parameter"] == parameter
@@ -128,7 +129,7 @@ async def test_more_series_kept_than_one_request_may_name_is_a_400_without_serie
     await store.aclose()
     env = {"SSE_MONITOR_DB": str(path)}
     with running_kato() as kato, GatewayProcess(kato.url, env=env) as gateway:
-        async with httpx.AsyncClient(base_url=gateway.url, timeout=5) as http:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=5, verify=tls()) as http:
             response = await http.get("/api/history")
         assert response.status_code == 400, response.text
         assert response.json()["parameter"] == "series"

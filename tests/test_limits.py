@@ -10,6 +10,7 @@ import httpx
 from sse_monitor.networks import parse_networks
 from sse_monitor.web.addresses import MAX_HOPS, client_address
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.nginx import ShippedNginx, skip_without_nginx
 from tests.support.sse_client import SSEStream
@@ -24,12 +25,12 @@ def admin_gateway(kato: Kato, **env: str) -> GatewayProcess:
 
 
 async def streams(gateway: GatewayProcess) -> dict:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=tls()) as client:
         return (await client.get(f"{gateway.url}/api/streams", headers=AS_ADMIN)).json()
 
 
 async def open_count_becomes(gateway: GatewayProcess, count: int) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=tls()) as client:
         for _ in range(200):
             body = (await client.get(f"{gateway.url}/api/streams", headers=AS_ADMIN)).json()
             if body["open"] == count:
@@ -40,7 +41,7 @@ async def open_count_becomes(gateway: GatewayProcess, count: int) -> None:
 
 async def try_stream(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
     async with (
-        httpx.AsyncClient(timeout=10) as client,
+        httpx.AsyncClient(timeout=10, verify=tls()) as client,
         client.stream("GET", url, headers=headers) as response,
     ):
         if response.status_code != 200:
@@ -105,7 +106,7 @@ async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_limit(kato:
 
 async def test_api_streams_needs_the_admin_token(kato: Kato) -> None:
     with admin_gateway(kato) as gateway:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=tls()) as client:
             assert (await client.get(f"{gateway.url}/api/streams")).status_code == 403
             bad = await client.get(f"{gateway.url}/api/streams?limit=0", headers=AS_ADMIN)
             assert bad.status_code == 400
@@ -173,16 +174,18 @@ UNTRUSTED = "proxy.untrusted_forwarded_for"
 
 
 def readyz(url: str) -> httpx.Response:
-    return httpx.get(f"{url}/readyz", timeout=10)
+    return httpx.get(f"{url}/readyz", timeout=10, verify=tls())
 
 
 def test_x_forwarded_for_from_an_untrusted_peer_warns_once(kato: Kato) -> None:
     with GatewayProcess(kato.url) as gateway:
         assert readyz(gateway.url).json()["warnings"] == []
-        httpx.get(f"{gateway.url}/healthz")  # no header: no warning
+        httpx.get(f"{gateway.url}/healthz", verify=tls())  # no header: no warning
         assert gateway.logged_events(UNTRUSTED) == []
         for path in ("/healthz", "/api/snapshot", "/readyz", "/api/nope", "/api/access"):
-            httpx.get(f"{gateway.url}{path}", headers={"X-Forwarded-For": "198.51.100.7"})
+            httpx.get(
+                f"{gateway.url}{path}", headers={"X-Forwarded-For": "198.51.100.7"}, verify=tls()
+            )
         answer = readyz(gateway.url)
         assert answer.status_code == 200  # a warning, not unreadiness
         [warning] = answer.json()["warnings"]
@@ -198,7 +201,9 @@ def test_x_forwarded_for_from_an_untrusted_peer_warns_once(kato: Kato) -> None:
 def test_x_forwarded_for_from_a_trusted_proxy_does_not_warn(kato: Kato) -> None:
     with GatewayProcess(kato.url, env={"SSE_MONITOR_TRUSTED_PROXIES": "127.0.0.1"}) as gateway:
         for _ in range(3):
-            httpx.get(f"{gateway.url}/healthz", headers={"X-Forwarded-For": "198.51.100.7"})
+            httpx.get(
+                f"{gateway.url}/healthz", headers={"X-Forwarded-For": "198.51.100.7"}, verify=tls()
+            )
         assert readyz(gateway.url).json()["warnings"] == []
         assert gateway.logged_events(UNTRUSTED) == []
 

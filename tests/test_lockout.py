@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sse_monitor.web.lockout import Lockout
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 
 VIEWER = "viewer-token-5b1e8c0a2f7d4963"
@@ -85,7 +86,7 @@ def get(
     """GET as if from `client` (through the trusted proxy); a stream is only opened."""
     headers = {"X-Forwarded-For": client, **(headers or {})}
     with (
-        httpx.Client(base_url=gateway.url, timeout=10) as http,
+        httpx.Client(base_url=gateway.url, timeout=10, verify=tls()) as http,
         http.stream("GET", path, headers=headers, params=params) as response,
     ):
         if "text/event-stream" not in response.headers.get("content-type", ""):
@@ -95,7 +96,10 @@ def get(
 
 def test_an_address_that_guesses_is_locked_out_on_every_channel(gateway: GatewayProcess) -> None:
     session = httpx.post(
-        f"{gateway.url}/login", json={"token": VIEWER}, headers={"X-Forwarded-For": GUESSER}
+        f"{gateway.url}/login",
+        json={"token": VIEWER},
+        headers={"X-Forwarded-For": GUESSER},
+        verify=tls(),
     ).cookies
     wrong = {"Authorization": "Bearer not-the-token-00000000"}
     for _ in range(3):
@@ -106,7 +110,10 @@ def test_an_address_that_guesses_is_locked_out_on_every_channel(gateway: Gateway
         get(gateway, "/api/snapshot", GUESSER, headers=right),  # even the right token
         get(gateway, "/events", GUESSER, params={"token": VIEWER}),
         httpx.post(
-            f"{gateway.url}/login", json={"token": ADMIN}, headers={"X-Forwarded-For": GUESSER}
+            f"{gateway.url}/login",
+            json={"token": ADMIN},
+            headers={"X-Forwarded-For": GUESSER},
+            verify=tls(),
         ),
     ]
     for response in refusals:
@@ -121,7 +128,7 @@ def test_an_address_that_guesses_is_locked_out_on_every_channel(gateway: Gateway
 
     # A cookie from before is a proof, not a guess: it still reads. Other addresses are not
     # concerned.
-    with httpx.Client(base_url=gateway.url, cookies=session) as http:
+    with httpx.Client(base_url=gateway.url, cookies=session, verify=tls()) as http:
         reading = http.get("/api/snapshot", headers={"X-Forwarded-For": GUESSER})
         assert reading.status_code == 200
     assert get(gateway, "/api/snapshot", NEIGHBOUR, headers=right).status_code == 200
@@ -149,12 +156,13 @@ def test_the_lockout_ends_with_its_window(kato: Kato) -> None:
     with GatewayProcess(kato.url, env=env) as gateway:
         first = time.monotonic()
         for token in ("wrong-token-000000001", "wrong-token-000000002"):
-            assert httpx.post(f"{gateway.url}/login", json={"token": token}).status_code == 401
-        locked = httpx.post(f"{gateway.url}/login", json={"token": VIEWER})
+            wrong = httpx.post(f"{gateway.url}/login", json={"token": token}, verify=tls())
+            assert wrong.status_code == 401
+        locked = httpx.post(f"{gateway.url}/login", json={"token": VIEWER}, verify=tls())
         assert locked.status_code == 429 and int(locked.headers["Retry-After"]) <= 2
         deadline = time.monotonic() + 10
         while (
-            answer := httpx.post(f"{gateway.url}/login", json={"token": VIEWER})
+            answer := httpx.post(f"{gateway.url}/login", json={"token": VIEWER}, verify=tls())
         ).status_code == 429:
             assert time.monotonic() < deadline, "still locked out long after the window"
             time.sleep(0.1)  # polling for the window's end, which is what is under test

@@ -20,6 +20,7 @@ import pytest
 
 from sse_monitor.settings import Settings
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.nginx import DEPLOY_CONF, ShippedNginx, skip_without_nginx
 from tests.support.sse_client import SSEEvent, SSEStream
@@ -312,7 +313,7 @@ async def test_the_access_log_never_holds_a_query_string_token(
     with behind_nginx(kato, {"SSE_MONITOR_TOKEN": TOKEN}) as (_, nginx):
         async with SSEStream(f"{nginx.url}/events?token={TOKEN}") as stream:
             await stream.wait_for_event("metrics")
-        async with httpx.AsyncClient(base_url=nginx.url, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=nginx.url, timeout=5, verify=tls()) as client:
             snapshot = await client.get(
                 f"/api/snapshot?token={TOKEN}", headers={"Referer": f"{nginx.url}/?token={TOKEN}"}
             )
@@ -334,7 +335,7 @@ async def test_the_prefix_example_serves_the_gateway_under_monitor(
     nginx_installed: None, kato: Kato
 ) -> None:
     with behind_nginx(kato, with_prefix_example=True) as (_, nginx):
-        async with httpx.AsyncClient(base_url=nginx.url, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=nginx.url, timeout=5, verify=tls()) as client:
             redirect = await client.get("/monitor")
             assert redirect.status_code == 301
             assert redirect.headers["location"].endswith("/monitor/")
@@ -366,6 +367,7 @@ class SSEStreamFrom(SSEStream):
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(10, read=None),
             transport=httpx.AsyncHTTPTransport(local_address=local_address),
+            verify=tls(),
         )
 
 
@@ -381,7 +383,7 @@ async def test_a_spoofed_forwarded_for_does_not_reach_the_gateway(
         ):
             await local.wait_for_event("metrics")
             await other.wait_for_event("metrics")
-            async with httpx.AsyncClient(timeout=5) as client:
+            async with httpx.AsyncClient(timeout=5, verify=tls()) as client:
                 response = await client.get(f"{gateway.url}/api/streams")
     assert response.status_code == 200, response.text
     streams = response.json()

@@ -27,6 +27,7 @@ from tests.support.browser import (
 )
 from tests.support.docker_engine import DockerEngineProcess
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.nginx import prefixed_nginx
 from tests.support.page import (
@@ -77,7 +78,7 @@ def totals(texts: list[str]) -> list[int]:
 
 
 async def readyz(gateway: GatewayProcess) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, verify=tls()) as client:
         return (await client.get(f"{gateway.url}/readyz")).json()
 
 
@@ -382,7 +383,9 @@ async def test_containers_panel(
     kato: Kato, docker: DockerEngineProcess, context: BrowserContext
 ) -> None:
     """Rows from a real engine, a missing name shown as such, and the engine going away."""
-    await asyncio.to_thread(docker.run, "shown", "--memory", "32m")
+    # A stopping engine stops its containers first, each within its stop timeout: 10 s by
+    # default, all of which `sh -c "sleep ..."` (PID 1, deaf to SIGTERM) takes. 1 s is enough.
+    await asyncio.to_thread(docker.run, "shown", "--memory", "32m", "--stop-timeout", "1")
     with GatewayProcess(kato.url, env=containers_env(docker.host, "shown,ghost")) as gateway:
         page = await open_page(context, f"{gateway.url}/")
         await expect(hook(page, "containers")).to_be_visible()

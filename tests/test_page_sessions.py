@@ -19,6 +19,7 @@ import pytest
 from sse_monitor.simulator.state import SimulatedKato
 from tests.support.browser import playwright_or_skip
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato, running_kato
 from tests.support.kato_redis import seed
 from tests.support.nginx import prefixed_nginx
@@ -131,7 +132,7 @@ async def test_the_push_badge_follows_the_push_channel(
         await expect(badge).to_have_text("polling only")
         # The reconnections are refused (HTTP 403): the title says so, as the metrics do.
         await expect(badge).to_have_attribute("title", re.compile(r"down since .*403"))
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, verify=tls()) as client:
             push = (await client.get(f"{gateway.url}/api/snapshot")).json()["sessions"]["push"]
         assert push["state"] == "down" and "403" in push["error"], push
         await expect(badge).to_have_attribute("title", re.compile(re.escape(push["error"])))
@@ -258,7 +259,7 @@ async def push_socket(kato: Kato) -> int:
 
 async def snapshot(gateway: GatewayProcess) -> dict[str, Any]:
     """The latest metrics (what a tick published last, and what a joining tab is given)."""
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, verify=tls()) as client:
         response = await client.get(f"{gateway.url}/api/snapshot")
     response.raise_for_status()
     return response.json()
@@ -356,11 +357,11 @@ COUNT_ORDER = """async () => {
 
 
 async def test_the_count_shows_the_newest_reading_whatever_their_order(
-    gateway: GatewayProcess, context: BrowserContext
+    module_gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """Synthesized readings through the page's module (in Chromium): orders the real gateway
     cannot be made to produce on demand (a tie within a millisecond, an older fallback answer)."""
-    page = await open_page(context, f"{gateway.url}/")
+    page = await open_page(context, f"{module_gateway.url}/")
     polled = "polled while the stream is down"
     assert await page.evaluate(COUNT_ORDER) == [
         [True, "6", ""],
@@ -387,7 +388,7 @@ async def test_the_fallback_count_is_stamped_no_earlier_than_the_changes_it_coun
             worker = await push_socket(redis_kato)
             await redis_kato.create_session("push-test", worker)
             change = (await stream.wait_for_event("session_event")).json()
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, verify=tls()) as client:
             count = (await client.get(f"{gateway.url}/api/sessions/count")).json()
         tick = await snapshot(gateway)
     assert count["active_sessions"] == 1 == change["data"]["current_count"], (count, change)
@@ -498,15 +499,15 @@ async def test_a_session_change_reads_the_list_again_at_once(
 
 
 async def test_without_kato_redis_url_the_list_is_not_shown(
-    gateway: GatewayProcess, context: BrowserContext
+    module_gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """No list, and one line in the sessions panel saying how to turn it on."""
-    page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
+    page = await open_page(context, f"{module_gateway.url}/?sessions_interval={REFRESH:g}")
     note = hook(page, "session-list-off")
     await expect(note).to_be_visible()  # only once the gateway has answered
     await expect(note).to_contain_text("KATO_REDIS_URL")
-    async with httpx.AsyncClient(timeout=5) as client:
-        answer = (await client.get(f"{gateway.url}/api/sessions")).json()
+    async with httpx.AsyncClient(timeout=5, verify=tls()) as client:
+        answer = (await client.get(f"{module_gateway.url}/api/sessions")).json()
     assert answer["available"] is False
     await expect(note).to_have_attribute("title", answer["error"])
     await expect(hook(page, "session-list-panel")).to_be_hidden()
@@ -571,12 +572,12 @@ async def test_an_unreachable_redis_from_the_start_shows_why(
 
 
 async def test_no_refresh_while_the_tab_is_hidden_and_one_at_once_when_shown(
-    gateway: GatewayProcess, context: BrowserContext
+    module_gateway: GatewayProcess, context: BrowserContext
 ) -> None:
     """document.visibilityState, as the browser sets it when the tab goes to the background
     (headless Chromium never does: the test sets it and fires the event)."""
     requests = ListRequests(context)
-    page = await open_page(context, f"{gateway.url}/?sessions_interval={REFRESH:g}")
+    page = await open_page(context, f"{module_gateway.url}/?sessions_interval={REFRESH:g}")
     await eventually(lambda: len(requests.seen) >= 2, what="two refreshes of the list")
     await page.evaluate(
         """() => {

@@ -6,6 +6,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.sse_client import SSEStream
 from tests.support.waiting import eventually
@@ -14,7 +15,7 @@ VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
 
 
 async def scrape(gateway: GatewayProcess) -> dict[tuple[str, tuple], float]:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=tls()) as client:
         response = await client.get(
             f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {VIEWER}"}
         )
@@ -38,7 +39,7 @@ async def streams_open(gateway: GatewayProcess, count: int) -> bool:
 async def test_the_counters_move(kato: Kato) -> None:
     env = {"SSE_MONITOR_TOKEN": VIEWER, "SSE_MONITOR_MAX_STREAMS_PER_CLIENT": "2"}
     with GatewayProcess(kato.url, env=env) as gateway:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(verify=tls()) as client:
             assert (await client.get(f"{gateway.url}/metrics")).status_code == 401
         before = await scrape(gateway)
         url = f"{gateway.url}/events?token={VIEWER}"
@@ -46,7 +47,7 @@ async def test_the_counters_move(kato: Kato) -> None:
             await one.wait_for_event("metrics")
             await kato.create_session()
             await two.wait_for_event("session_event")
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(verify=tls()) as client:
                 refused = await client.get(url)
             assert refused.status_code == 429
             during = await scrape(gateway)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sse_monitor.web.bodies import json_object
 from sse_monitor.web.errors import BadRequest
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 
 VIEWER = "viewer-token-3f9a0c1d2e4b5a69"
 ADMIN = "admin-token-7c2e91b0d4a85f13"
@@ -92,17 +93,20 @@ def error_lines(gateway: GatewayProcess) -> list[str]:
 def test_query_values_that_overflow_are_a_400(
     open_gateway: GatewayProcess, path: str, params: dict[str, str], parameter: str
 ) -> None:
-    assert_json_error(httpx.get(open_gateway.url + path, params=params), 400, parameter)
+    assert_json_error(
+        httpx.get(open_gateway.url + path, params=params, verify=tls()), 400, parameter
+    )
 
 
 def test_in_range_query_values_still_work(open_gateway: GatewayProcess) -> None:
     times = ["0001-01-01T00:00:00-14:00", "9999-12-31T23:59:59+14:00", "2026-01-01T00:00:00"]
     for moment in times:
         answer = httpx.get(
-            f"{open_gateway.url}/api/alerts", params={"before": moment, "limit": "1"}
+            f"{open_gateway.url}/api/alerts", params={"before": moment, "limit": "1"}, verify=tls()
         )
         assert answer.status_code == 200, answer.text
-    assert httpx.get(f"{open_gateway.url}/api/events", params={"limit": "007"}).status_code == 200
+    events = httpx.get(f"{open_gateway.url}/api/events", params={"limit": "007"}, verify=tls())
+    assert events.status_code == 200
 
 
 # Lone surrogates and bytes that are not UTF-8, in every string we take
@@ -113,13 +117,15 @@ SURROGATES = [b'"\\ud800"', b'"\xed\xa0\x80"', b'"ok\\udfff"', b'"\xff"']
 
 @pytest.mark.parametrize("string", SURROGATES)
 def test_a_login_token_that_is_not_text_is_a_400(either: GatewayProcess, string: bytes) -> None:
-    answer = httpx.post(f"{either.url}/login", content=b'{"token": ' + string + b"}")
+    answer = httpx.post(f"{either.url}/login", content=b'{"token": ' + string + b"}", verify=tls())
     assert_json_error(answer, 400, "token")
 
 
 def test_a_form_login_token_that_is_not_text_is_a_400(either: GatewayProcess) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    answer = httpx.post(f"{either.url}/login", content=b"token=%ED%A0%80", headers=form)
+    answer = httpx.post(
+        f"{either.url}/login", content=b"token=%ED%A0%80", headers=form, verify=tls()
+    )
     assert_json_error(answer, 400, "token")
 
 
@@ -130,20 +136,25 @@ def test_an_ack_field_that_is_not_text_is_a_400(
 ) -> None:
     fields = {"by": b'"alice"', field: string}
     body = b"{" + b", ".join(b'"%s": %s' % (k.encode(), v) for k, v in fields.items()) + b"}"
-    answer = httpx.post(guarded.url + ACK, content=body, headers=AS_ADMIN)
+    answer = httpx.post(guarded.url + ACK, content=body, headers=AS_ADMIN, verify=tls())
     assert_json_error(answer, 400, field)
 
 
 def test_a_field_name_that_is_not_text_is_a_400(guarded: GatewayProcess) -> None:
-    answer = httpx.post(guarded.url + ACK, content=b'{"by": "a", "\\udc00": 1}', headers=AS_ADMIN)
+    answer = httpx.post(
+        guarded.url + ACK, content=b'{"by": "a", "\\udc00": 1}', headers=AS_ADMIN, verify=tls()
+    )
     assert_json_error(answer, 400)
-    answer = httpx.post(f"{guarded.url}/login", content=b'{"token": "x", "t": ["\\ud800"]}')
+    answer = httpx.post(
+        f"{guarded.url}/login", content=b'{"token": "x", "t": ["\\ud800"]}', verify=tls()
+    )
     assert_json_error(answer, 400, "t")
 
 
 def test_text_with_astral_characters_is_fine(guarded: GatewayProcess) -> None:
     body = '{"by": "\\ud83d\\ude00 ops", "note": "on it \U0001f680"}'.encode()
-    assert httpx.post(guarded.url + ACK, content=body, headers=AS_ADMIN).status_code == 404
+    answer = httpx.post(guarded.url + ACK, content=body, headers=AS_ADMIN, verify=tls())
+    assert answer.status_code == 404
 
 
 # Bodies of the wrong shape
@@ -175,7 +186,9 @@ DEEP = b"[" * 2000 + b"]" * 2000  # within both caps, past json's recursion limi
 def test_a_malformed_ack_body_is_a_400(
     guarded: GatewayProcess, body: bytes, headers: dict[str, str], parameter: str | None
 ) -> None:
-    answer = httpx.post(guarded.url + ACK, content=body, headers={**AS_ADMIN, **headers})
+    answer = httpx.post(
+        guarded.url + ACK, content=body, headers={**AS_ADMIN, **headers}, verify=tls()
+    )
     assert_json_error(answer, 400, parameter)
 
 
@@ -195,18 +208,23 @@ def test_a_malformed_ack_body_is_a_400(
 def test_a_malformed_login_body_is_a_400(
     either: GatewayProcess, body: bytes, parameter: str | None
 ) -> None:
-    assert_json_error(httpx.post(f"{either.url}/login", content=body), 400, parameter)
+    assert_json_error(httpx.post(f"{either.url}/login", content=body, verify=tls()), 400, parameter)
 
 
 def test_a_byte_order_mark_or_another_content_type_is_still_json(guarded: GatewayProcess) -> None:
     bom = b"\xef\xbb\xbf"
     for content_type in ("application/json", "text/plain", "application/json; charset=latin-1"):
         headers = {**AS_ADMIN, "Content-Type": content_type}
-        ack = httpx.post(guarded.url + ACK, content=bom + b'{"by": "alice"}', headers=headers)
+        ack = httpx.post(
+            guarded.url + ACK, content=bom + b'{"by": "alice"}', headers=headers, verify=tls()
+        )
         assert ack.status_code == 404, ack.text  # the body was good; the alert is unknown
         body = bom + json.dumps({"token": ADMIN}).encode()
         login = httpx.post(
-            f"{guarded.url}/login", content=body, headers={"Content-Type": content_type}
+            f"{guarded.url}/login",
+            content=body,
+            headers={"Content-Type": content_type},
+            verify=tls(),
         )
         assert login.status_code == 200 and login.json() == {"role": "admin"}
 
@@ -294,7 +312,7 @@ def test_no_request_in_this_module_left_an_error_in_the_log(
     open_gateway: GatewayProcess, guarded: GatewayProcess
 ) -> None:
     """Run last in this module: the gateways above took every hostile request without a trace."""
-    httpx.post(guarded.url + ACK, content=b'{"by": "\\ud800"}', headers=AS_ADMIN)
+    httpx.post(guarded.url + ACK, content=b'{"by": "\\ud800"}', headers=AS_ADMIN, verify=tls())
     assert error_lines(open_gateway) == []
     assert error_lines(guarded) == []
 

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato
 from tests.support.kato_redis import T0, seed
 
@@ -31,7 +32,7 @@ def test_pages_newest_first_with_the_total(kato: Kato, redis_url: str) -> None:
         seen = []
         for offset in (0, 10, 20):
             page = httpx.get(
-                f"{gateway.url}/api/sessions", params={"offset": offset, "limit": 10}
+                f"{gateway.url}/api/sessions", params={"offset": offset, "limit": 10}, verify=tls()
             ).json()
             assert page["available"] is True and page["total"] == 23
             assert page["truncated"] is False
@@ -43,9 +44,11 @@ def test_pages_newest_first_with_the_total(kato: Kato, redis_url: str) -> None:
         assert first["created_at"] == (T0 + timedelta(minutes=22)).isoformat()
         assert first["expires_at"] == (T0 + timedelta(minutes=82)).isoformat()
         assert 600 < first["ttl_remaining_seconds"] <= 622
-        default = httpx.get(f"{gateway.url}/api/sessions").json()
+        default = httpx.get(f"{gateway.url}/api/sessions", verify=tls()).json()
         assert len(default["sessions"]) == 10
-        beyond = httpx.get(f"{gateway.url}/api/sessions", params={"offset": 100}).json()
+        beyond = httpx.get(
+            f"{gateway.url}/api/sessions", params={"offset": 100}, verify=tls()
+        ).json()
         assert beyond["sessions"] == [] and beyond["total"] == 23
     assert snapshot_keys(redis_url) == before  # read-only: nothing written, nothing removed
 
@@ -63,13 +66,13 @@ def test_pages_newest_first_with_the_total(kato: Kato, redis_url: str) -> None:
 def test_bad_parameters_are_a_400(
     module_gateway: GatewayProcess, params: dict, parameter: str
 ) -> None:
-    response = httpx.get(f"{module_gateway.url}/api/sessions", params=params)
+    response = httpx.get(f"{module_gateway.url}/api/sessions", params=params, verify=tls())
     assert response.status_code == 400
     assert response.json()["parameter"] == parameter
 
 
 def test_without_kato_redis_url_it_says_how_to_enable_it(gateway: GatewayProcess) -> None:
-    body = httpx.get(f"{gateway.url}/api/sessions").json()
+    body = httpx.get(f"{gateway.url}/api/sessions", verify=tls()).json()
     assert body["available"] is False
     assert "KATO_REDIS_URL" in body["error"]
     assert body["sessions"] == []
@@ -78,7 +81,7 @@ def test_without_kato_redis_url_it_says_how_to_enable_it(gateway: GatewayProcess
 def test_an_unreachable_redis_is_a_503_without_its_password(kato: Kato) -> None:
     url = "redis://:hunter2-password@127.0.0.1:9/0"  # nothing listens on port 9
     with GatewayProcess(kato.url, env={"KATO_REDIS_URL": url}) as gateway:
-        response = httpx.get(f"{gateway.url}/api/sessions")
+        response = httpx.get(f"{gateway.url}/api/sessions", verify=tls())
         assert response.status_code == 503
         assert "cannot be read" in response.json()["error"]
         assert "hunter2" not in response.text

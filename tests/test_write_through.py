@@ -29,13 +29,16 @@ from starlette.routing import Route
 
 from sse_monitor.simulator.state import SimulatedKato
 from tests.support.gateway import UvicornGateway
+from tests.support.http import tls
 from tests.support.kato import running_kato
 from tests.support.raw_stream import RawStream, WireFrame
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import wait_until
 
 ORIGIN = "https://ops.example.com"
-SEND_TIMEOUT = 4.0  # long beside a resumed client's stall, short for a stuck client's wait
+# Long beside a resumed client's stall (it reads again once a frame has waited 0.5 s: about
+# 0.6 s), short for a stuck client's wait.
+SEND_TIMEOUT = 3.0
 DURABLE = ("session_event", "upstream", "container_event", "alert")
 GATEWAY_ENV = {
     "SSE_MONITOR_POLL_INTERVAL": "0.2",
@@ -57,13 +60,14 @@ class Served:
     headers: list[tuple[str, str]]
 
     def get(self, path: str, **params: object) -> Any:
-        response = httpx.get(f"{self.gateway.url}{path}", params=params, timeout=5)  # type: ignore[arg-type]
+        url = f"{self.gateway.url}{path}"
+        response = httpx.get(url, params=params, timeout=5, verify=tls())  # type: ignore[arg-type]
         response.raise_for_status()
         return response.json()
 
     def counter(self, name: str) -> float:
         """One unlabelled counter from GET /metrics."""
-        text = httpx.get(f"{self.gateway.url}/metrics", timeout=5).text
+        text = httpx.get(f"{self.gateway.url}/metrics", timeout=5, verify=tls()).text
         line = next(line for line in text.splitlines() if line.startswith(f"{name} "))
         return float(line.split()[1])
 
@@ -90,7 +94,7 @@ def sessions_created(kato_url: str) -> Iterator[None]:
     errors: list[Exception] = []
 
     def create() -> None:
-        with httpx.Client(base_url=kato_url, timeout=5) as client:
+        with httpx.Client(base_url=kato_url, timeout=5, verify=tls()) as client:
             while not stopping.is_set():
                 try:
                     client.post("/sessions", json={"node_id": "write-through"}).raise_for_status()
@@ -157,7 +161,8 @@ def served(request: pytest.FixtureRequest, push_kato: str) -> Iterator[Served]:
 def push_state(gateway: UvicornGateway) -> str:
     """Whether KATO's pushes reach the gateway: until they do, sessions arrive by poll, several
     to one session_event."""
-    return httpx.get(f"{gateway.url}/api/snapshot", timeout=5).json()["sessions"]["push"]["state"]
+    snapshot = httpx.get(f"{gateway.url}/api/snapshot", timeout=5, verify=tls()).json()
+    return snapshot["sessions"]["push"]["state"]
 
 
 def sequence(event_id: str) -> int:
@@ -177,7 +182,9 @@ def open_stream(served: Served, target: str, *headers: tuple[str, str]) -> RawSt
 
 def newest_durable_id(served: Served, kato_url: str) -> str:
     """A durable event of this gateway's, caused for the purpose: one KATO session."""
-    httpx.post(f"{kato_url}/sessions", json={"node_id": "anchor"}, timeout=5).raise_for_status()
+    httpx.post(
+        f"{kato_url}/sessions", json={"node_id": "anchor"}, timeout=5, verify=tls()
+    ).raise_for_status()
     history = wait_until(lambda: served.get("/api/events")["events"], what="a durable event")
     return history[-1]["id"]
 

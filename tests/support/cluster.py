@@ -26,6 +26,7 @@ import pytest
 
 from sse_monitor.simulator.state import SimulatedKato
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import Kato, running_kato
 from tests.support.netns import Namespace
 from tests.support.nginx import ShippedNginx, skip_without_nginx
@@ -103,7 +104,7 @@ class ClusterNode(GatewayProcess):
 
     def readyz(self) -> httpx.Response:
         """Its answer to /readyz (200 or 503: its body says why)."""
-        return httpx.get(f"{self.url}/readyz", timeout=5)
+        return httpx.get(f"{self.url}/readyz", timeout=5, verify=tls())
 
     def role(self) -> str:
         """`producer` or `edge`, by its /readyz."""

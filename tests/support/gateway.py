@@ -20,6 +20,7 @@ from typing import Any, Self
 import httpx
 import psutil
 
+from tests.support.http import tls
 from tests.support.processes import LoopbackServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ ACCESS_TARGET = re.compile(r'"[A-Z]+ (?P<path>[^ ?]*)\S* HTTP/')
 def answers_ready(url: str) -> bool:
     """Whether the gateway at `url` says it is ready (a tick has completed)."""
     try:
-        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        return httpx.get(f"{url}/readyz", timeout=1, verify=tls()).status_code == 200
     except httpx.TransportError:
         return False  # not listening yet
 
@@ -102,12 +103,16 @@ class GatewayProcess(LoopbackServer):
         passing) change, and a test starting then would see a KATO it did not set up."""
 
         deadline = time.monotonic() + timeout
-        while httpx.get(f"{self.url}/readyz", timeout=5).json()["kato_status"] == "unreachable":
+        while self.kato_status() == "unreachable":
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"KATO never answered within {timeout} s:\n{self.log_tail()}")
             time.sleep(self.probe_interval)
         return self
+
+    def kato_status(self) -> str:
+        """KATO's status as its /readyz gives it."""
+        return httpx.get(f"{self.url}/readyz", timeout=5, verify=tls()).json()["kato_status"]
 
     def close(self) -> None:
         self.stop()

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.http import tls
 from tests.support.waiting import eventually
 
 SERIES = "kato.cpu_percent,kato.memory_percent,sessions.active"
@@ -21,7 +22,7 @@ def millis(stamp: str) -> str:
 
 async def history(base_url: str, **params: object) -> dict[str, Any]:
     """The gateway's answer to GET /api/history with `params`, a 200."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=5, verify=tls()) as http:
         response = await http.get("/api/history", params=params)  # type: ignore[arg-type]
         assert response.status_code == 200, response.text
         return response.json()

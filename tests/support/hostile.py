@@ -22,6 +22,7 @@ import httpx
 from sse_monitor.simulator.state import SimulatedKato
 from tests.support.alert_rules import status_rule
 from tests.support.gateway import GatewayProcess
+from tests.support.http import tls
 from tests.support.kato import running_kato
 
 VIEWER_TOKEN = "fuzz-viewer-Tok3n.v1~x"
@@ -326,7 +327,9 @@ def _fired_alert(gateway: GatewayProcess, timeout: float = 20) -> str:
     deadline = time.monotonic() + timeout
     auth = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
     while time.monotonic() < deadline:
-        alerts = httpx.get(f"{gateway.url}/api/alerts", headers=auth, timeout=5).json()["alerts"]
+        alerts = httpx.get(
+            f"{gateway.url}/api/alerts", headers=auth, timeout=5, verify=tls()
+        ).json()["alerts"]
         if alerts:
             return alerts[0]["id"]
         time.sleep(0.1)

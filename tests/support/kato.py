@@ -14,6 +14,7 @@ import httpx
 from sse_monitor.simulator.app import create_simulator_app
 from sse_monitor.simulator.state import SimulatedKato
 from sse_monitor.simulator.workers import WORKER_HEADER
+from tests.support.http import tls
 from tests.support.servers import ThreadedServer
 
 # A KATO session as KATO answers POST /sessions and writes it into Redis: its fields, in order.
@@ -45,7 +46,7 @@ class Kato:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request to KATO, which must succeed."""
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=5, verify=tls()) as client:
             response = await client.request(method, path, **kwargs)
         response.raise_for_status()
         return response

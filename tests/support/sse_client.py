@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.http import tls
+
 
 @dataclass
 class SSEEvent:
@@ -90,7 +92,7 @@ class SSEStream:
         self.response: httpx.Response | None = None
         self.ended = asyncio.Event()
         self._changed = asyncio.Event()
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(10, read=None))
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(10, read=None), verify=tls())
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> SSEStream:
