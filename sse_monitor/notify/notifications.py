@@ -25,6 +25,7 @@ from sse_monitor.tasks import cancel_and_wait
 
 REFRESH_EVERY_SECONDS = 1.0  # at most this often: a burst of outcomes is one state event
 RETRY_SECONDS = 1.0  # after the outbox did not answer
+ANNOUNCED_RETRIES = 3  # a message's failed attempts announced as events (then its end)
 
 
 class Notifications:
@@ -104,6 +105,12 @@ class Notifications:
             await asyncio.sleep(REFRESH_EVERY_SECONDS)
 
     def _announce(self, entry: Delivery, state: str, error: str | None) -> None:
+        """A `notification` event for the outcome, but for a retry only the first few: a dead
+        receiver retried for a day would otherwise push the `alert` events out of the history
+        a client resumes from. Later attempts still reach the page in the state event."""
+        self._changed.set()
+        if state == "pending" and entry.attempts + 1 > ANNOUNCED_RETRIES:
+            return
         data = {
             "id": entry.id,
             "receiver": entry.receiver,
@@ -113,4 +120,3 @@ class Notifications:
             "alerts": [{"id": alert_id, "transition": kind} for alert_id, kind in entry.alerts],
         }
         self._append(Event("notification", data, durable=True))
-        self._changed.set()
