@@ -81,7 +81,11 @@ async def test_figures_agree_with_docker_stats(kato: Kato, docker: DockerEngineP
     # busy; not necessarily all of it: on a loaded machine the burner gets less (a clean-clone
     # CI measured 34.6 %). How much it got is docker's own figure, which ours must match.
     assert 20 <= cpu <= 60, f"a burner limited to 0.5 CPU showed {cpu} %"
-    assert abs(cpu - cli_cpu) <= 10, f"ours {cpu} %, docker stats {cli_cpu} %"
+    # docker stats reads one moment; on a loaded machine the burner's share moves from tick to
+    # tick (a clean-clone CI: our median 48.9 %, docker's one reading 33.5 %). Its reading must
+    # lie within what our samples of the same seconds saw, give or take 10 points.
+    seen = [c["cpu_percent"] for c in samples]
+    assert min(seen) - 10 <= cli_cpu <= max(seen) + 10, f"ours {seen}, docker stats {cli_cpu} %"
     latest = samples[-1]
     assert latest["cpu_limit"] == 0.5
     # The alert rules' "CPU of its limit": 0.5 cores busy of a 0.5-core limit is about 100 %.
